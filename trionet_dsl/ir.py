@@ -1,0 +1,187 @@
+"""The typed IR: the single source of truth between text, graph, supernet and search.
+
+Every model is frozen and hashable, holds the user's spelling (a width written as
+``0.5x`` stays a multiplier, so ``trionet fmt`` keeps it) and compares by value, so
+``parse(emit(x)) == x`` is a meaningful property. Comments are part of the IR
+(``comments``: anchor path -> comment lines) so formatting never loses them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OP_KINDS: tuple[str, ...] = ("conv", "local", "axial")
+ATTENTION_KINDS: frozenset[str] = frozenset({"local", "axial"})
+DEFAULT_CONV_KERNEL = 3
+DEFAULT_LOCAL_SPAN = 7
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Op(_Node):
+    """One spatial operator choice: ``conv(kernel=3)``, ``local(span=7)``, ``axial`` …
+
+    ``heads`` overrides the block's head choices for this operator only.
+    """
+
+    kind: Literal["conv", "local", "axial"]
+    kernel: int | None = None
+    span: int | None = None
+    heads: tuple[int, ...] | None = None
+
+    @property
+    def is_attention(self) -> bool:
+        return self.kind in ATTENTION_KINDS
+
+    @property
+    def signature(self) -> str:
+        """The operator's identity without head choices, as written in arch files."""
+        if self.kind == "conv":
+            return f"conv(kernel={self.kernel})"
+        if self.kind == "local":
+            return f"local(span={self.span})"
+        return "axial" if self.span is None else f"axial(span={self.span})"
+
+    def without_heads(self) -> Op:
+        return self.model_copy(update={"heads": None})
+
+
+class Channels(_Node):
+    """An absolute channel count: ``48``."""
+
+    kind: Literal["abs"] = "abs"
+    value: int
+
+
+class ChannelRange(_Node):
+    """An inclusive range of channel counts: ``32..128 step 16``."""
+
+    kind: Literal["range"] = "range"
+    start: int
+    stop: int
+    step: int = 1
+
+
+class Multiplier(_Node):
+    """A multiple of the stage's base width: ``0.75x``."""
+
+    kind: Literal["mult"] = "mult"
+    factor: float
+
+
+WidthItem = Annotated[Union[Channels, ChannelRange, Multiplier], Field(discriminator="kind")]
+
+
+class BlockSpec(_Node):
+    """The searchable part of a block; ``None`` means 'inherit from the enclosing level'."""
+
+    ops: tuple[Op, ...] | None = None
+    width: tuple[WidthItem, ...] | None = None
+    heads: tuple[int, ...] | None = None
+
+
+class StemConv(_Node):
+    """``conv 7x7 64 stride 2``: conv (no bias) + BN + ReLU, padding kernel//2."""
+
+    kind: Literal["conv"] = "conv"
+    kernel: int
+    channels: int
+    stride: int = 1
+
+
+class StemPool(_Node):
+    """``maxpool 3x3 stride 2``: padding kernel//2, as torchvision's ResNet stem."""
+
+    kind: Literal["maxpool", "avgpool"]
+    kernel: int
+    stride: int = 1
+
+
+StemLayer = Annotated[Union[StemConv, StemPool], Field(discriminator="kind")]
+
+
+class BlockDefaults(_Node):
+    """``block bottleneck expansion 4 { ... }``: defaults for every block of the space."""
+
+    type: Literal["bottleneck"] = "bottleneck"
+    expansion: int = 4
+    spec: BlockSpec = BlockSpec()
+
+
+class BlockOverride(_Node):
+    """``block 0 { op axial; heads 8 }`` inside a stage."""
+
+    index: int
+    spec: BlockSpec
+
+
+class Stage(_Node):
+    """``stage s2 blocks 4 width 128 stride 2 { ... }``."""
+
+    name: str
+    blocks: int
+    width: int
+    stride: int = 1
+    expansion: int | None = None
+    spec: BlockSpec = BlockSpec()
+    overrides: tuple[BlockOverride, ...] = ()
+
+
+class InputShape(_Node):
+    channels: int
+    height: int
+    width: int
+
+
+class Space(_Node):
+    """A search space: a residual backbone whose blocks' spatial operators are choices."""
+
+    name: str
+    input: InputShape
+    classes: int
+    stem: tuple[StemLayer, ...] = ()
+    block: BlockDefaults = BlockDefaults()
+    stages: tuple[Stage, ...]
+    comments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    def __hash__(self) -> int:  # dict field: hash the canonical identity instead
+        return hash((self.name, self.stages))
+
+
+class ArchBlock(_Node):
+    """``s1.1 local(span=7) width 48 heads 8``: one block of a space, fixed."""
+
+    stage: str
+    index: int
+    op: Op
+    width: int
+    heads: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}.{self.index}"
+
+
+class Arch(_Node):
+    """One point of a space: every block's operator, width and heads fixed."""
+
+    name: str
+    space: str
+    blocks: tuple[ArchBlock, ...]
+    comments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.space, self.blocks))
+
+    def block(self, key: str) -> ArchBlock:
+        for b in self.blocks:
+            if b.key == key:
+                return b
+        raise KeyError(key)
+
+
+Document = Union[Space, Arch]

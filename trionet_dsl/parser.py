@@ -1,0 +1,471 @@
+"""Text -> IR: the lark grammar in ``grammars/space.lark`` plus a top-down builder.
+
+The builder records where every IR element came from (a *source map*: anchor path ->
+line/column), so semantic checks later can point at the exact token, and it attaches
+comments to the statement that follows them so ``fmt`` never drops one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Tree
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from trionet_dsl.errors import SpaceError, did_you_mean
+from trionet_dsl.ir import (
+    DEFAULT_CONV_KERNEL,
+    DEFAULT_LOCAL_SPAN,
+    OP_KINDS,
+    Arch,
+    ArchBlock,
+    BlockDefaults,
+    BlockOverride,
+    BlockSpec,
+    ChannelRange,
+    Channels,
+    InputShape,
+    Multiplier,
+    Op,
+    Space,
+    Stage,
+    StemConv,
+    StemPool,
+)
+
+_KEYWORD_TEXT = {
+    "BLOCKS": "'blocks'", "WIDTH": "'width'", "STRIDE": "'stride'", "EXPANSION": "'expansion'",
+    "HEADS": "'heads'", "SHAPE": "a shape like 3x3", "MULT": "a multiplier like 0.5x",
+    "INT": "an integer", "NAME": "a name", "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('",
+    "RPAR": "')'", "VBAR": "'|'", "COMMA": "','", "EQUAL": "'='", "DOT": "'.'", "_SEP": "';'",
+    "POOL": "'maxpool' or 'avgpool'", "$END": "end of file",
+}
+_STATEMENT_WORDS = (
+    "space", "arch", "input", "classes", "stem", "block", "stage", "op", "width", "heads",
+    "blocks", "stride", "expansion", "conv", "maxpool", "avgpool", "of", "step",
+)
+
+
+@functools.cache
+def _lark() -> Lark:
+    """The compiled LALR parser (built once per process; it is immutable)."""
+    try:
+        text = resources.files("trionet_dsl.grammars").joinpath("space.lark").read_text()
+    except (ModuleNotFoundError, FileNotFoundError):
+        text = (Path(__file__).resolve().parent.parent / "grammars" / "space.lark").read_text()
+    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+@dataclass
+class SourceMap:
+    """Where each IR element was written: anchor path -> (line, column, width)."""
+
+    file: str
+    source: str
+    spans: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def error(self, path: str, message: str, hint: str | None = None) -> SpaceError:
+        """A SpaceError located at ``path`` (or its nearest recorded ancestor)."""
+        p = path
+        while p and p not in self.spans:
+            p = p.rpartition(".")[0] if "." in p else ""
+        line, col, width = self.spans.get(p, (0, 0, 1))
+        return SpaceError(message, file=self.file, line=line, column=col, source=self.source,
+                          hint=hint, width=width)
+
+
+@dataclass
+class Parsed:
+    """A parsed document with its source map (for located semantic errors)."""
+
+    doc: Space | Arch
+    source_map: SourceMap
+
+
+# ---------------------------------------------------------------------------- helpers
+def _tok(node: Tree | Token) -> tuple[int, int, int]:
+    if isinstance(node, Token):
+        return (node.line or 0, node.column or 0, max(1, len(str(node))))
+    m = node.meta
+    if getattr(m, "empty", True):
+        return (0, 0, 1)
+    width = (m.end_pos - m.start_pos) if m.line == m.end_line else 1
+    return (m.line, m.column, max(1, width))
+
+
+def _children(tree: Tree) -> list:
+    return [c for c in tree.children if c is not None]
+
+
+class _Builder:
+    """Builds IR top-down so that every element's anchor path is known when it is made."""
+
+    def __init__(self, file: str, source: str) -> None:
+        self.smap = SourceMap(file, source)
+        self.anchors: list[tuple[int, str]] = []  # (line, path) of statement starts
+        self.ends: list[tuple[int, str]] = []  # (line, path) of closing braces
+
+    # -- bookkeeping
+    def at(self, path: str, node: Tree | Token, anchor: bool = False) -> None:
+        span = _tok(node)
+        self.smap.spans.setdefault(path, span)
+        if anchor:
+            self.anchors.append((span[0], path))
+
+    def end(self, path: str, node: Tree) -> None:
+        self.ends.append((_tok(node)[0], path))
+
+    def err(self, node: Tree | Token, message: str, hint: str | None = None) -> SpaceError:
+        line, col, width = _tok(node)
+        return SpaceError(message, file=self.smap.file, line=line, column=col,
+                          source=self.smap.source, hint=hint, width=width)
+
+    def int_(self, tok: Token, what: str, minimum: int = 1) -> int:
+        value = int(tok)
+        if value < minimum:
+            raise self.err(tok, f"{what} must be >= {minimum}, got {value}")
+        return value
+
+    def ints(self, items: list[Tree], what: str) -> tuple[int, ...]:
+        out: list[int] = []
+        for it in items:
+            if it.data == "i_one":
+                out.append(self.int_(it.children[0], what))
+            else:
+                start, stop, step = it.children
+                out.extend(self.range_(it, start, stop, step, what))
+        if len(set(out)) != len(out):
+            raise self.err(items[0], f"duplicate {what} choices: {out}", "list each choice once")
+        return tuple(out)
+
+    def range_(self, node: Tree, start: Token, stop: Token, step: Token | None, what: str) -> range:
+        a, b = self.int_(start, what), self.int_(stop, what)
+        s = self.int_(step, "step") if step is not None else 1
+        if b < a:
+            raise self.err(node, f"empty range {a}..{b}", f"write it as {b}..{a}")
+        return range(a, b + 1, s)
+
+    # -- documents
+    def document(self, tree: Tree) -> Space | Arch:
+        (top,) = tree.children
+        return self.space(top) if top.data == "space" else self.arch(top)
+
+    def space(self, t: Tree) -> Space:
+        name_tok, *items = t.children
+        end = items.pop()
+        self.at("space", name_tok, anchor=True)
+        self.end("end", end)
+        fields: dict = {"name": str(name_tok), "stem": (), "stages": []}
+        seen: dict[str, Tree] = {}
+        for it in items:
+            kind = it.data
+            if kind in ("input_stmt", "classes_stmt", "stem", "block_defaults") and kind in seen:
+                raise self.err(it, f"duplicate '{kind.split('_')[0]}' statement",
+                               f"it was first given on line {seen[kind].meta.line}")
+            seen[kind] = it
+            if kind == "input_stmt":
+                self.at("input", it, anchor=True)
+                dims = [int(d) for d in str(it.children[0]).split("x")]
+                if len(dims) != 3:
+                    raise self.err(it.children[0], f"input must be CxHxW, got {it.children[0]}",
+                                   "for example: input 3x224x224")
+                if min(dims) < 1:
+                    raise self.err(it.children[0], "input dimensions must be >= 1")
+                fields["input"] = InputShape(channels=dims[0], height=dims[1], width=dims[2])
+            elif kind == "classes_stmt":
+                self.at("classes", it, anchor=True)
+                fields["classes"] = self.int_(it.children[0], "classes")
+            elif kind == "stem":
+                fields["stem"] = self.stem(it)
+            elif kind == "block_defaults":
+                fields["block"] = self.block_defaults(it)
+            elif kind == "stage":
+                fields["stages"].append(self.stage(it))
+        for kind, example in (("input_stmt", "input 3x224x224"), ("classes_stmt", "classes 1000")):
+            if kind not in seen:
+                word = kind.split("_")[0]
+                raise self.err(name_tok, f"space '{name_tok}' has no '{word}' statement",
+                               f"add a line such as: {example}")
+        if not fields["stages"]:
+            raise self.err(name_tok, f"space '{name_tok}' has no stages",
+                           "add e.g.: stage s1 blocks 3 width 64 stride 1")
+        names = [s.name for s in fields["stages"]]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise self.smap.error(f"stage.{n}#{i}", f"duplicate stage name '{n}'",
+                                      "every stage needs its own name")
+        fields["stages"] = tuple(fields["stages"])
+        return Space(**fields)
+
+    def stem(self, t: Tree) -> tuple:
+        *layers, end = t.children
+        self.at("stem", t, anchor=True)
+        self.end("stem.end", end)
+        out = []
+        for i, layer in enumerate(layers):
+            path = f"stem.{i}"
+            self.at(path, layer, anchor=True)
+            if layer.data == "stem_conv":
+                shape, ch, stride = layer.children
+                k = self.square(shape)
+                out.append(StemConv(kernel=k, channels=self.int_(ch, "channels"),
+                                    stride=self.stride(stride)))
+            else:
+                pool, shape, stride = layer.children
+                out.append(StemPool(kind=str(pool), kernel=self.square(shape), stride=self.stride(stride)))
+        return tuple(out)
+
+    def square(self, shape: Token) -> int:
+        dims = [int(d) for d in str(shape).split("x")]
+        if len(dims) != 2 or dims[0] != dims[1]:
+            raise self.err(shape, f"kernel must be square KxK, got {shape}", "for example: 3x3")
+        if dims[0] < 1:
+            raise self.err(shape, "kernel size must be >= 1")
+        return dims[0]
+
+    def stride(self, t: Tree | None) -> int:
+        return 1 if t is None else self.int_(t.children[1], "stride")
+
+    def block_defaults(self, t: Tree) -> BlockDefaults:
+        type_tok, expansion, *stmts = t.children
+        end = stmts.pop()
+        self.at("block", t, anchor=True)
+        self.end("block.end", end)
+        if str(type_tok) != "bottleneck":
+            raise self.err(type_tok, f"unknown block type '{type_tok}'", did_you_mean(str(type_tok), ["bottleneck"]))
+        exp = 4 if expansion is None else self.int_(expansion.children[1], "expansion")
+        return BlockDefaults(expansion=exp, spec=self.spec(stmts, "block"))
+
+    def spec(self, stmts: list[Tree], path: str) -> BlockSpec:
+        fields: dict = {}
+        for st in stmts:
+            key = {"op_stmt": "ops", "width_stmt": "width", "heads_stmt": "heads"}[st.data]
+            word = {"ops": "op", "width": "width", "heads": "heads"}[key]
+            if key in fields:
+                raise self.err(st, f"duplicate '{word}' statement", "give each of op/width/heads once per level")
+            spath = f"{path}.{word}"
+            self.at(spath, st, anchor=True)
+            if key == "ops":
+                ops = [self.op(o, f"{spath}.{i}") for i, o in enumerate(st.children)]
+                sigs = [o.signature for o in ops]
+                for i, s in enumerate(sigs):
+                    if s in sigs[:i]:
+                        raise self.err(st.children[i], f"duplicate operator choice {s}")
+                fields["ops"] = tuple(ops)
+            elif key == "width":
+                fields["width"] = tuple(self.width_item(w) for w in st.children[1:])
+            else:
+                fields["heads"] = self.ints(st.children[1:], "heads")
+        return BlockSpec(**fields)
+
+    def op(self, t: Tree, path: str) -> Op:
+        name_tok, args = t.children
+        name = str(name_tok)
+        self.at(path, t)
+        if name not in OP_KINDS:
+            raise self.err(name_tok, f"unknown operator '{name}'", did_you_mean(name, OP_KINDS))
+        allowed = {"conv": ("kernel",), "local": ("span", "heads"), "axial": ("span", "heads")}[name]
+        given: dict[str, tuple[int, ...]] = {}
+        for arg in _children(args) if args is not None else []:
+            key_tok, *vals = arg.children
+            key = str(key_tok)
+            if key not in allowed:
+                raise self.err(key_tok, f"operator '{name}' has no argument '{key}'",
+                               did_you_mean(key, allowed))
+            if key in given:
+                raise self.err(key_tok, f"argument '{key}' given twice")
+            self.at(f"{path}.{key}", arg)
+            given[key] = self.ints(vals, key)
+        for key in ("kernel", "span"):
+            if key in given and len(given[key]) != 1:
+                raise self.err(t, f"'{key}' takes one value; list separate operators to search it",
+                               f"e.g. op {name}({key}=3) | {name}({key}=5)")
+        kernel = given.get("kernel", (DEFAULT_CONV_KERNEL,))[0] if name == "conv" else None
+        span = given["span"][0] if "span" in given else (DEFAULT_LOCAL_SPAN if name == "local" else None)
+        return Op(kind=name, kernel=kernel, span=span, heads=given.get("heads"))
+
+    def width_item(self, t: Tree):
+        if t.data == "w_abs":
+            return Channels(value=self.int_(t.children[0], "width"))
+        if t.data == "w_mult":
+            factor = float(str(t.children[0])[:-1])
+            if factor <= 0:
+                raise self.err(t.children[0], "width multiplier must be > 0")
+            return Multiplier(factor=factor)
+        start, stop, step = t.children
+        r = self.range_(t, start, stop, step, "width")
+        return ChannelRange(start=r.start, stop=int(stop), step=r.step)
+
+    def stage(self, t: Tree) -> Stage:
+        name_tok, *rest = t.children
+        name = str(name_tok)
+        path = f"stage.{name}"
+        # a duplicate name is reported at its second occurrence
+        idx = sum(1 for p in self.smap.spans if p.startswith("stage.") and p.count(".") == 1)
+        self.at(f"stage.{name}#{idx}", name_tok)
+        self.at(path, t, anchor=True)
+        body = rest.pop() if rest and isinstance(rest[-1], Tree) and rest[-1].data == "stage_body" else None
+        attrs: dict[str, int] = {}
+        for a in rest:
+            kw, val = a.children
+            key = str(kw)
+            if key in attrs:
+                raise self.err(kw, f"stage attribute '{key}' given twice")
+            self.at(f"{path}.attr.{key}", a)
+            attrs[key] = self.int_(val, key)
+        for key, example in (("blocks", "blocks 3"), ("width", "width 64")):
+            if key not in attrs:
+                raise self.err(name_tok, f"stage '{name}' needs '{key}'", f"add e.g. '{example}' after the name")
+        stmts, overrides = [], []
+        if body is not None:
+            *items, end = body.children
+            self.end(f"{path}.end", end)
+            for it in items:
+                if it.data == "override":
+                    overrides.append(it)
+                else:
+                    stmts.append(it)
+        spec = self.spec(stmts, path)
+        ovs = []
+        seen: set[int] = set()
+        for o in overrides:
+            idx_tok, *ostmts = o.children
+            oend = ostmts.pop()
+            index = self.int_(idx_tok, "block index", minimum=0)
+            opath = f"{path}.block.{index}"
+            if index in seen:
+                raise self.err(idx_tok, f"block {index} of stage '{name}' is overridden twice")
+            if index >= attrs["blocks"]:
+                raise self.err(idx_tok, f"stage '{name}' has {attrs['blocks']} blocks; there is no block {index}",
+                               f"block indices run from 0 to {attrs['blocks'] - 1}")
+            seen.add(index)
+            self.at(opath, o, anchor=True)
+            self.end(f"{opath}.end", oend)
+            ovs.append(BlockOverride(index=index, spec=self.spec(ostmts, opath)))
+        return Stage(name=name, blocks=attrs["blocks"], width=attrs["width"], stride=attrs.get("stride", 1),
+                     expansion=attrs.get("expansion"), spec=spec, overrides=tuple(ovs))
+
+    def arch(self, t: Tree) -> Arch:
+        name_tok, space_tok, *blocks = t.children
+        end = blocks.pop()
+        self.at("arch", name_tok, anchor=True)
+        self.end("end", end)
+        out: list[ArchBlock] = []
+        keys: set[str] = set()
+        for b in blocks:
+            stage_tok, idx_tok, op_tree, *attrs = b.children
+            key = f"{stage_tok}.{int(idx_tok)}"
+            path = f"arch.{key}"
+            if key in keys:
+                raise self.err(stage_tok, f"block {key} is given twice")
+            keys.add(key)
+            self.at(path, b, anchor=True)
+            op = self.op(op_tree, f"{path}.op")
+            if op.heads is not None:
+                raise self.err(op_tree, "an arch block fixes heads with 'heads N', not inside the operator",
+                               f"write: {key} {op.signature} width W heads {op.heads[0]}")
+            vals: dict[str, int] = {}
+            for a in attrs:
+                kw, val = a.children
+                if str(kw) in vals:
+                    raise self.err(kw, f"'{kw}' given twice")
+                self.at(f"{path}.{kw}", a)
+                vals[str(kw)] = self.int_(val, str(kw))
+            if "width" not in vals:
+                raise self.err(b, f"block {key} needs a width", f"write: {key} {op.signature} width 64")
+            out.append(ArchBlock(stage=str(stage_tok), index=int(idx_tok), op=op, width=vals["width"],
+                                 heads=vals.get("heads")))
+        return Arch(name=str(name_tok), space=str(space_tok), blocks=tuple(out))
+
+    # -- comments
+    def attach_comments(self, comments: list[Token]) -> dict[str, tuple[str, ...]]:
+        """Each comment goes to the next statement (or closing brace) at or after its line."""
+        marks = sorted([(line, 0, p) for line, p in self.anchors] + [(line, 1, p) for line, p in self.ends])
+        lines = [m[0] for m in marks]
+        out: dict[str, list[str]] = {}
+        for c in comments:
+            i = bisect.bisect_left(lines, c.line)
+            # a trailing comment belongs to the statement that starts on its own line
+            same = [m for m in marks if m[0] == c.line and m[1] == 0]
+            path = same[-1][2] if same else (marks[i][2] if i < len(marks) else "end")
+            out.setdefault(path, []).append(str(c)[1:].rstrip())
+        return {k: tuple(v) for k, v in out.items()}
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
+    line, col = exc.line, exc.column
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        return SpaceError("unexpected end of file", file=file, line=line, column=col, source=text,
+                          hint="a '}' is probably missing")
+    if isinstance(exc, UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
+        return SpaceError(f"unexpected character {ch!r}", file=file, line=line, column=col, source=text,
+                          hint="names are letters, digits and '_'; comments start with '#'")
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    expected = sorted({_KEYWORD_TEXT.get(e, f"'{e.lower()}'") for e in exc.expected if not e.startswith("__")})
+    hint = f"expected {', '.join(expected)}" if expected else None
+    if tok.type == "NAME":
+        close = did_you_mean(str(tok), _STATEMENT_WORDS)
+        if close and close.startswith("did you mean"):
+            hint = close.split(" (")[0] + (f"; {hint}" if hint else "")
+    return SpaceError(f"unexpected {str(tok)!r}", file=file, line=line, column=col, source=text,
+                      hint=hint, width=len(str(tok)))
+
+
+def parse_document(text: str, file: str = "<input>") -> Parsed:
+    """Parse text into IR (Space or Arch) plus its source map; raises SpaceError only."""
+    if not isinstance(text, str):
+        raise SpaceError("input is not text", file=file)
+    comments: list[Token] = []
+    try:
+        tree = _parse_with_comments(_lark(), text, comments)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, file) from None
+    except LarkError as exc:  # pragma: no cover - defensive: any other lark failure
+        raise SpaceError(f"could not parse: {exc}", file=file, source=text) from None
+    builder = _Builder(file, text)
+    doc = builder.document(tree)
+    notes = builder.attach_comments(comments)
+    if notes:
+        doc = doc.model_copy(update={"comments": notes})
+    return Parsed(doc, builder.smap)
+
+
+def _parse_with_comments(parser: Lark, text: str, sink: list[Token]) -> Tree:
+    """Parse and collect comment tokens (lark ignores them; we keep them for fmt)."""
+    tokens = []
+    for m in re.finditer(r"#[^\n]*", text):
+        # the language has no strings, so every '#' starts a comment
+        line = text.count("\n", 0, m.start()) + 1
+        col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+        tok = Token("COMMENT", m.group(0), start_pos=m.start(), line=line, column=col)
+        tokens.append(tok)
+    sink.extend(tokens)
+    return parser.parse(text)
+
+
+def parse(text: str, file: str = "<input>") -> Space | Arch:
+    """Parse `.space` or `.arch` text into IR (syntax and structural checks only)."""
+    return parse_document(text, file).doc
+
+
+def read_text(path: str | Path) -> str:
+    """Read a source file, turning OS and decoding failures into SpaceError."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise SpaceError(f"cannot read {p}: {exc.strerror or exc}", file=str(p)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpaceError(f"{p} is not UTF-8 text (byte {exc.start})", file=str(p),
+                         hint="a .space file is plain text") from None

@@ -1,0 +1,286 @@
+"""Semantic checks and resolution: IR -> concrete per-block choice sets.
+
+Resolution applies the three levels of defaults (space ``block`` -> stage -> ``block N``
+override), turns widths written as ranges and multipliers into channel counts, and
+propagates channels and spatial sizes through the backbone. Everything downstream
+(graph, supernet, cost model, sampling) reads the resolved form, never re-deriving it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from trionet_dsl.errors import SpaceError, did_you_mean
+from trionet_dsl.ir import Arch, ArchBlock, BlockSpec, Multiplier, ChannelRange, Channels, Op, Space
+from trionet_dsl.parser import SourceMap
+
+
+@dataclass(frozen=True)
+class OpOption:
+    """An operator of a block with the head counts it may use (``()`` for conv)."""
+
+    op: Op  # heads stripped: identity only
+    heads: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One (operator, width, heads) point of a block."""
+
+    op: Op
+    width: int
+    heads: int | None
+
+
+@dataclass(frozen=True)
+class ResolvedBlock:
+    """A bottleneck block with every default applied and every shape known."""
+
+    stage: str
+    index: int
+    in_channels: int
+    out_channels: int
+    stride: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    widths: tuple[int, ...]
+    options: tuple[OpOption, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}.{self.index}"
+
+    @property
+    def has_projection(self) -> bool:
+        """A 1x1 projection shortcut is needed when the shape changes (as in ResNet)."""
+        return self.stride != 1 or self.in_channels != self.out_channels
+
+    @cached_property
+    def choices(self) -> tuple[Choice, ...]:
+        """Every (op, width, heads) combination, operator-major, in declaration order."""
+        out = []
+        for opt in self.options:
+            for w in self.widths:
+                for h in opt.heads or (None,):
+                    out.append(Choice(opt.op, w, h))
+        return tuple(out)
+
+    @property
+    def num_choices(self) -> int:
+        return sum(len(self.widths) * max(1, len(o.heads)) for o in self.options)
+
+    def option(self, op: Op) -> OpOption | None:
+        sig = op.signature
+        for o in self.options:
+            if o.op.signature == sig:
+                return o
+        return None
+
+    @property
+    def max_width(self) -> int:
+        return max(self.widths)
+
+
+@dataclass(frozen=True)
+class ResolvedSpace:
+    """A validated space: the IR plus its resolved blocks and stem geometry."""
+
+    space: Space
+    stem_channels: int
+    stem_hw: tuple[int, int]
+    blocks: tuple[ResolvedBlock, ...]
+
+    @cached_property
+    def by_key(self) -> dict[str, ResolvedBlock]:
+        return {b.key: b for b in self.blocks}
+
+    @property
+    def name(self) -> str:
+        return self.space.name
+
+    @property
+    def final_channels(self) -> int:
+        return self.blocks[-1].out_channels if self.blocks else self.stem_channels
+
+    @property
+    def size(self) -> int:
+        """Number of distinct architectures: the product of per-block choice counts (exact)."""
+        return math.prod(b.num_choices for b in self.blocks)
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """Output length of a conv/pool with padding kernel//2 (PyTorch's floor formula)."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def _merge(*specs: BlockSpec) -> BlockSpec:
+    fields: dict = {}
+    for s in specs:
+        for k in ("ops", "width", "heads"):
+            v = getattr(s, k)
+            if v is not None:
+                fields[k] = v
+    return BlockSpec(**fields)
+
+
+def _spec_path(space: Space, stage_i: int, index: int, field: str) -> str:
+    """The most specific place in the source where ``field`` of a block was set."""
+    st = space.stages[stage_i]
+    for o in st.overrides:
+        if o.index == index and getattr(o.spec, {"op": "ops"}.get(field, field)) is not None:
+            return f"stage.{st.name}.block.{index}.{field}"
+    if getattr(st.spec, {"op": "ops"}.get(field, field)) is not None:
+        return f"stage.{st.name}.{field}"
+    if getattr(space.block.spec, {"op": "ops"}.get(field, field)) is not None:
+        return f"block.{field}"
+    return f"stage.{st.name}"
+
+
+def _widths(items, base: int, err) -> tuple[int, ...]:
+    out: list[int] = []
+    for it in items:
+        if isinstance(it, Channels):
+            vals = [it.value]
+        elif isinstance(it, ChannelRange):
+            vals = list(range(it.start, it.stop + 1, it.step))
+        else:
+            assert isinstance(it, Multiplier)
+            v = round(it.factor * base)
+            if v < 1:
+                raise err(f"width {it.factor}x of base width {base} is {it.factor * base:g} < 1 channel",
+                          "use a larger multiplier or an absolute width")
+            vals = [v]
+        for v in vals:
+            if v in out:
+                raise err(f"width choices resolve to {v} channels twice",
+                          "multipliers are rounded to whole channels; list each width once")
+            out.append(v)
+    return tuple(sorted(out))
+
+
+def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
+    """Validate a space and resolve every block; raises SpaceError pointing at the cause."""
+
+    def error(path: str, message: str, hint: str | None = None) -> SpaceError:
+        if smap is None:
+            return SpaceError(message, file=space.name, hint=hint)
+        return smap.error(path, message, hint)
+
+    c, h, w = space.input.channels, space.input.height, space.input.width
+    for i, layer in enumerate(space.stem):
+        if layer.kernel % 2 == 0:
+            raise error(f"stem.{i}", f"stem kernel {layer.kernel} is even", "use an odd kernel (padding is k//2)")
+        h, w = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
+        if layer.kind == "conv":
+            c = layer.channels
+        if h < 1 or w < 1:
+            raise error(f"stem.{i}", "the stem shrinks the input below 1 pixel", "use a larger input or fewer strides")
+    stem_c, stem_hw = c, (h, w)
+    blocks: list[ResolvedBlock] = []
+    for si, st in enumerate(space.stages):
+        expansion = st.expansion if st.expansion is not None else space.block.expansion
+        out_c = st.width * expansion
+        overrides = {o.index: o.spec for o in st.overrides}
+        for bi in range(st.blocks):
+            spec = _merge(space.block.spec, st.spec, overrides.get(bi, BlockSpec()))
+            key = f"{st.name}.{bi}"
+
+            def err_at(field: str):
+                path = _spec_path(space, si, bi, field)
+                return lambda m, hint=None: error(path, f"block {key}: {m}", hint)
+
+            if not spec.ops:
+                raise error(f"stage.{st.name}", f"block {key} has no operator",
+                            "add 'op conv(kernel=3)' to the space's block defaults or the stage")
+            widths = _widths(spec.width or (Multiplier(factor=1.0),), st.width, err_at("width"))
+            options = []
+            for op in spec.ops:
+                size = op.kernel if op.kind == "conv" else op.span
+                if size is not None and size % 2 == 0:
+                    raise err_at("op")(f"{op.signature} has an even size", "kernels and spans must be odd")
+                heads: tuple[int, ...] = ()
+                if op.is_attention:
+                    heads = op.heads or spec.heads or ()
+                    if not heads:
+                        raise err_at("op")(f"attention operator {op.signature} has no head choices",
+                                           "add e.g. 'heads 4 | 8' or write it as "
+                                           f"{op.kind}(heads=8)")
+                    for wd in widths:
+                        bad = [hd for hd in heads if wd % hd]
+                        if bad:
+                            good = [d for d in range(1, min(wd, 64) + 1) if wd % d == 0]
+                            raise err_at("heads" if op.heads is None else "op")(
+                                f"{bad[0]} heads do not divide width {wd} ({op.signature})",
+                                f"head counts dividing {wd}: {', '.join(map(str, good))}")
+                elif op.heads:
+                    raise err_at("op")("conv takes no heads")
+                options.append(OpOption(op.without_heads(), tuple(sorted(heads))))
+            stride = st.stride if bi == 0 else 1
+            in_c = blocks[-1].out_channels if blocks else stem_c
+            oh, ow = -(-h // stride), -(-w // stride)
+            blocks.append(ResolvedBlock(st.name, bi, in_c, out_c, stride, (h, w), (oh, ow), widths, tuple(options)))
+            h, w = oh, ow
+    return ResolvedSpace(space, stem_c, stem_hw, tuple(blocks))
+
+
+def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> Arch:
+    """Check every block of ``arch`` is a point of the space; fills in fixed blocks.
+
+    Returns the arch with blocks in space order (so equal architectures compare equal).
+    """
+
+    def error(path: str, message: str, hint: str | None = None) -> SpaceError:
+        if smap is None:
+            return SpaceError(message, file=arch.name, hint=hint)
+        return smap.error(path, message, hint)
+
+    if arch.space != rs.name:
+        raise error("arch", f"arch '{arch.name}' is of space '{arch.space}', not '{rs.name}'",
+                    "check the 'of <space>' part of the header")
+    given = {b.key: b for b in arch.blocks}
+    for key, b in given.items():
+        path = f"arch.{key}"
+        rb = rs.by_key.get(key)
+        if rb is None:
+            raise error(path, f"space '{rs.name}' has no block {key}", did_you_mean(key, list(rs.by_key)))
+        opt = rb.option(b.op)
+        if opt is None:
+            raise error(f"{path}.op", f"block {key}: {b.op.signature} is not a choice of this block",
+                        f"choices: {' | '.join(o.op.signature for o in rb.options)}")
+        if b.width not in rb.widths:
+            raise error(f"{path}.width", f"block {key}: width {b.width} is not a choice of this block",
+                        f"widths: {', '.join(map(str, rb.widths))}")
+        if opt.heads:
+            if b.heads is None:
+                raise error(path, f"block {key}: {b.op.signature} needs 'heads N'",
+                            f"heads: {', '.join(map(str, opt.heads))}")
+            if b.heads not in opt.heads:
+                raise error(f"{path}.heads", f"block {key}: {b.heads} heads is not a choice of {b.op.signature}",
+                            f"heads: {', '.join(map(str, opt.heads))}")
+        elif b.heads is not None:
+            raise error(f"{path}.heads", f"block {key}: {b.op.signature} takes no heads")
+    blocks = []
+    missing = []
+    for rb in rs.blocks:
+        if rb.key in given:
+            blocks.append(given[rb.key])
+        elif rb.num_choices == 1:
+            c = rb.choices[0]
+            blocks.append(ArchBlock(stage=rb.stage, index=rb.index, op=c.op, width=c.width, heads=c.heads))
+        else:
+            missing.append(rb.key)
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise error("end", f"arch '{arch.name}' does not fix block{'s' if len(missing) > 1 else ''} {shown}",
+                    "every searchable block needs a line such as: "
+                    f"{missing[0]} {rs.by_key[missing[0]].options[0].op.signature} width "
+                    f"{rs.by_key[missing[0]].widths[-1]}")
+    return arch.model_copy(update={"blocks": tuple(blocks)})
+
+
+def arch_choices(rs: ResolvedSpace, arch: Arch) -> tuple[Choice, ...]:
+    """The arch as one Choice per resolved block (assumes ``check_arch`` passed)."""
+    by = {b.key: b for b in arch.blocks}
+    return tuple(Choice(by[rb.key].op, by[rb.key].width, by[rb.key].heads) for rb in rs.blocks)
