@@ -1,0 +1,246 @@
+"""The ``trionet`` command: thin typer wiring over the library (every command is a library call).
+
+Errors the user can fix (SpaceError) print as one located, caret-marked message and exit 2;
+Ctrl-C exits 130 after the command has saved what it can.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trionet_dsl.errors import SpaceError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compile, train, search and export TrioNet search spaces written in the .space language.")
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 132)
+
+
+def _fail(err: SpaceError) -> None:
+    con = _console(stderr=True)
+    text = err.render()
+    first, _, rest = text.partition("\n")
+    con.print(f"[bold red]{_esc(first)}[/]")
+    if rest:
+        con.print(_esc(rest))
+    raise typer.Exit(2)
+
+
+def _esc(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn SpaceError into a clean exit 2 and Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpaceError as err:
+            _fail(err)
+        except KeyboardInterrupt:
+            _console(stderr=True).print("[yellow]interrupted[/]")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def _human(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:g}"
+
+
+# ----------------------------------------------------------------------------- compile
+@app.command("compile")
+@guarded
+def compile_cmd(
+    file: Path = typer.Argument(..., help="a .space or .arch file"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    graph: Optional[Path] = typer.Option(None, "--graph", help="write the layer graph: .dot, .json, .svg, .png"),
+    space: Optional[Path] = typer.Option(None, "--space", help="the space of an .arch file (default: found by name)"),
+    costs: bool = typer.Option(True, "--costs/--no-costs", help="report params/FLOPs (min/max over the space)"),
+) -> None:
+    """Parse, validate and summarise a space (or an arch): stages, blocks, choices, exact space size."""
+    from trionet_dsl.compile_report import report
+    from trionet_dsl.loader import load_any
+
+    doc = load_any(file, space)
+    rep = report(doc, with_costs=costs)
+    if graph is not None:
+        from trionet_dsl.graph import build_graph, write_graph
+
+        rs = doc if not hasattr(doc, "arch") else doc.space
+        write_graph(build_graph(rs), graph)
+        rep["graph_file"] = str(graph)
+    if as_json:
+        typer.echo(json.dumps(rep, indent=1))
+        return
+    _print_report(rep)
+
+
+def _print_report(rep: dict) -> None:
+    con = _console()
+    if rep["kind"] == "space":
+        con.print(f"[bold]space {rep['name']}[/]  input {rep['input']}  classes {rep['classes']}")
+        t = Table(title="stages")
+        for col in ("stage", "blocks", "in", "out", "choices/block", "stage size"):
+            t.add_column(col, justify="right" if col not in ("stage", "in", "out") else "left")
+        for s in rep["stages"]:
+            t.add_row(s["name"], str(s["blocks"]), s["in"], s["out"], " ".join(map(str, s["choices_per_block"])),
+                      f"{s['size']:,}")
+        con.print(t)
+        t = Table(title="blocks")
+        for col in ("block", "in -> out", "stride", "operators", "widths", "heads", "choices"):
+            t.add_column(col)
+        for b in rep["blocks"]:
+            t.add_row(b["key"], f"{b['in']} -> {b['out']}", str(b["stride"]), " | ".join(b["ops"]),
+                      " ".join(map(str, b["widths"])),
+                      "; ".join(f"{k.split('(')[0]}: {' '.join(map(str, v))}" for k, v in b["heads"].items()) or "-",
+                      str(b["choices"]))
+        con.print(t)
+        con.print(f"space size: [bold]{rep['size']:,}[/] architectures (= {rep['size_sci']})")
+        if "costs" in rep:
+            c = rep["costs"]
+            con.print(f"params: {_human(c['params_min'])} .. {_human(c['params_max'])}   "
+                      f"FLOPs (multiply-adds): {_human(c['flops_min'])} .. {_human(c['flops_max'])}   "
+                      f"supernet params: {_human(c['supernet_params'])}")
+    else:
+        con.print(f"[bold]arch {rep['name']}[/] of space {rep['space']}")
+        t = Table()
+        for col in ("block", "operator", "width", "heads"):
+            t.add_column(col)
+        for b in rep["blocks"]:
+            t.add_row(b["key"], b["op"], str(b["width"]), str(b["heads"] or "-"))
+        con.print(t)
+        if "costs" in rep:
+            c = rep["costs"]
+            con.print(f"params: {c['params']:,} ({_human(c['params'])})   FLOPs (multiply-adds): "
+                      f"{c['flops']:,} ({_human(c['flops'])})")
+    if rep.get("graph_file"):
+        con.print(f"graph written to {rep['graph_file']}")
+
+
+# ----------------------------------------------------------------------------- fmt
+@app.command("fmt")
+@guarded
+def fmt_cmd(
+    files: list[Path] = typer.Argument(..., help=".space / .arch files"),
+    check: bool = typer.Option(False, "--check", help="only report files that are not canonical; exit 1 if any"),
+) -> None:
+    """Rewrite files in canonical form (comments kept); --check for CI."""
+    from trionet_dsl.emit import emit
+    from trionet_dsl.parser import parse_document, read_text
+
+    con = _console()
+    dirty = []
+    for f in files:
+        text = read_text(f)
+        out = emit(parse_document(text, str(f)).doc)
+        if out != text:
+            dirty.append(f)
+            if not check:
+                _atomic_write_text(f, out)
+                con.print(f"reformatted {f}")
+        elif not check:
+            con.print(f"unchanged {f}")
+    if check:
+        for f in dirty:
+            con.print(f"would reformat {f}")
+        if dirty:
+            raise typer.Exit(1)
+        con.print(f"{len(files)} file(s) canonical")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    from trionet_dsl.io import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+# ----------------------------------------------------------------------------- diff
+@app.command("diff")
+@guarded
+def diff_cmd(
+    a: Path = typer.Argument(..., help="first .arch (or .space)"),
+    b: Path = typer.Argument(..., help="second .arch (or .space)"),
+    as_json: bool = typer.Option(False, "--json"),
+    space: Optional[Path] = typer.Option(None, "--space", help="space of the archs (default: found by name)"),
+    history: list[Path] = typer.Option([], "--history", help="search histories (JSON lines) to read accuracies from"),
+) -> None:
+    """What changed between two archs (per block) or two spaces (choices added/removed)."""
+    from trionet_dsl.diff_report import diff_report
+
+    rep = diff_report(a, b, space=space, histories=history)
+    if as_json:
+        typer.echo(json.dumps(rep, indent=1))
+        return
+    con = _console()
+    if rep["kind"] == "arch":
+        t = Table(title=f"{rep['a']} -> {rep['b']}")
+        for col in ("block", rep["a"], rep["b"], "changed"):
+            t.add_column(col)
+        for r in rep["blocks"]:
+            style = "bold yellow" if r["changed"] else "dim"
+            t.add_row(r["block"], r["a"] or "-", r["b"] or "-", ", ".join(r["changed"]) or "=", style=style)
+        con.print(t)
+        con.print(f"{rep['n_changed']} block(s) changed, {rep['n_equal']} equal")
+        if "costs" in rep:
+            t = Table(title="cost")
+            for col in ("", rep["a"], rep["b"], "delta"):
+                t.add_column(col, justify="right")
+            for k in ("params", "flops") + (("accuracy",) if "accuracy" in rep["costs"] else ()):
+                x, y = rep["costs"][k]["a"], rep["costs"][k]["b"]
+                fmt = (lambda v: "-" if v is None else f"{v:.4f}") if k == "accuracy" else (
+                    lambda v: f"{v:,} ({_human(v)})")
+                delta = "-" if x is None or y is None else (f"{y - x:+.4f}" if k == "accuracy" else f"{y - x:+,}")
+                t.add_row(k, fmt(x), fmt(y), delta)
+            con.print(t)
+    else:
+        for h in rep["header"]:
+            con.print(f"[yellow]{_esc(h)}[/]")
+        t = Table(title=f"space {rep['a']} -> {rep['b']}")
+        for col in ("block", "status", "added", "removed", "choices"):
+            t.add_column(col)
+        for r in rep["blocks"]:
+            t.add_row(r["block"], r["status"], r["added"] or "-", r["removed"] or "-",
+                      f"{r['choices_a']} -> {r['choices_b']}", style="dim" if r["status"] == "same" else None)
+        con.print(t)
+        con.print(f"space size {rep['size_a']:,} -> {rep['size_b']:,}")
+
+
+# ----------------------------------------------------------------------------- schema
+@app.command("schema")
+@guarded
+def schema_cmd(kind: str = typer.Argument("space", help="space | arch")) -> None:
+    """JSON Schema of the IR (generated by pydantic)."""
+    from trionet_dsl.errors import did_you_mean
+    from trionet_dsl.ir import Arch, Space
+
+    models = {"space": Space, "arch": Arch}
+    if kind not in models:
+        raise SpaceError(f"unknown schema '{kind}'", hint=did_you_mean(kind, models))
+    typer.echo(json.dumps(models[kind].model_json_schema(), indent=1))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

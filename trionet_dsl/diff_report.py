@@ -1,0 +1,60 @@
+"""The data behind ``trionet diff``: arch-vs-arch or space-vs-space, plus costs and accuracies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trionet_dsl.diff import diff_archs, diff_spaces
+from trionet_dsl.errors import SpaceError
+from trionet_dsl.loader import LoadedArch, load_any
+
+
+def _accuracy(histories: list[Path], arch_text_key: str) -> float | None:
+    best = None
+    for h in histories:
+        try:
+            lines = Path(h).read_text().splitlines()
+        except OSError as exc:
+            raise SpaceError(f"cannot read history {h}: {exc.strerror}") from None
+        for n, line in enumerate(lines, 1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise SpaceError(f"{h}:{n}: not a JSON line", hint="--history takes the .jsonl a search wrote") from None
+            if rec.get("arch_key") == arch_text_key and rec.get("accuracy") is not None:
+                best = rec["accuracy"] if best is None else max(best, rec["accuracy"])
+    return best
+
+
+def diff_report(a: Path, b: Path, space: Path | None = None, histories: list[Path] | None = None) -> dict:
+    da, db = load_any(a, space), load_any(b, space)
+    if isinstance(da, LoadedArch) != isinstance(db, LoadedArch):
+        raise SpaceError("cannot diff an arch against a space", file=str(b), hint="give two .arch or two .space files")
+    if isinstance(da, LoadedArch):
+        d = diff_archs(da.arch, db.arch)
+        rep: dict = {"kind": "arch", "a": d.a, "b": d.b,
+                     "blocks": [c.model_dump() for c in d.blocks],
+                     "n_changed": len(d.changed), "n_equal": len(d.equal)}
+        try:
+            from trionet_dsl.cost import arch_cost
+        except ImportError:
+            return rep
+        ca, cb = arch_cost(da.space, da.arch), arch_cost(db.space, db.arch)
+        rep["costs"] = {"params": {"a": ca.params, "b": cb.params}, "flops": {"a": ca.flops, "b": cb.flops}}
+        if histories:
+            from trionet_dsl.search.history import arch_key
+
+            rep["costs"]["accuracy"] = {"a": _accuracy(histories, arch_key(da.arch)),
+                                        "b": _accuracy(histories, arch_key(db.arch))}
+        return rep
+    d = diff_spaces(da, db)
+    rows = []
+    for r in d.blocks:
+        added = [*r.ops_added, *(f"w{w}" for w in r.widths_added),
+                 *(f"{k.split('(')[0]} h{h}" for k, v in r.heads_added.items() for h in v)]
+        removed = [*r.ops_removed, *(f"w{w}" for w in r.widths_removed),
+                   *(f"{k.split('(')[0]} h{h}" for k, v in r.heads_removed.items() for h in v)]
+        rows.append(r.model_dump() | {"added": ", ".join(added), "removed": ", ".join(removed)})
+    return {"kind": "space", "a": d.a, "b": d.b, "header": d.header, "blocks": rows,
+            "size_a": d.size_a, "size_b": d.size_b}

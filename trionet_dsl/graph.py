@@ -1,0 +1,159 @@
+"""Resolved space -> ``networkx.DiGraph`` of layers: inspectable, countable, drawable.
+
+Each bottleneck becomes ``reduce`` (1x1) -> ``op`` (the choice node) -> ``expand`` (1x1)
+-> ``add``, with the shortcut as a ``residual`` edge (or through a ``proj`` node when the
+shape changes). Node attributes are plain JSON values (shapes as [C, H, W], choices as
+strings) so node-link JSON and Graphviz dot both work without conversion.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from trionet_dsl.errors import SpaceError
+from trionet_dsl.semantics import Choice, ResolvedSpace
+
+
+def choice_label(c: Choice) -> str:
+    """``local(span=7) w48 h8``: one choice in one short string."""
+    return f"{c.op.signature} w{c.width}" + (f" h{c.heads}" if c.heads is not None else "")
+
+
+def build_graph(rs: ResolvedSpace) -> nx.DiGraph:
+    """The layer graph of a space (a DAG; topological order is execution order)."""
+    g = nx.DiGraph(name=rs.name)
+    inp = rs.space.input
+    shape = [inp.channels, inp.height, inp.width]
+    g.add_node("input", kind="input", label=f"input {inp.channels}x{inp.height}x{inp.width}",
+               out_shape=shape)
+    prev = "input"
+    h, w = inp.height, inp.width
+    for i, layer in enumerate(rs.space.stem):
+        nid = f"stem.{i}"
+        c = layer.channels if layer.kind == "conv" else shape[0]
+        h = (h + 2 * (layer.kernel // 2) - layer.kernel) // layer.stride + 1
+        w = (w + 2 * (layer.kernel // 2) - layer.kernel) // layer.stride + 1
+        new_shape = [c, h, w]
+        g.add_node(nid, kind=f"stem_{layer.kind}", label=f"{layer.kind} {layer.kernel}x{layer.kernel}/{layer.stride}",
+                   in_shape=shape, out_shape=new_shape)
+        g.add_edge(prev, nid, kind="data")
+        prev, shape = nid, new_shape
+    for b in rs.blocks:
+        k = b.key
+        in_shape = [b.in_channels, *b.in_hw]
+        out_shape = [b.out_channels, *b.out_hw]
+        mid = [max(b.widths), *b.out_hw]
+        choices = [choice_label(c) for c in b.choices]
+        common = {"stage": b.stage, "block": k}
+        g.add_node(f"{k}.reduce", kind="conv1x1", label=f"{k} 1x1 -> {'|'.join(map(str, b.widths))}",
+                   in_shape=in_shape, out_shape=[max(b.widths), *b.in_hw], widths=list(b.widths), **common)
+        g.add_node(f"{k}.op", kind="choice", label=f"{k} " + " | ".join(o.op.signature for o in b.options),
+                   in_shape=[max(b.widths), *b.in_hw], out_shape=mid, stride=b.stride,
+                   ops=[o.op.signature for o in b.options],
+                   heads={o.op.signature: list(o.heads) for o in b.options if o.heads},
+                   widths=list(b.widths), choices=choices, num_choices=b.num_choices, **common)
+        g.add_node(f"{k}.expand", kind="conv1x1", label=f"{k} 1x1 -> {b.out_channels}",
+                   in_shape=mid, out_shape=out_shape, **common)
+        g.add_node(f"{k}.add", kind="add", label=f"{k} +", out_shape=out_shape, **common)
+        g.add_edge(prev, f"{k}.reduce", kind="data")
+        g.add_edge(f"{k}.reduce", f"{k}.op", kind="data")
+        g.add_edge(f"{k}.op", f"{k}.expand", kind="data")
+        g.add_edge(f"{k}.expand", f"{k}.add", kind="data")
+        if b.has_projection:
+            g.add_node(f"{k}.proj", kind="projection", label=f"{k} 1x1/{b.stride} -> {b.out_channels}",
+                       in_shape=in_shape, out_shape=out_shape, **common)
+            g.add_edge(prev, f"{k}.proj", kind="downsample")
+            g.add_edge(f"{k}.proj", f"{k}.add", kind="downsample")
+        else:
+            g.add_edge(prev, f"{k}.add", kind="residual")
+        prev = f"{k}.add"
+    g.add_node("pool", kind="global_avgpool", label="global avg pool", out_shape=[rs.final_channels, 1, 1])
+    g.add_node("fc", kind="linear", label=f"fc -> {rs.space.classes}", out_shape=[rs.space.classes])
+    g.add_edge(prev, "pool", kind="data")
+    g.add_edge("pool", "fc", kind="data")
+    return g
+
+
+def space_size(g: nx.DiGraph) -> int:
+    """Exact number of architectures: the product of the choice nodes' counts."""
+    return math.prod(d["num_choices"] for _, d in g.nodes(data=True) if d["kind"] == "choice")
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    name: str
+    blocks: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    choices_per_block: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.choices_per_block)
+
+
+def stage_summaries(g: nx.DiGraph) -> list[StageSummary]:
+    """Per-stage shapes and choice counts, in execution order."""
+    out: dict[str, list[dict]] = {}
+    for n in nx.topological_sort(g):
+        d = g.nodes[n]
+        if d["kind"] == "choice":
+            out.setdefault(d["stage"], []).append(d | {"id": n})
+    res = []
+    for name, nodes in out.items():
+        first, last = nodes[0]["block"], nodes[-1]["block"]
+        res.append(StageSummary(name, len(nodes), tuple(g.nodes[f"{first}.reduce"]["in_shape"]),
+                                tuple(g.nodes[f"{last}.add"]["out_shape"]),
+                                tuple(d["num_choices"] for d in nodes)))
+    return res
+
+
+def to_json(g: nx.DiGraph) -> dict:
+    """Node-link JSON (networkx's own format)."""
+    return nx.node_link_data(g, edges="edges")
+
+
+def to_dot(g: nx.DiGraph) -> str:
+    """Graphviz dot text via pydot (residual edges dashed, choice nodes highlighted)."""
+    h = nx.DiGraph(name=g.graph.get("name", "space"))
+    for n, d in g.nodes(data=True):
+        attrs = {"label": d.get("label", n), "shape": "box"}
+        if d["kind"] == "choice":
+            attrs.update(style="filled", fillcolor="lightyellow", shape="box3d",
+                         label=f"{d['label']}\\n{d['num_choices']} choices")
+        h.add_node(n, **{k: f'"{v}"' for k, v in attrs.items()})
+    for u, v, d in g.edges(data=True):
+        style = {"residual": "dashed", "downsample": "dotted"}.get(d["kind"], "solid")
+        h.add_edge(u, v, style=style)
+    return nx.nx_pydot.to_pydot(h).to_string()
+
+
+def write_graph(g: nx.DiGraph, path: str | Path) -> Path:
+    """Write ``.dot``, ``.json``, or render ``.svg``/``.png``/``.pdf`` with Graphviz's ``dot``."""
+    import json
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        p.write_text(json.dumps(to_json(g), indent=1))
+        return p
+    dot = to_dot(g)
+    if suffix in ("", ".dot", ".gv"):
+        p.write_text(dot)
+        return p
+    if suffix not in (".svg", ".png", ".pdf"):
+        raise SpaceError(f"unknown graph format '{suffix}'", hint="use .dot, .json, .svg, .png or .pdf")
+    exe = shutil.which("dot")
+    if exe is None:
+        raise SpaceError(f"rendering {suffix} needs Graphviz's 'dot' program, which is not installed",
+                         hint="install graphviz (e.g. apt-get install graphviz) or write .dot instead")
+    proc = subprocess.run([exe, f"-T{suffix[1:]}", "-o", str(p)], input=dot.encode(), capture_output=True)
+    if proc.returncode != 0:
+        raise SpaceError(f"graphviz failed: {proc.stderr.decode(errors='replace').strip()}")
+    return p
