@@ -1,0 +1,141 @@
+"""Resolved space -> weight-sharing supernet; ``activate(arch)`` picks the sub-network.
+
+Sharing, block by block:
+* the 1x1 reduce/expand convs, their BNs and the BN after the operator are shared by
+  every operator choice; a sub-network of width ``w`` uses their leading ``w`` channels
+  (Once-for-All / BigNAS width slicing);
+* each operator choice (``conv(kernel=3)``, ``local(span=7)``, ``axial``) has its own
+  weights; attention operators share across widths and head counts by Multi-head
+  Sharing (see :mod:`trionet_dsl.ops`) or, with ``sharing="prefix"``, by a flat
+  channel prefix.
+
+The forward pass slices weights to the active sub-network: it costs what that
+sub-network costs, never the full supernet.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trionet_dsl.ir import Arch
+from trionet_dsl.model import Bottleneck, TrioNet, init_weights, make_stem
+from trionet_dsl.semantics import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
+
+Sharing = Literal["multihead", "prefix"]
+
+
+def _op_key(signature: str) -> str:
+    """ModuleDict keys may not contain '.'; signatures never do, but keep them tidy."""
+    return signature.replace("(", "_").replace(")", "").replace("=", "").replace(",", "_").replace(" ", "")
+
+
+class SuperBottleneck(nn.Module):
+    """A bottleneck holding every operator choice of one block at its largest size."""
+
+    def __init__(self, block: ResolvedBlock, sharing: Sharing) -> None:
+        super().__init__()
+        from trionet_dsl.ops import SlicedBatchNorm2d, SuperConv2d, super_op
+
+        self.block = block
+        wmax = block.max_width
+        self.conv1 = SuperConv2d(block.in_channels, wmax, 1, 1)
+        self.bn1 = SlicedBatchNorm2d(wmax)
+        self.ops = nn.ModuleDict({
+            _op_key(o.op.signature): super_op(o.op.kind, in_max=wmax, widths=block.widths, heads=o.heads,
+                                              stride=block.stride, kernel=o.op.kernel, span=o.op.span,
+                                              max_len=max(block.in_hw), sharing=sharing)
+            for o in block.options
+        })
+        self.bn2 = SlicedBatchNorm2d(wmax)
+        self.conv3 = SuperConv2d(wmax, block.out_channels, 1, 1)
+        self.bn3 = nn.BatchNorm2d(block.out_channels)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride, bias=False),
+                          nn.BatchNorm2d(block.out_channels))
+            if block.has_projection else None
+        )
+        self.active: Choice = block.choices[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.active
+        y = F.relu(self.bn1(self.conv1(x, c.width)), inplace=True)
+        y = self.ops[_op_key(c.op.signature)](y, c.width, c.heads)
+        y = F.relu(self.bn2(y), inplace=True)
+        y = self.bn3(self.conv3(y, self.block.out_channels))
+        sc = x if self.downsample is None else self.downsample(x)
+        return F.relu(y + sc, inplace=True)
+
+    def extract(self) -> Bottleneck:
+        """The active choice as a plain :class:`Bottleneck` with copied weights."""
+        c, b = self.active, self.block
+        op = self.ops[_op_key(c.op.signature)].extract(c.width, c.heads)
+        out = Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, op, b.has_projection)
+        with torch.no_grad():
+            out.conv1.weight.copy_(self.conv1.weight[: c.width, : b.in_channels])
+            out.bn1.load_state_dict(self.bn1.extract(c.width).state_dict())
+            out.bn2.load_state_dict(self.bn2.extract(c.width).state_dict())
+            out.conv3.weight.copy_(self.conv3.weight[:, : c.width])
+            out.bn3.load_state_dict(self.bn3.state_dict())
+            if self.downsample is not None:
+                out.downsample.load_state_dict(self.downsample.state_dict())
+        return out
+
+
+class Supernet(nn.Module):
+    """All sub-networks of a space in one module; see the module docstring for the sharing."""
+
+    def __init__(self, space: ResolvedSpace, sharing: Sharing = "multihead", seed: int | None = None) -> None:
+        super().__init__()
+        if sharing not in ("multihead", "prefix"):
+            raise ValueError(f"sharing must be 'multihead' or 'prefix', not {sharing!r}")
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.space = space
+        self.sharing = sharing
+        self.stem = make_stem(space)
+        self.blocks = nn.ModuleList(SuperBottleneck(b, sharing) for b in space.blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(space.final_channels, space.space.classes)
+        init_weights(self)
+        self._arch: Arch | None = None
+
+    def activate(self, arch: Arch) -> Supernet:
+        """Select the sub-network ``arch`` (checked against the space) for later forwards."""
+        arch = check_arch(self.space, arch)
+        for blk, c in zip(self.blocks, arch_choices(self.space, arch)):
+            blk.active = c
+        self._arch = arch
+        return self
+
+    @property
+    def active_arch(self) -> Arch | None:
+        return self._arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def extract(supernet: Supernet, arch: Arch | None = None) -> TrioNet:
+    """A standalone copy of one sub-network: only its operators, weights sliced and cloned.
+
+    In eval mode its outputs equal the supernet's with ``arch`` active.
+    """
+    if arch is not None:
+        supernet.activate(arch)
+    if supernet.active_arch is None:
+        raise ValueError("no sub-network is active: pass an arch or call supernet.activate(arch) first")
+    space = supernet.space
+    blocks = [blk.extract() for blk in supernet.blocks]
+    model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
+    with torch.no_grad():
+        model.stem.load_state_dict(supernet.stem.state_dict())
+        model.fc.load_state_dict(supernet.fc.state_dict())
+    model.train(supernet.training)
+    return model
