@@ -1,0 +1,86 @@
+"""The strategy protocol (ask/tell) and the limits every strategy respects.
+
+A strategy proposes architectures (``ask``) and learns from their results (``tell``).
+Limits are checked with the analytic cost model before anything is evaluated, so a
+rejected candidate costs microseconds. Third-party strategies register under the
+``trionet_dsl.strategies`` entry-point group with a factory of the same signature.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from trionet_dsl.ir import Arch
+from trionet_dsl.sampling import sample
+from trionet_dsl.semantics import ResolvedSpace
+
+
+class Limits(BaseModel):
+    """Upper bounds on a sub-network's cost (None: unbounded)."""
+
+    max_flops: int | None = None
+    max_params: int | None = None
+    min_flops: int | None = None
+
+    def admits(self, params: int, flops: int) -> bool:
+        return ((self.max_flops is None or flops <= self.max_flops)
+                and (self.max_params is None or params <= self.max_params)
+                and (self.min_flops is None or flops >= self.min_flops))
+
+
+@dataclass
+class Observation:
+    """What an evaluation measured for one architecture."""
+
+    arch: Arch
+    accuracy: float | None
+    params: int
+    flops: int
+    extra: dict = field(default_factory=dict)
+
+    def objective(self, name: str) -> float:
+        if name == "accuracy":
+            return float("-inf") if self.accuracy is None else self.accuracy
+        if name == "flops":
+            return -float(self.flops)
+        if name == "params":
+            return -float(self.params)
+        return float(self.extra[name])
+
+
+@runtime_checkable
+class SearchStrategy(Protocol):
+    """ask() proposes a feasible arch (None when the strategy is exhausted); tell() reports it."""
+
+    name: str
+
+    def ask(self) -> Arch | None: ...
+
+    def tell(self, obs: Observation) -> None: ...
+
+
+CostFn = Callable[[Arch], tuple[int, int]]  # arch -> (params, flops)
+
+
+class InfeasibleSpace(Exception):
+    """No architecture within the limits could be found."""
+
+
+def feasible_sample(space: ResolvedSpace, rng: random.Random, cost: CostFn, limits: Limits,
+                    tries: int = 20000) -> Arch:
+    """Hierarchical samples until one is within the limits (cheap: analytic costs)."""
+    for _ in range(tries):
+        arch = sample(space, rng, "hierarchical")
+        if limits.admits(*cost(arch)):
+            return arch
+    raise InfeasibleSpace(f"no architecture within the limits in {tries} samples")
+
+
+def arch_key(arch: Arch) -> str:
+    """A compact, canonical identity of an arch's choices (for de-duplication and history)."""
+    return ";".join(f"{b.key}={b.op.signature}/{b.width}/{b.heads or 0}" for b in arch.blocks)

@@ -1,0 +1,128 @@
+"""The search loop: ask, check limits, evaluate, tell, log — resumable from its history.
+
+History is JSON lines, one evaluated arch per line, appended and fsynced as it goes.
+``resume`` replays the history through a fresh strategy with the same seed (each
+replayed proposal must match the logged one), so a resumed search ends exactly where an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from trionet_dsl.errors import SpaceError
+from trionet_dsl.ir import Arch
+from trionet_dsl.search.base import Limits, Observation, SearchStrategy, arch_key
+from trionet_dsl.search.registry import make_strategy
+from trionet_dsl.semantics import ResolvedSpace
+
+
+@dataclass
+class SearchResult:
+    best: Observation
+    front: list[Observation]
+    history: list[Observation]
+    objective: str
+
+
+def pareto_front(obs: list[Observation]) -> list[Observation]:
+    """Non-dominated observations: higher accuracy, fewer FLOPs; sorted by FLOPs."""
+    front = []
+    for o in obs:
+        a, f = o.objective("accuracy"), o.flops
+        dominated = any((p.objective("accuracy") >= a and p.flops <= f) and
+                        (p.objective("accuracy") > a or p.flops < f) for p in obs)
+        if not dominated and all(arch_key(o.arch) != arch_key(q.arch) for q in front):
+            front.append(o)
+    return sorted(front, key=lambda o: o.flops)
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    records = []
+    lines = path.read_text().splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):  # a line cut short by an interruption: drop it
+                break
+            raise SpaceError(f"{path}:{n}: history line is not JSON", file=str(path),
+                             hint="the history is damaged; start a new search without --resume") from None
+    return records
+
+
+def run_search(
+    space: ResolvedSpace,
+    strategy: str | SearchStrategy,
+    evaluate: Callable[[Arch], dict[str, float]],
+    cost: Callable[[Arch], tuple[int, int]],
+    limits: Limits,
+    budget: int,
+    seed: int = 0,
+    objective: str = "accuracy",
+    history_path: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    strategy_options: dict | None = None,
+) -> SearchResult:
+    """Evaluate up to ``budget`` architectures; returns the best and the Pareto front."""
+    strat = (make_strategy(strategy, space, cost, limits, seed=seed, **(strategy_options or {}))
+             if isinstance(strategy, str) else strategy)
+    hist_path = Path(history_path) if history_path else None
+    replay = _read_history(hist_path) if (resume and hist_path) else []
+    if hist_path and not resume:
+        hist_path.parent.mkdir(parents=True, exist_ok=True)
+        hist_path.write_text("")
+    history: list[Observation] = []
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    cols = [TextColumn(f"[bold]search ({strat.name})"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"), TimeRemainingColumn()]
+    with Progress(*cols, disable=not progress) as bar:
+        task = bar.add_task("search", total=budget, best="-")
+        fh = hist_path.open("a") if hist_path else None
+        try:
+            for i in range(budget):
+                arch = strat.ask()
+                if arch is None:
+                    break
+                params, flops = cost(arch)
+                if i < len(replay):
+                    rec = replay[i]
+                    if rec.get("arch_key") != arch_key(arch):
+                        raise SpaceError(f"{hist_path}: entry {i + 1} does not match what this strategy proposes",
+                                         hint="resume with the same space, strategy, limits and --seed")
+                    obs = Observation(arch, rec.get("accuracy"), params, flops)
+                else:
+                    result = evaluate(arch)
+                    obs = Observation(arch, result.get("accuracy"), params, flops,
+                                      {k: v for k, v in result.items() if k != "accuracy"})
+                    if fh is not None:
+                        fh.write(json.dumps({"i": i, "arch_key": arch_key(arch), "accuracy": obs.accuracy,
+                                             "params": params, "flops": flops, "strategy": strat.name,
+                                             "seed": seed}) + "\n")
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                strat.tell(obs)
+                history.append(obs)
+                best = max(history, key=lambda o: (o.objective(objective), -o.flops))
+                acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
+                bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
+        finally:
+            if fh is not None:
+                fh.close()
+    if not history:
+        raise SpaceError("the search evaluated no architecture",
+                         hint="the limits may exclude the whole space: check --max-flops / --max-params "
+                              "against the range `trionet compile` prints")
+    best = max(history, key=lambda o: (o.objective(objective), -o.flops))
+    return SearchResult(best, pareto_front(history), history, objective)

@@ -1,0 +1,82 @@
+"""Evaluators: what a candidate architecture is worth.
+
+``SupernetEvaluator`` is the one-shot estimate: inherit the supernet's weights,
+recalibrate BatchNorm statistics for this sub-network on a few fixed training batches
+(shared BN statistics belong to no single sub-network), then measure validation
+accuracy. ``flops``/``params`` evaluators rank by cost alone; any callable
+``arch -> accuracy`` works too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from trionet_dsl.ir import Arch
+from trionet_dsl.train import evaluate
+
+
+class Evaluator(Protocol):
+    def __call__(self, arch: Arch) -> dict[str, float]: ...
+
+
+def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Reset BN running stats and re-estimate them as a plain average over ``batches``."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    model.train()
+    with torch.no_grad():
+        for xb in batches:
+            model(xb)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
+class SupernetEvaluator:
+    """Validation accuracy of a sub-network with inherited weights and recalibrated BN."""
+
+    def __init__(self, supernet: nn.Module, data, bn_batches: int = 8, batch_size: int = 128,
+                 seed: int = 0, channels_last: bool = True, max_val: int | None = None) -> None:
+        from trionet_dsl.data import iterate
+
+        self.net = supernet
+        self.channels_last = channels_last
+        self.calib = []
+        for i, (xb, _) in enumerate(iterate(data, "train", batch_size, 0, seed, augment=False, drop_last=True)):
+            if i >= bn_batches:
+                break
+            self.calib.append(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
+        n = len(data.val_x) if max_val is None else min(max_val, len(data.val_x))
+        self.val_x, self.val_y = data.val_x[:n], data.val_y[:n]
+
+    def __call__(self, arch: Arch) -> dict[str, float]:
+        self.net.activate(arch)
+        recalibrate_bn(self.net, self.calib)
+        return {"accuracy": evaluate(self.net, self.val_x, self.val_y, channels_last=self.channels_last)}
+
+
+class CallableEvaluator:
+    """Wrap a user's ``arch -> accuracy`` function."""
+
+    def __init__(self, fn: Callable[[Arch], float]) -> None:
+        self.fn = fn
+
+    def __call__(self, arch: Arch) -> dict[str, float]:
+        return {"accuracy": float(self.fn(arch))}
+
+
+class CostOnlyEvaluator:
+    """No accuracy: the search then ranks by the negated cost (fewest FLOPs or params)."""
+
+    def __init__(self, objective: str) -> None:
+        self.objective = objective
+
+    def __call__(self, arch: Arch) -> dict[str, float]:
+        return {}
