@@ -224,6 +224,114 @@ def diff_cmd(
         con.print(f"space size {rep['size_a']:,} -> {rep['size_b']:,}")
 
 
+# ----------------------------------------------------------------------------- train
+@app.command("train")
+@guarded
+def train_cmd(
+    file: Path = typer.Argument(..., help="a .space (trains its supernet) or an .arch (trains it from scratch)"),
+    data: str = typer.Option("digits", "--data", help="'digits', a .npz file or an image-folder root"),
+    out: Path = typer.Option(Path("run"), "--out", help="output folder (checkpoint, metrics.jsonl)"),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd | adamw"),
+    lr: float = typer.Option(0.05, "--lr"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
+    sampling: str = typer.Option("hierarchical", "--sampling", help="hierarchical | uniform | sandwich"),
+    sharing: str = typer.Option("multihead", "--sharing", help="multihead | prefix (attention weight sharing)"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction"),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out where it stopped"),
+    space: Optional[Path] = typer.Option(None, "--space", help="space of an .arch (default: found by name)"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+) -> None:
+    """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
+    from pydantic import ValidationError
+
+    from trionet_dsl.jobs import train_job
+    from trionet_dsl.train import TrainConfig
+
+    try:
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                          label_smoothing=label_smoothing, sampling=sampling, sharing=sharing, seed=seed)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise SpaceError(f"bad option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
+    hist = train_job(file, data, cfg, out, resume=resume, progress=not no_progress, val_fraction=val_fraction,
+                     space=space)
+    con = _console()
+    if hist:
+        m = hist[-1]
+        con.print(f"trained {m.epoch} epoch(s): val acc {m.val_acc:.4f}; checkpoint in {out}")
+
+
+# ----------------------------------------------------------------------------- search
+@app.command("search")
+@guarded
+def search_cmd(
+    space_file: Path = typer.Argument(..., help="the .space that was trained"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt written by train"),
+    out: Path = typer.Option(Path("best.arch"), "--out", help="where to write the best arch"),
+    data: str = typer.Option("digits", "--data"),
+    strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | tpe | nsga2 | a plug-in"),
+    budget: int = typer.Option(50, "--budget", help="architectures to evaluate"),
+    max_flops: Optional[str] = typer.Option(None, "--max-flops", help="e.g. 300M"),
+    max_params: Optional[str] = typer.Option(None, "--max-params", help="e.g. 5M"),
+    evaluator: str = typer.Option("supernet", "--evaluator", help="supernet | flops | params"),
+    multi_objective: bool = typer.Option(False, "--multi-objective", help="keep the accuracy/FLOPs Pareto front"),
+    history: Optional[Path] = typer.Option(None, "--history", help="JSON lines log (default: OUT.history.jsonl)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the history"),
+    bn_batches: int = typer.Option(8, "--bn-batches", help="batches for BatchNorm recalibration"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction"),
+    seed: int = typer.Option(0, "--seed"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+) -> None:
+    """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
+    from trionet_dsl.jobs import search_job
+
+    res = search_job(space_file, checkpoint, out, data=data, strategy=strategy, budget=budget, max_flops=max_flops,
+                     max_params=max_params, evaluator=evaluator, seed=seed, history=history, resume=resume,
+                     multi_objective=multi_objective, bn_batches=bn_batches, val_fraction=val_fraction,
+                     progress=not no_progress)
+    con = _console()
+    acc = "n/a" if res.accuracy is None else f"{res.accuracy:.4f}"
+    con.print(f"best of {res.evaluated}: accuracy {acc}, FLOPs {_human(res.flops)}, params {_human(res.params)}"
+              f" -> {out}")
+    if res.front:
+        t = Table(title="Pareto front (accuracy vs FLOPs)")
+        for col in ("file", "accuracy", "FLOPs", "params"):
+            t.add_column(col)
+        for p, a, prm, fl in res.front:
+            t.add_row(str(p), "n/a" if a is None else f"{a:.4f}", _human(fl), _human(prm))
+        con.print(t)
+    con.print(_esc(res.best_text))
+
+
+# ----------------------------------------------------------------------------- export
+@app.command("export")
+@guarded
+def export_cmd(
+    arch: Path = typer.Argument(..., help="an .arch file (e.g. written by search)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt to inherit weights from"),
+    fmt: str = typer.Option("pt", "--format", help="pt | torchscript | onnx"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output file (default: ARCH with the format's suffix)"),
+    fresh: bool = typer.Option(False, "--fresh", help="fresh weights instead of a checkpoint's"),
+    seed: int = typer.Option(0, "--seed"),
+    space: Optional[Path] = typer.Option(None, "--space"),
+) -> None:
+    """Write an arch as a standalone model and check the file reproduces the model's outputs."""
+    from trionet_dsl.errors import did_you_mean
+    from trionet_dsl.export import SUFFIX
+    from trionet_dsl.jobs import export_job
+
+    if fmt not in SUFFIX:
+        raise SpaceError(f"unknown format '{fmt}'", hint=did_you_mean(fmt, list(SUFFIX)))
+    target = out or arch.with_suffix(SUFFIX[fmt])
+    res = export_job(arch, target, checkpoint, fmt, fresh=fresh, seed=seed, space=space)
+    _console().print(f"wrote {res.path} ({res.format}, {res.params:,} params); "
+                     f"max |output difference| on reload: {res.max_abs_diff:.2e}")
+
+
 # ----------------------------------------------------------------------------- schema
 @app.command("schema")
 @guarded

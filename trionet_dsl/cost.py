@@ -1,0 +1,120 @@
+"""Analytic cost model: exact parameters and FLOPs of any sub-network, from the IR alone.
+
+FLOPs are multiply-accumulates (MACs), the convention of the ResNet paper (He et al.
+2016, "3.8 x 10^9 FLOPs" for ResNet-50) and of torchvision/fvcore: convolutions, linear
+layers and attention products count; BatchNorm, ReLU, softmax, pooling and residual
+additions do not. Parameters count trainable tensors only (BN running statistics are
+buffers). Operator formulas live beside the operators (:mod:`trionet_dsl.ops.costs`).
+
+Costs are tabulated once per (block, choice) when a :class:`CostModel` is made, so
+costing an architecture is one table lookup per block (search needs >10k archs/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trionet_dsl.ir import Arch
+from trionet_dsl.ops.costs import op_macs, op_params
+from trionet_dsl.semantics import Choice, ResolvedBlock, ResolvedSpace, conv_out
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    flops: int  # multiply-accumulates
+
+
+def block_cost(b: ResolvedBlock, c: Choice) -> Cost:
+    """One bottleneck: 1x1 reduce, spatial operator, 1x1 expand, BNs, projection shortcut."""
+    (h, w), (oh, ow) = b.in_hw, b.out_hw
+    params = b.in_channels * c.width + 2 * c.width  # conv1 + bn1
+    flops = h * w * b.in_channels * c.width
+    params += op_params(c.op.kind, width=c.width, heads=c.heads, kernel=c.op.kernel, span=c.op.span,
+                        max_len=max(b.in_hw))
+    flops += op_macs(c.op.kind, height=h, width_px=w, channels=c.width, heads=c.heads, kernel=c.op.kernel,
+                     span=c.op.span, stride=b.stride)
+    params += 2 * c.width + c.width * b.out_channels + 2 * b.out_channels  # bn2, conv3, bn3
+    flops += oh * ow * c.width * b.out_channels
+    if b.has_projection:
+        params += b.in_channels * b.out_channels + 2 * b.out_channels
+        flops += oh * ow * b.in_channels * b.out_channels
+    return Cost(params, flops)
+
+
+def fixed_cost(space: ResolvedSpace) -> Cost:
+    """Stem and classifier: the same for every sub-network."""
+    sp = space.space
+    c, h, w = sp.input.channels, sp.input.height, sp.input.width
+    params = flops = 0
+    for layer in sp.stem:
+        h, w = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
+        if layer.kind == "conv":
+            params += c * layer.channels * layer.kernel**2 + 2 * layer.channels
+            flops += h * w * c * layer.channels * layer.kernel**2
+            c = layer.channels
+    params += space.final_channels * sp.classes + sp.classes
+    flops += space.final_channels * sp.classes
+    return Cost(params, flops)
+
+
+class CostModel:
+    """Per-block cost tables of one space; ``model(arch)`` -> (params, flops)."""
+
+    def __init__(self, space: ResolvedSpace) -> None:
+        self.space = space
+        self.fixed = fixed_cost(space)
+        self.tables: list[dict[tuple[str, int, int | None], tuple[int, int]]] = []
+        for b in space.blocks:
+            table = {}
+            for c in b.choices:
+                bc = block_cost(b, c)
+                table[(c.op.signature, c.width, c.heads)] = (bc.params, bc.flops)
+            self.tables.append(table)
+
+    def __call__(self, arch: Arch) -> tuple[int, int]:
+        p, f = self.fixed.params, self.fixed.flops
+        for table, ab in zip(self.tables, arch.blocks):
+            bp, bf = table[(ab.op.signature, ab.width, ab.heads)]
+            p += bp
+            f += bf
+        return p, f
+
+    def cost(self, arch: Arch) -> Cost:
+        return Cost(*self(arch))
+
+    def extremes(self) -> dict[str, int]:
+        """Exact min/max params and FLOPs over the whole space (blocks are independent)."""
+        out = {}
+        for i, key in ((0, "params"), (1, "flops")):
+            out[f"{key}_min"] = getattr(self.fixed, key) + sum(min(v[i] for v in t.values()) for t in self.tables)
+            out[f"{key}_max"] = getattr(self.fixed, key) + sum(max(v[i] for v in t.values()) for t in self.tables)
+        return out
+
+
+def arch_cost(space: ResolvedSpace, arch: Arch) -> Cost:
+    """Cost of one (checked) arch; build a CostModel once instead when costing many."""
+    from trionet_dsl.semantics import check_arch
+
+    return CostModel(space).cost(check_arch(space, arch))
+
+
+def supernet_params(space: ResolvedSpace) -> int:
+    """Parameters of the supernet itself (every operator at its largest), without building it."""
+    from trionet_dsl.ops.costs import super_op_params
+
+    total = fixed_cost(space).params
+    for b in space.blocks:
+        wm = b.max_width
+        total += b.in_channels * wm + 2 * wm + 2 * wm + wm * b.out_channels + 2 * b.out_channels
+        if b.has_projection:
+            total += b.in_channels * b.out_channels + 2 * b.out_channels
+        for o in b.options:
+            total += super_op_params(o.op.kind, widths=b.widths, heads=o.heads, kernel=o.op.kernel,
+                                     span=o.op.span, max_len=max(b.in_hw))
+    return total
+
+
+def space_cost_range(space: ResolvedSpace) -> dict[str, int]:
+    """What ``trionet compile`` prints: min/max params and FLOPs, and the supernet's size."""
+    return CostModel(space).extremes() | {"supernet_params": supernet_params(space)}
