@@ -1,0 +1,103 @@
+"""The language half of the CLI, through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from typer.testing import CliRunner
+
+from trionet_dsl.cli import app
+
+from pathlib import Path
+
+SPACES = Path(__file__).resolve().parent.parent / "spaces"
+
+runner = CliRunner()
+
+
+def test_compile_r50_prints_exact_size():
+    r = runner.invoke(app, ["compile", str(SPACES / "trionet_r50.space"), "--no-costs"])
+    assert r.exit_code == 0, r.output
+    assert f"{15**16:,}" in r.output
+    assert "s4.2" in r.output
+
+
+def test_compile_json(tmp_path):
+    r = runner.invoke(app, ["compile", str(SPACES / "trionet_small.space"), "--json", "--no-costs",
+                            "--graph", str(tmp_path / "g.dot")])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["size"] == 15**6 and data["kind"] == "space"
+    assert [s["name"] for s in data["stages"]] == ["s1", "s2", "s3"]
+    assert data["blocks"][2]["in"] == "32x16x16" and data["blocks"][2]["out"] == "64x8x8"
+    assert (tmp_path / "g.dot").read_text().startswith("strict digraph")
+
+
+def test_misspelt_operator_is_one_located_error(tmp_path):
+    src = (SPACES / "trionet_small.space").read_text().replace("| axial", "| axail")
+    f = tmp_path / "bad.space"
+    f.write_text(src)
+    r = runner.invoke(app, ["compile", str(f)])
+    assert r.exit_code == 2
+    line = next(i for i, l in enumerate(src.splitlines(), 1) if "axail" in l)
+    col = src.splitlines()[line - 1].index("axail") + 1
+    assert f"bad.space:{line}:{col}: error: unknown operator 'axail'" in r.output
+    assert "did you mean 'axial'" in r.output
+    assert "Traceback" not in r.output and len(r.output.splitlines()) < 10
+
+
+def test_missing_file_and_binary_file(tmp_path):
+    r = runner.invoke(app, ["compile", str(tmp_path / "nope.space")])
+    assert r.exit_code == 2 and "cannot read" in r.output
+    f = tmp_path / "bin.space"
+    f.write_bytes(b"\xff\xfe\x00garbage")
+    r = runner.invoke(app, ["compile", str(f)])
+    assert r.exit_code == 2 and "not UTF-8" in r.output
+
+
+def test_fmt_check_and_rewrite(tmp_path):
+    files = [str(p) for p in sorted(SPACES.glob("*.space")) + sorted((SPACES / "archs").glob("*.arch"))]
+    r = runner.invoke(app, ["fmt", "--check", *files])
+    assert r.exit_code == 0, r.output
+    messy = tmp_path / "s.space"
+    shutil.copy(SPACES / "trionet_small.space", messy)
+    text = messy.read_text().replace("  stage s1 blocks 2 width 16 stride 1",
+                                     "stage s1   width 16 blocks 2 ; # first stage")
+    messy.write_text(text)
+    assert runner.invoke(app, ["fmt", "--check", str(messy)]).exit_code == 1
+    assert runner.invoke(app, ["fmt", str(messy)]).exit_code == 0
+    out = messy.read_text()
+    assert "  # first stage\n  stage s1 blocks 2 width 16 stride 1\n" in out
+    assert runner.invoke(app, ["fmt", "--check", str(messy)]).exit_code == 0
+
+
+def test_diff_archs():
+    r = runner.invoke(app, ["diff", str(SPACES / "archs" / "resnet50.arch"), str(SPACES / "archs" / "sasa_r50.arch"),
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["n_changed"] == 16 and d["n_equal"] == 0
+    assert d["blocks"][0]["changed"] == ["op", "heads"]
+
+
+def test_diff_same_arch_and_spaces(tmp_path):
+    a = SPACES / "archs" / "axial_r50.arch"
+    r = runner.invoke(app, ["diff", str(a), str(a), "--json"])
+    assert json.loads(r.output)["n_changed"] == 0
+    b = tmp_path / "trionet_r50.space"
+    b.write_text((SPACES / "trionet_r50.space").read_text().replace("heads 4 | 8", "heads 8 | 16"))
+    r = runner.invoke(app, ["diff", str(SPACES / "trionet_r50.space"), str(b), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    row = d["blocks"][0]
+    assert row["status"] == "changed" and row["heads_added"] == {"local(span=7)": [16], "axial": [16]}
+    assert row["heads_removed"] == {"local(span=7)": [4], "axial": [4]}
+
+
+def test_schema():
+    r = runner.invoke(app, ["schema", "space"])
+    assert r.exit_code == 0
+    s = json.loads(r.output)
+    assert "stages" in s["properties"]
+    assert runner.invoke(app, ["schema", "spcae"]).exit_code == 2

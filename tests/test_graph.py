@@ -1,0 +1,58 @@
+"""The layer graph: structure, counts, exports."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import pytest
+
+from trionet_dsl.errors import SpaceError
+from trionet_dsl.graph import build_graph, space_size, stage_summaries, to_dot, to_json, write_graph
+
+
+def test_r50_graph_structure(r50_space):
+    g = build_graph(r50_space)
+    assert nx.is_directed_acyclic_graph(g)
+    choice = [n for n, d in g.nodes(data=True) if d["kind"] == "choice"]
+    assert len(choice) == 16
+    # 4 projection shortcuts (first block of each stage), 12 identity residual edges
+    assert sum(1 for _, d in g.nodes(data=True) if d["kind"] == "projection") == 4
+    assert sum(1 for *_, d in g.edges(data=True) if d["kind"] == "residual") == 12
+    # per block: conv 3 widths + local 3x2 + axial 3x2 = 15
+    assert space_size(g) == 15**16 == r50_space.size
+    order = list(nx.topological_sort(g))
+    assert order[0] == "input" and order[-1] == "fc"
+    assert order.index("s1.0.op") < order.index("s2.0.op") < order.index("s4.2.op")
+
+
+def test_shapes_follow_resnet(r50_space):
+    g = build_graph(r50_space)
+    assert g.nodes["stem.1"]["out_shape"] == [64, 56, 56]
+    assert g.nodes["s2.0.add"]["out_shape"] == [512, 28, 28]
+    assert g.nodes["s4.2.add"]["out_shape"] == [2048, 7, 7]
+    assert g.nodes["s1.0.op"]["widths"] == [32, 48, 64]
+    assert g.nodes["s3.1.op"]["heads"] == {"local(span=7)": [4, 8], "axial": [4, 8]}
+    stages = stage_summaries(g)
+    assert [s.name for s in stages] == ["s1", "s2", "s3", "s4"]
+    assert [s.blocks for s in stages] == [3, 4, 6, 3]
+    assert stages[2].size == 15**6
+
+
+def test_json_and_dot_exports(small_space, tmp_path):
+    g = build_graph(small_space)
+    data = json.loads(json.dumps(to_json(g)))
+    h = nx.node_link_graph(data, edges="edges")
+    assert set(h.nodes) == set(g.nodes) and h.number_of_edges() == g.number_of_edges()
+    dot = to_dot(g)
+    assert '"s1.0.op"' in dot and "style=dashed" in dot
+    assert write_graph(g, tmp_path / "g.dot").read_text() == dot
+    assert json.loads((write_graph(g, tmp_path / "g.json")).read_text())["nodes"]
+
+
+def test_render_without_graphviz_is_a_clear_error(small_space, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SpaceError, match="Graphviz"):
+        write_graph(build_graph(small_space), tmp_path / "g.png")
