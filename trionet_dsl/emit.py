@@ -8,6 +8,7 @@ Comments come back before the statement they were attached to.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from trionet_dsl.ir import Arch, BlockSpec, ChannelRange, Channels, Multiplier, Op, Space, StemConv
 
@@ -18,9 +19,10 @@ def fmt_float(x: float) -> str:
     """Shortest decimal that reads back as the same float, never in exponent form."""
     r = repr(float(x))
     if "e" in r or "E" in r:
-        r = f"{x:.17f}".rstrip("0")
-        if r.endswith("."):
-            r += "0"
+        # positional form of the shortest repr (f"{x:.17f}" would drop digits of tiny values)
+        r = format(Decimal(r), "f")
+        if "." not in r:
+            r += ".0"
     return r
 
 

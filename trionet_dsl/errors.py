@@ -51,10 +51,11 @@ class SpaceError(Exception):
         """The offending line with a caret under the column ('' when unknown)."""
         if not self.source or self.line < 1:
             return ""
-        lines = self.source.splitlines()
+        # the parser counts lines by '\n' only (not by \f, \x85, \u2028 ... as splitlines does)
+        lines = self.source.split("\n")
         if self.line > len(lines):
             return ""
-        text = lines[self.line - 1].expandtabs(1)
+        text = lines[self.line - 1].rstrip("\r").expandtabs(1)
         gutter = f"{self.line:>4} | "
         pad = " " * (len(gutter) - 2) + "| " + " " * max(0, self.column - 1)
         return f"{gutter}{text}\n{pad}{'^' * self.width}"

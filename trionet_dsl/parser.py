@@ -45,6 +45,12 @@ _KEYWORD_TEXT = {
     "RPAR": "')'", "VBAR": "'|'", "COMMA": "','", "EQUAL": "'='", "DOT": "'.'", "_SEP": "';'",
     "POOL": "'maxpool' or 'avgpool'", "$END": "end of file",
 }
+MAX_INT = 2**31 - 1
+"""Largest integer the language accepts (also keeps ``int()`` away from huge digit strings)."""
+MAX_RANGE_VALUES = 4096
+MAX_MULTIPLIER = 1e6
+"""Most values one ``a..b step s`` range may expand to."""
+
 _STATEMENT_WORDS = (
     "space", "arch", "input", "classes", "stem", "block", "stage", "op", "width", "heads",
     "blocks", "stride", "expansion", "conv", "maxpool", "avgpool", "of", "step",
@@ -107,26 +113,40 @@ class _Builder:
 
     def __init__(self, file: str, source: str) -> None:
         self.smap = SourceMap(file, source)
-        self.anchors: list[tuple[int, str]] = []  # (line, path) of statement starts
-        self.ends: list[tuple[int, str]] = []  # (line, path) of closing braces
+        self.anchors: list[tuple[int, int, str]] = []  # (line, column, path) of statement starts
+        self.ends: list[tuple[int, int, str]] = []  # (line, column, path) of closing braces
+        self.stage_count = 0
 
     # -- bookkeeping
     def at(self, path: str, node: Tree | Token, anchor: bool = False) -> None:
         span = _tok(node)
         self.smap.spans.setdefault(path, span)
         if anchor:
-            self.anchors.append((span[0], path))
+            self.anchors.append((span[0], span[1], path))
 
     def end(self, path: str, node: Tree) -> None:
-        self.ends.append((_tok(node)[0], path))
+        line, col, _ = _tok(node)
+        self.ends.append((line, col, path))
 
     def err(self, node: Tree | Token, message: str, hint: str | None = None) -> SpaceError:
         line, col, width = _tok(node)
         return SpaceError(message, file=self.smap.file, line=line, column=col,
                           source=self.smap.source, hint=hint, width=width)
 
+    def number(self, tok: Token, what: str) -> int:
+        """An INT token (or one dimension of a SHAPE) as an int, bounded by MAX_INT."""
+        text = str(tok)
+        if len(text.lstrip("0")) > len(str(MAX_INT)) or int(text.lstrip("0") or "0") > MAX_INT:
+            raise self.err(tok, f"{what} {text[:12]}{'...' if len(text) > 12 else ''} is too large",
+                           f"integers are at most {MAX_INT}")
+        return int(text.lstrip("0") or "0")
+
+    def dims(self, tok: Token, what: str) -> list[int]:
+        return [self.number(Token(tok.type, d, line=tok.line, column=tok.column), what)
+                for d in str(tok).split("x")]
+
     def int_(self, tok: Token, what: str, minimum: int = 1) -> int:
-        value = int(tok)
+        value = self.number(tok, what)
         if value < minimum:
             raise self.err(tok, f"{what} must be >= {minimum}, got {value}")
         return value
@@ -148,7 +168,11 @@ class _Builder:
         s = self.int_(step, "step") if step is not None else 1
         if b < a:
             raise self.err(node, f"empty range {a}..{b}", f"write it as {b}..{a}")
-        return range(a, b + 1, s)
+        r = range(a, b + 1, s)
+        if len(r) > MAX_RANGE_VALUES:
+            raise self.err(node, f"range {a}..{b} step {s} has {len(r)} values, more than {MAX_RANGE_VALUES}",
+                           "use a larger step or a narrower range")
+        return r
 
     # -- documents
     def document(self, tree: Tree) -> Space | Arch:
@@ -170,7 +194,7 @@ class _Builder:
             seen[kind] = it
             if kind == "input_stmt":
                 self.at("input", it, anchor=True)
-                dims = [int(d) for d in str(it.children[0]).split("x")]
+                dims = self.dims(it.children[0], "input dimension")
                 if len(dims) != 3:
                     raise self.err(it.children[0], f"input must be CxHxW, got {it.children[0]}",
                                    "for example: input 3x224x224")
@@ -221,7 +245,7 @@ class _Builder:
         return tuple(out)
 
     def square(self, shape: Token) -> int:
-        dims = [int(d) for d in str(shape).split("x")]
+        dims = self.dims(shape, "kernel size")
         if len(dims) != 2 or dims[0] != dims[1]:
             raise self.err(shape, f"kernel must be square KxK, got {shape}", "for example: 3x3")
         if dims[0] < 1:
@@ -296,6 +320,9 @@ class _Builder:
             factor = float(str(t.children[0])[:-1])
             if factor <= 0:
                 raise self.err(t.children[0], "width multiplier must be > 0")
+            if factor > MAX_MULTIPLIER:
+                raise self.err(t.children[0], f"width multiplier {t.children[0]} is too large",
+                               f"multipliers are at most {MAX_MULTIPLIER:g}x")
             return Multiplier(factor=factor)
         start, stop, step = t.children
         r = self.range_(t, start, stop, step, "width")
@@ -305,8 +332,9 @@ class _Builder:
         name_tok, *rest = t.children
         name = str(name_tok)
         path = f"stage.{name}"
-        # a duplicate name is reported at its second occurrence
-        idx = sum(1 for p in self.smap.spans if p.startswith("stage.") and p.count(".") == 1)
+        # a duplicate name is reported at its second occurrence: stage i's name is at stage.NAME#i
+        idx = self.stage_count
+        self.stage_count += 1
         self.at(f"stage.{name}#{idx}", name_tok)
         self.at(path, t, anchor=True)
         body = rest.pop() if rest and isinstance(rest[-1], Tree) and rest[-1].data == "stage_body" else None
@@ -359,7 +387,8 @@ class _Builder:
         keys: set[str] = set()
         for b in blocks:
             stage_tok, idx_tok, op_tree, *attrs = b.children
-            key = f"{stage_tok}.{int(idx_tok)}"
+            index = self.number(idx_tok, "block index")
+            key = f"{stage_tok}.{index}"
             path = f"arch.{key}"
             if key in keys:
                 raise self.err(stage_tok, f"block {key} is given twice")
@@ -378,21 +407,23 @@ class _Builder:
                 vals[str(kw)] = self.int_(val, str(kw))
             if "width" not in vals:
                 raise self.err(b, f"block {key} needs a width", f"write: {key} {op.signature} width 64")
-            out.append(ArchBlock(stage=str(stage_tok), index=int(idx_tok), op=op, width=vals["width"],
+            out.append(ArchBlock(stage=str(stage_tok), index=index, op=op, width=vals["width"],
                                  heads=vals.get("heads")))
         return Arch(name=str(name_tok), space=str(space_tok), blocks=tuple(out))
 
     # -- comments
     def attach_comments(self, comments: list[Token]) -> dict[str, tuple[str, ...]]:
         """Each comment goes to the next statement (or closing brace) at or after its line."""
-        marks = sorted([(line, 0, p) for line, p in self.anchors] + [(line, 1, p) for line, p in self.ends])
+        # in source order (line, then column), statements before braces at the same spot
+        marks = sorted([(line, col, 0, p) for line, col, p in self.anchors]
+                       + [(line, col, 1, p) for line, col, p in self.ends])
         lines = [m[0] for m in marks]
         out: dict[str, list[str]] = {}
         for c in comments:
             i = bisect.bisect_left(lines, c.line)
-            # a trailing comment belongs to the statement that starts on its own line
-            same = [m for m in marks if m[0] == c.line and m[1] == 0]
-            path = same[-1][2] if same else (marks[i][2] if i < len(marks) else "end")
+            # a trailing comment belongs to the last statement that starts on its own line
+            same = [m for m in marks if m[0] == c.line and m[2] == 0 and m[1] < c.column]
+            path = same[-1][3] if same else (marks[i][3] if i < len(marks) else "end")
             out.setdefault(path, []).append(str(c)[1:].rstrip())
         return {k: tuple(v) for k, v in out.items()}
 
@@ -400,8 +431,8 @@ class _Builder:
 def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
     line, col = exc.line, exc.column
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
+        lines = text.rstrip().split("\n")  # the end of the last non-blank line
+        line, col = len(lines), len(lines[-1].rstrip("\r")) + 1
         return SpaceError("unexpected end of file", file=file, line=line, column=col, source=text,
                           hint="a '}' is probably missing")
     if isinstance(exc, UnexpectedCharacters):

@@ -110,6 +110,12 @@ class ResolvedSpace:
         return math.prod(b.num_choices for b in self.blocks)
 
 
+MAX_BLOCKS = 4096
+"""Most blocks a space may have in all (resolution is linear in it)."""
+MAX_WIDTH_CHOICES = 4096
+"""Most width choices one block may have."""
+
+
 def conv_out(size: int, kernel: int, stride: int) -> int:
     """Output length of a conv/pool with padding kernel//2 (PyTorch's floor formula)."""
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
@@ -140,22 +146,35 @@ def _spec_path(space: Space, stage_i: int, index: int, field: str) -> str:
 
 def _widths(items, base: int, err) -> tuple[int, ...]:
     out: list[int] = []
+    seen: set[int] = set()
     for it in items:
         if isinstance(it, Channels):
-            vals = [it.value]
+            vals: range | list[int] = [it.value]
         elif isinstance(it, ChannelRange):
-            vals = list(range(it.start, it.stop + 1, it.step))
+            if it.step < 1 or it.stop < it.start:
+                raise err(f"width range {it.start}..{it.stop} step {it.step} is empty",
+                          "write start..stop with start <= stop and a step >= 1")
+            vals = range(it.start, it.stop + 1, it.step)
+            if len(out) + len(vals) > MAX_WIDTH_CHOICES:
+                raise err(f"more than {MAX_WIDTH_CHOICES} width choices", "use a larger step")
         else:
             assert isinstance(it, Multiplier)
-            v = round(it.factor * base)
+            exact = it.factor * base
+            if not math.isfinite(exact) or exact >= 2**31:
+                raise err(f"width {it.factor}x of base width {base} is too large",
+                          "use a smaller multiplier or an absolute width")
+            v = round(exact)
             if v < 1:
-                raise err(f"width {it.factor}x of base width {base} is {it.factor * base:g} < 1 channel",
+                raise err(f"width {it.factor}x of base width {base} is {exact:g} < 1 channel",
                           "use a larger multiplier or an absolute width")
             vals = [v]
         for v in vals:
-            if v in out:
+            if v < 1:
+                raise err(f"width {v} is not a channel count", "widths must be >= 1")
+            if v in seen:
                 raise err(f"width choices resolve to {v} channels twice",
                           "multipliers are rounded to whole channels; list each width once")
+            seen.add(v)
             out.append(v)
     return tuple(sorted(out))
 
@@ -170,6 +189,8 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
 
     c, h, w = space.input.channels, space.input.height, space.input.width
     for i, layer in enumerate(space.stem):
+        if layer.stride < 1 or layer.kernel < 1:
+            raise error(f"stem.{i}", "stem kernel and stride must be >= 1")
         if layer.kernel % 2 == 0:
             raise error(f"stem.{i}", f"stem kernel {layer.kernel} is even", "use an odd kernel (padding is k//2)")
         h, w = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
@@ -178,6 +199,26 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
         if h < 1 or w < 1:
             raise error(f"stem.{i}", "the stem shrinks the input below 1 pixel", "use a larger input or fewer strides")
     stem_c, stem_hw = c, (h, w)
+    # structural checks the parser also makes, repeated for IR built in Python
+    names: set[str] = set()
+    total = 0
+    for st in space.stages:
+        if st.name in names:
+            raise error(f"stage.{st.name}", f"duplicate stage name '{st.name}'", "every stage needs its own name")
+        names.add(st.name)
+        if min(st.blocks, st.width, st.stride, st.expansion or 1) < 1:
+            raise error(f"stage.{st.name}", f"stage '{st.name}': blocks, width, stride and expansion must be >= 1")
+        total += st.blocks
+        if total > MAX_BLOCKS:
+            raise error(f"stage.{st.name}.attr.blocks", f"the space has more than {MAX_BLOCKS} blocks",
+                        "use fewer blocks per stage")
+        seen_ov: set[int] = set()
+        for o in st.overrides:
+            if not 0 <= o.index < st.blocks or o.index in seen_ov:
+                raise error(f"stage.{st.name}.block.{o.index}",
+                            f"stage '{st.name}': bad or repeated override of block {o.index}",
+                            f"block indices run from 0 to {st.blocks - 1}, each overridden at most once")
+            seen_ov.add(o.index)
     blocks: list[ResolvedBlock] = []
     for si, st in enumerate(space.stages):
         expansion = st.expansion if st.expansion is not None else space.block.expansion
@@ -207,6 +248,8 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
                         raise err_at("op")(f"attention operator {op.signature} has no head choices",
                                            "add e.g. 'heads 4 | 8' or write it as "
                                            f"{op.kind}(heads=8)")
+                    if min(heads) < 1:
+                        raise err_at("heads" if op.heads is None else "op")("head counts must be >= 1")
                     for wd in widths:
                         bad = [hd for hd in heads if wd % hd]
                         if bad:

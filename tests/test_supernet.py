@@ -1,0 +1,109 @@
+"""Supernet <-> standalone model equivalence, exact parameter counts, FLOPs vs an independent counter."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trionet_dsl import load_arch
+from trionet_dsl.cost import CostModel, arch_cost, supernet_params
+from trionet_dsl.model import build
+from trionet_dsl.sampling import sample, uniform_op
+from trionet_dsl.supernet import Supernet, extract
+
+SPACES = Path(__file__).resolve().parent.parent / "spaces"
+
+
+@pytest.fixture(scope="module")
+def small_net(small_space):
+    torch.manual_seed(0)
+    net = Supernet(small_space, seed=0)
+    # give BN non-trivial statistics so eval-mode equivalence means something
+    net.train()
+    rng = random.Random(0)
+    with torch.no_grad():
+        for _ in range(3):
+            net.activate(sample(small_space, rng))
+            net(torch.randn(8, 3, 32, 32))
+    return net.eval()
+
+
+def _params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_resnet50_parameter_count_is_torchvisions():
+    la = load_arch(SPACES / "archs" / "resnet50.arch")
+    c = arch_cost(la.space, la.arch)
+    assert c.params == 25_557_032
+    assert abs(c.flops - 4.09e9) / 4.09e9 < 0.01  # ~4.1 G multiply-adds at 224x224
+    assert _params(build(la.space, la.arch)) == 25_557_032
+
+
+@pytest.mark.parametrize("name", ["sasa_r50", "axial_r50"])
+def test_attention_r50_param_counts_match_modules(name):
+    la = load_arch(SPACES / "archs" / f"{name}.arch")
+    assert _params(build(la.space, la.arch)) == arch_cost(la.space, la.arch).params
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), strategy=st.sampled_from(["hierarchical", "uniform"]))
+def test_extracted_model_equals_supernet(small_space, small_net, seed, strategy):
+    arch = sample(small_space, random.Random(seed), strategy)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    small_net.activate(arch).eval()
+    with torch.no_grad():
+        ref = small_net(x)
+        model = extract(small_net, arch).eval()
+        out = model(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    cm = CostModel(small_space)
+    assert _params(model) == cm(arch)[0]
+    assert _params(build(small_space, arch)) == cm(arch)[0]
+
+
+def test_forward_costs_the_subnetwork_not_the_supernet(small_space):
+    net = Supernet(small_space, seed=0)
+    arch = uniform_op(small_space, "local", largest=False)
+    net.activate(arch)
+    seen = {}
+    for blk in net.blocks:
+        for key, op in blk.ops.items():
+            def hook(m, i, o, key=key, b=blk.block.key):
+                seen[b] = (key, i[0].shape[1], o.shape[1])
+
+            op.register_forward_hook(hook)
+    net(torch.randn(2, 3, 32, 32)).sum().backward()
+    for b, rb in zip(arch.blocks, small_space.blocks):
+        key, cin, cout = seen[b.key]
+        assert key.startswith("local") and cin == cout == min(rb.widths)
+    # operators that did not run got no gradient at all
+    for blk in net.blocks:
+        for key, op in blk.ops.items():
+            if not key.startswith("local"):
+                assert all(p.grad is None for p in op.parameters())
+
+
+def test_supernet_param_count_formula(small_space, r50_space):
+    assert supernet_params(small_space) == _params(Supernet(small_space))
+    assert supernet_params(r50_space) == _params(Supernet(r50_space))
+
+
+def test_fvcore_agrees_on_conv_archs(small_space):
+    fvcore = pytest.importorskip("fvcore.nn")
+    for largest in (True, False):
+        arch = uniform_op(small_space, "conv", largest=largest)
+        model = build(small_space, arch).eval()
+        counted = fvcore.FlopCountAnalysis(model, torch.zeros(1, 3, 32, 32))
+        counted.unsupported_ops_warnings(False)
+        counted.uncalled_modules_warnings(False)
+        # the ResNet convention counts conv/linear multiply-adds only (not BN or pooling)
+        by_op = counted.by_operator()
+        theirs = by_op["conv"] + by_op["linear"]
+        ours = CostModel(small_space)(arch)[1]
+        assert abs(theirs - ours) / ours < 0.01, (theirs, ours)

@@ -1,0 +1,45 @@
+"""Operator construction by kind: the one place that maps DSL operators to modules."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from trionet_dsl.ops.axial_attention import AxialAttention2d, SuperAxialAttention
+from trionet_dsl.ops.local_attention import LocalAttention2d, SuperLocalAttention
+from trionet_dsl.ops.sliced import SuperConv2d
+
+
+class SuperConvOp(nn.Module):
+    """The conv choice of a block: a sliced KxK conv, width x width."""
+
+    def __init__(self, in_max: int, out_max: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.conv = SuperConv2d(in_max, out_max, kernel, stride)
+
+    def forward(self, x, width: int, heads: int | None = None):
+        return self.conv(x, width)
+
+    def extract(self, width: int, heads: int | None = None) -> nn.Conv2d:
+        return self.conv.extract(width, width)
+
+
+def plain_op(kind: str, *, width: int, heads: int | None, stride: int, kernel: int | None, span: int | None,
+             max_len: int) -> nn.Module:
+    """A standalone operator (input channels = width) with fresh weights."""
+    if kind == "conv":
+        conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, bias=False)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        return conv
+    if kind == "local":
+        return LocalAttention2d(width, width, heads, span, stride)
+    return AxialAttention2d(width, width, heads, max_len, span or 0, stride)
+
+
+def super_op(kind: str, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], stride: int,
+             kernel: int | None, span: int | None, max_len: int, sharing: str) -> nn.Module:
+    """The supernet's operator for every (width, heads) of one block's choice."""
+    if kind == "conv":
+        return SuperConvOp(in_max, max(widths), kernel, stride)
+    if kind == "local":
+        return SuperLocalAttention(in_max, widths, heads, span, stride, sharing)
+    return SuperAxialAttention(in_max, widths, heads, max_len, span or 0, stride, sharing)
