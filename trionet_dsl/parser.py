@@ -331,6 +331,10 @@ class _Builder:
     def stage(self, t: Tree) -> Stage:
         name_tok, *rest = t.children
         name = str(name_tok)
+        if name in _STATEMENT_WORDS:
+            # arch lines start with the stage name ("width.0 ..." would read as 'width'), so keep keywords out
+            raise self.err(name_tok, f"'{name}' is a keyword and cannot name a stage",
+                           "name stages like s1, s2, ...")
         path = f"stage.{name}"
         # a duplicate name is reported at its second occurrence: stage i's name is at stage.NAME#i
         idx = self.stage_count
@@ -444,7 +448,10 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
     expected = sorted({_KEYWORD_TEXT.get(e, f"'{e.lower()}'") for e in exc.expected if not e.startswith("__")})
     hint = f"expected {', '.join(expected)}" if expected else None
     if tok.type == "NAME":
-        close = did_you_mean(str(tok), _STATEMENT_WORDS)
+        # suggest only keywords that the parser could actually take here
+        words = [w for w in _STATEMENT_WORDS if w.upper() in exc.expected
+                 or (w in ("maxpool", "avgpool") and "POOL" in exc.expected)]
+        close = did_you_mean(str(tok), words)
         if close and close.startswith("did you mean"):
             hint = close.split(" (")[0] + (f"; {hint}" if hint else "")
     return SpaceError(f"unexpected {str(tok)!r}", file=file, line=line, column=col, source=text,

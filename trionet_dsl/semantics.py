@@ -228,8 +228,9 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
             spec = _merge(space.block.spec, st.spec, overrides.get(bi, BlockSpec()))
             key = f"{st.name}.{bi}"
 
-            def err_at(field: str):
-                path = _spec_path(space, si, bi, field)
+            def err_at(field: str, sub: str = ""):
+                # sub: e.g. ".1" or ".1.heads" -> the operator (argument) itself when recorded
+                path = _spec_path(space, si, bi, field) + (sub if field == "op" else "")
                 return lambda m, hint=None: error(path, f"block {key}: {m}", hint)
 
             if not spec.ops:
@@ -237,28 +238,28 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
                             "add 'op conv(kernel=3)' to the space's block defaults or the stage")
             widths = _widths(spec.width or (Multiplier(factor=1.0),), st.width, err_at("width"))
             options = []
-            for op in spec.ops:
+            for j, op in enumerate(spec.ops):
                 size = op.kernel if op.kind == "conv" else op.span
                 if size is not None and size % 2 == 0:
-                    raise err_at("op")(f"{op.signature} has an even size", "kernels and spans must be odd")
+                    raise err_at("op", f".{j}")(f"{op.signature} has an even size", "kernels and spans must be odd")
                 heads: tuple[int, ...] = ()
                 if op.is_attention:
                     heads = op.heads or spec.heads or ()
                     if not heads:
-                        raise err_at("op")(f"attention operator {op.signature} has no head choices",
+                        raise err_at("op", f".{j}")(f"attention operator {op.signature} has no head choices",
                                            "add e.g. 'heads 4 | 8' or write it as "
                                            f"{op.kind}(heads=8)")
                     if min(heads) < 1:
-                        raise err_at("heads" if op.heads is None else "op")("head counts must be >= 1")
+                        raise err_at("heads" if op.heads is None else "op", f".{j}.heads")("head counts must be >= 1")
                     for wd in widths:
                         bad = [hd for hd in heads if wd % hd]
                         if bad:
                             good = [d for d in range(1, min(wd, 64) + 1) if wd % d == 0]
-                            raise err_at("heads" if op.heads is None else "op")(
+                            raise err_at("heads" if op.heads is None else "op", f".{j}.heads")(
                                 f"{bad[0]} heads do not divide width {wd} ({op.signature})",
                                 f"head counts dividing {wd}: {', '.join(map(str, good))}")
                 elif op.heads:
-                    raise err_at("op")("conv takes no heads")
+                    raise err_at("op", f".{j}")("conv takes no heads")
                 options.append(OpOption(op.without_heads(), tuple(sorted(heads))))
             stride = st.stride if bi == 0 else 1
             in_c = blocks[-1].out_channels if blocks else stem_c

@@ -42,17 +42,18 @@ def local_attention(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: tor
     qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None])
     q, k, v = qkv.split([w, w, w], dim=1)
     pad = span // 2
-    q = q.reshape(n, heads, d, hw)
+    # broadcast-multiply-and-sum beats einsum here: einsum lowers to many tiny matmuls
+    q = q.reshape(n, heads, d, 1, hw)
     k = F.unfold(k, span, padding=pad).reshape(n, heads, d, kk, hw)
     v = F.unfold(v, span, padding=pad).reshape(n, heads, d, kk, hw)
-    logits = torch.einsum("nhdl,nhdkl->nhkl", q, k) * (1.0 / math.sqrt(d))
-    row = torch.einsum("nhdl,hda->nhal", q[:, :, :dr], rel_row)
-    col = torch.einsum("nhdl,hdb->nhbl", q[:, :, dr:], rel_col)
+    logits = (q * k).sum(2) * (1.0 / math.sqrt(d))
+    row = torch.einsum("nhdl,hda->nhal", q[:, :, :dr, 0], rel_row)
+    col = torch.einsum("nhdl,hdb->nhbl", q[:, :, dr:, 0], rel_col)
     rel = (row[:, :, :, None, :] + col[:, :, None, :, :]).reshape(n, heads, kk, hw)
     valid = F.unfold(torch.ones(1, 1, height, width, dtype=x.dtype, device=x.device), span, padding=pad)
     logits = (logits + rel).masked_fill(valid.reshape(1, 1, kk, hw) < 0.5, float("-inf"))
     attn = torch.softmax(logits, dim=2)
-    out = torch.einsum("nhkl,nhdkl->nhdl", attn, v).reshape(n, w, height, width)
+    out = (attn[:, :, None] * v).sum(3).reshape(n, w, height, width)
     if stride > 1:
         out = F.avg_pool2d(out, stride, stride, ceil_mode=True)
     return out
