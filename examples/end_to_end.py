@@ -43,7 +43,7 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    supernet_epochs, arch_epochs, budget = (2, 2, 8) if args.quick else (30, 30, 60)
+    supernet_epochs, arch_epochs, budget = (2, 2, 8) if args.quick else (15, 15, 60)
 
     space = load_space(SPACE)
     cost = CostModel(space)
@@ -52,7 +52,7 @@ def main() -> None:
     con.rule(f"space {space.name}: {space.size:,} architectures, FLOPs {ext['flops_min']:,}..{ext['flops_max']:,}")
 
     # 1. trionet train spaces/trionet_small.space --data digits --epochs N --out OUT/supernet
-    cfg = TrainConfig(epochs=supernet_epochs, batch_size=64, lr=0.1, seed=args.seed, sampling="hierarchical")
+    cfg = TrainConfig(epochs=supernet_epochs, batch_size=32, lr=0.05, seed=args.seed, sampling="hierarchical")
     con.rule("1. supernet training (Hierarchical Sampling)")
     train(space, data, cfg, out / "supernet", progress=True)
 
@@ -77,7 +77,7 @@ def main() -> None:
         a = uniform_op(space, kind)
         (out / f"all_{kind}.arch").write_text(emit_arch(a))
         candidates[f"all-{kind}"] = a
-    acfg = TrainConfig(epochs=arch_epochs, batch_size=64, lr=0.1, seed=args.seed)
+    acfg = TrainConfig(epochs=arch_epochs, batch_size=32, lr=0.05, seed=args.seed)
     rows = []
     for label, arch in candidates.items():
         hist = train(LoadedArch(space, arch), data, acfg, out / label.split()[0].replace("-", "_"), progress=False)

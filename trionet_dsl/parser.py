@@ -125,8 +125,9 @@ class _Builder:
             self.anchors.append((span[0], span[1], path))
 
     def end(self, path: str, node: Tree) -> None:
-        line, col, _ = _tok(node)
+        line, col, width = _tok(node)
         self.ends.append((line, col, path))
+        self.smap.spans.setdefault(path, (line, col, width))  # errors about a whole body point here
 
     def err(self, node: Tree | Token, message: str, hint: str | None = None) -> SpaceError:
         line, col, width = _tok(node)

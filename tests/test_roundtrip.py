@@ -1,0 +1,320 @@
+"""Round-trip properties (``parse(emit(x)) == x``) and fuzzing: only SpaceError may escape."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trionet_dsl.emit import emit, fmt_float
+from trionet_dsl.errors import SpaceError
+from trionet_dsl.ir import (
+    Arch,
+    ArchBlock,
+    BlockDefaults,
+    BlockOverride,
+    BlockSpec,
+    ChannelRange,
+    Channels,
+    InputShape,
+    Multiplier,
+    Op,
+    Space,
+    Stage,
+    StemConv,
+    StemPool,
+)
+from trionet_dsl.loader import compile_arch_text, compile_space_text, load_space
+from trionet_dsl.parser import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACES = ROOT / "spaces"
+SHIPPED = sorted(SPACES.glob("*.space")) + sorted((SPACES / "archs").glob("*.arch"))
+
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+KEYWORDS = {"space", "arch", "input", "classes", "stem", "block", "stage", "op", "width", "heads", "blocks",
+            "stride", "expansion", "conv", "maxpool", "avgpool", "of", "step"}
+
+# ------------------------------------------------------------------ strategies for IR
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,7}", fullmatch=True)
+stage_names = names.filter(lambda n: n not in KEYWORDS)
+small = st.integers(1, 64)
+pos = st.integers(1, 4096)
+heads_choices = st.lists(st.integers(1, 64), min_size=1, max_size=4, unique=True).map(tuple)
+
+
+@st.composite
+def ops(draw, with_heads: bool = True):
+    kind = draw(st.sampled_from(["conv", "local", "axial"]))
+    if kind == "conv":
+        return Op(kind="conv", kernel=draw(st.integers(1, 15)))
+    heads = draw(st.none() | heads_choices) if with_heads else None
+    if kind == "local":
+        return Op(kind="local", span=draw(st.integers(1, 31)), heads=heads)
+    return Op(kind="axial", span=draw(st.none() | st.integers(1, 63)), heads=heads)
+
+
+op_lists = st.lists(ops(), min_size=1, max_size=4, unique_by=lambda o: o.signature).map(tuple)
+
+multipliers = st.one_of(
+    st.floats(min_value=1e-9, max_value=1e6, allow_nan=False, allow_infinity=False, exclude_min=False),
+    st.sampled_from([0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 1 / 3, 1e-7, 123456.789]),
+).map(lambda f: Multiplier(factor=f))
+
+
+@st.composite
+def channel_ranges(draw):
+    start = draw(st.integers(1, 2048))
+    step = draw(st.integers(1, 64))
+    stop = draw(st.integers(start, start + step * 100))
+    return ChannelRange(start=start, stop=stop, step=step)
+
+
+width_items = st.one_of(pos.map(lambda v: Channels(value=v)), channel_ranges(), multipliers)
+width_lists = st.lists(width_items, min_size=1, max_size=4).map(tuple)
+
+specs = st.builds(BlockSpec, ops=st.none() | op_lists, width=st.none() | width_lists, heads=st.none() | heads_choices)
+
+stem_layers = st.one_of(
+    st.builds(StemConv, kernel=st.integers(1, 11), channels=pos, stride=st.integers(1, 4)),
+    st.builds(StemPool, kind=st.sampled_from(["maxpool", "avgpool"]), kernel=st.integers(1, 11),
+              stride=st.integers(1, 4)),
+)
+
+
+@st.composite
+def stages(draw, name: str):
+    blocks = draw(st.integers(1, 6))
+    idx = draw(st.lists(st.integers(0, blocks - 1), unique=True, max_size=blocks))
+    return Stage(
+        name=name, blocks=blocks, width=draw(pos), stride=draw(st.integers(1, 4)),
+        expansion=draw(st.none() | st.integers(1, 8)), spec=draw(specs),
+        overrides=tuple(BlockOverride(index=i, spec=draw(specs)) for i in idx),
+    )
+
+
+comment_text = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=20).map(
+    str.rstrip)
+comment_lines = st.lists(comment_text, min_size=1, max_size=3).map(tuple)
+
+
+def _spec_anchors(spec: BlockSpec, path: str) -> list[str]:
+    return [f"{path}.{w}" for w, v in (("op", spec.ops), ("width", spec.width), ("heads", spec.heads)) if v is not None]
+
+
+def space_anchors(sp: Space) -> list[str]:
+    out = ["space", "input", "classes", "block", "block.end", "end", "stem", "stem.end"]
+    out += [f"stem.{i}" for i in range(len(sp.stem))]
+    out += _spec_anchors(sp.block.spec, "block")
+    for s in sp.stages:
+        p = f"stage.{s.name}"
+        out += [p, f"{p}.end", *_spec_anchors(s.spec, p)]
+        for o in s.overrides:
+            op = f"{p}.block.{o.index}"
+            out += [op, f"{op}.end", *_spec_anchors(o.spec, op)]
+    return out
+
+
+@st.composite
+def comments_for(draw, anchors: list[str]):
+    keys = draw(st.lists(st.sampled_from(anchors), unique=True, max_size=4))
+    return {k: draw(comment_lines) for k in keys}
+
+
+@st.composite
+def spaces(draw):
+    snames = draw(st.lists(stage_names, min_size=1, max_size=4, unique=True))
+    sp = Space(
+        name=draw(names),
+        input=InputShape(channels=draw(small), height=draw(pos), width=draw(pos)),
+        classes=draw(pos),
+        stem=tuple(draw(st.lists(stem_layers, max_size=3))),
+        block=BlockDefaults(expansion=draw(st.integers(1, 8)), spec=draw(specs)),
+        stages=tuple(draw(stages(n)) for n in snames),
+    )
+    return sp.model_copy(update={"comments": draw(st.just({}) | comments_for(space_anchors(sp)))})
+
+
+@st.composite
+def arches(draw):
+    keys = draw(st.lists(st.tuples(stage_names, st.integers(0, 40)), unique=True, max_size=8))
+    blocks = tuple(
+        ArchBlock(stage=s, index=i, op=draw(ops(with_heads=False)), width=draw(pos), heads=draw(st.none() | small))
+        for s, i in keys)
+    a = Arch(name=draw(names), space=draw(names), blocks=blocks)
+    anchors = ["arch", "end"] + [f"arch.{b.key}" for b in blocks]
+    return a.model_copy(update={"comments": draw(st.just({}) | comments_for(anchors))})
+
+
+# ------------------------------------------------------------------ round-trip properties
+@PROPS
+@given(spaces())
+def test_space_roundtrip(sp):
+    text = emit(sp)
+    back = parse(text)
+    assert back == sp
+    assert back.comments == sp.comments  # Space.__eq__ compares comments too, but say it
+    assert emit(back) == text
+
+
+@PROPS
+@given(arches())
+def test_arch_roundtrip(a):
+    text = emit(a)
+    back = parse(text)
+    assert back == a and back.comments == a.comments
+    assert emit(back) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=0, max_value=1e300, exclude_min=True, allow_nan=False, allow_infinity=False))
+def test_fmt_float_is_positional_and_exact(x):
+    s = fmt_float(x)
+    assert re.fullmatch(r"[0-9]+\.[0-9]+", s), s
+    assert float(s) == x
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_files_are_fmt_clean(path):
+    text = path.read_text()
+    doc = parse(text, str(path))
+    assert emit(doc) == text
+    assert parse(emit(doc)) == doc
+
+
+def test_fmt_normalises_layout_and_keeps_comments():
+    messy = ("#top\nspace  m{input 3x8x8;classes 2 # c\nblock bottleneck{op conv|axial(heads=2) ; width 1x}"
+             "stage s1 width 4 blocks 1{block 0{width 4}}}")
+    out = emit(parse(messy))
+    assert out == """#top
+space m {
+  input 3x8x8
+  # c
+  classes 2
+  block bottleneck expansion 4 {
+    op conv(kernel=3) | axial(heads=2)
+    width 1.0x
+  }
+  stage s1 blocks 1 width 4 stride 1 {
+    block 0 {
+      width 4
+    }
+  }
+}
+"""
+    assert emit(parse(out)) == out
+
+
+# ------------------------------------------------------------------ fuzzing: only SpaceError
+@pytest.fixture(scope="module")
+def r50():
+    return load_space(SPACES / "trionet_r50.space")
+
+
+SOURCES = [p.read_text() for p in SHIPPED]
+TOKEN = re.compile(r"#[^\n]*|[0-9]+(?:\.[0-9]+)?x?|[A-Za-z_][A-Za-z0-9_]*|\.\.|\s+|.")
+SNIPPETS = ["{", "}", "(", ")", "|", ";", ",", "=", ".", "..", "#", "\n", "x", "0", "1", "2", "7", "8", "0.5x", "3x3",
+            "step", "stage", "block", "op", "width", "heads", "local", "axial", "conv", "blocks", "stride",
+            "9" * 30, "-1", "\u2028", "\x00", "é", "\t", "s9.0", "of", "space", "arch"]
+
+
+def only_space_errors(text: str, r50) -> None:
+    for fn in (parse, compile_space_text, lambda t: compile_arch_text(t, "<fuzz>", r50)):
+        try:
+            fn(text)
+        except SpaceError as e:
+            rendered = str(e)
+            assert "error:" in rendered
+            assert e.line >= 0 and e.column >= 0
+
+
+@st.composite
+def char_mutations(draw):
+    text = draw(st.sampled_from(SOURCES))
+    for _ in range(draw(st.integers(1, 5))):
+        i = draw(st.integers(0, len(text)))
+        j = min(len(text), i + draw(st.integers(0, 6)))
+        kind = draw(st.sampled_from(["delete", "insert", "replace"]))
+        piece = "" if kind == "delete" else draw(st.sampled_from(SNIPPETS) | st.text(max_size=3))
+        text = text[:i] + piece + (text[i:] if kind == "insert" else text[j:])
+    return text
+
+
+@st.composite
+def token_mutations(draw):
+    toks = TOKEN.findall(draw(st.sampled_from(SOURCES)))
+    for _ in range(draw(st.integers(1, 4))):
+        i, j = draw(st.integers(0, len(toks) - 1)), draw(st.integers(0, len(toks) - 1))
+        kind = draw(st.sampled_from(["swap", "delete", "duplicate", "replace"]))
+        if kind == "swap":
+            toks[i], toks[j] = toks[j], toks[i]
+        elif kind == "delete":
+            del toks[i]
+        elif kind == "duplicate":
+            toks.insert(j, toks[i])
+        else:
+            toks[i] = draw(st.sampled_from(SNIPPETS))
+    return "".join(toks)
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_fuzz_random_text(r50, text):
+    only_space_errors(text, r50)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_fuzz_random_bytes(r50, data):
+    only_space_errors(data.decode("utf-8", errors="replace"), r50)
+    only_space_errors(data.decode("latin-1"), r50)
+
+
+@FUZZ
+@given(char_mutations())
+def test_fuzz_character_mutations(r50, text):
+    only_space_errors(text, r50)
+
+
+@FUZZ
+@given(token_mutations())
+def test_fuzz_token_mutations(r50, text):
+    only_space_errors(text, r50)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(SNIPPETS + ["input 3x32x32", "classes 10", "block bottleneck {", "stage s1",
+                                            "blocks 2", "width 16", "heads 2 | 4", "op conv | local | axial",
+                                            "32..64 step 16", "s1.0", "arch a of trionet_r50 {",
+                                            "space t {", "stem {", "conv 3x3 8", "maxpool 3x3 stride 2"]),
+                max_size=40).map(" ".join))
+def test_fuzz_token_soup(r50, text):
+    only_space_errors(text, r50)
+    only_space_errors("space t { input 3x32x32 classes 10 " + text, r50)
+    only_space_errors("arch a of trionet_r50 { " + text, r50)
+
+
+@pytest.mark.parametrize("text", [
+    "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 99999999999 width 8 }",
+    "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 2147483647 width 8 }",
+    "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 1..2147483647 } stage s1 blocks 1 width 8 }",
+    "space t { input 3x32x32 classes 10 block bottleneck { op conv; width " + "9" * 400 + ".0x } "
+    "stage s1 blocks 1 width 8 }",
+    "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 999999.0x } stage s1 blocks 1 width "
+    "2147483647 }",
+    "space t { input 3x32x32 classes 10 block bottleneck { op axial; heads 1..2147483647 } stage s1 blocks 1 "
+    "width 8 }",
+    "arch a of trionet_r50 { s1." + "9" * 5000 + " conv width 8 }",
+])
+def test_regressions_huge_numbers_give_space_errors(text, r50):
+    """Found by fuzzing: these used to hang or raise OverflowError / ValueError."""
+    with pytest.raises(SpaceError):
+        if text.startswith("arch"):
+            compile_arch_text(text, "<t>", r50)
+        else:
+            compile_space_text(text)
