@@ -230,6 +230,7 @@ def only_space_errors(text: str, r50) -> None:
         except SpaceError as e:
             rendered = str(e)
             assert "error:" in rendered
+            assert "internal error" not in e.message, rendered  # the last-resort net must never fire
             assert e.line >= 0 and e.column >= 0
 
 

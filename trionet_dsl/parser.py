@@ -471,8 +471,16 @@ def parse_document(text: str, file: str = "<input>") -> Parsed:
     except LarkError as exc:  # pragma: no cover - defensive: any other lark failure
         raise SpaceError(f"could not parse: {exc}", file=file, source=text) from None
     builder = _Builder(file, text)
-    doc = builder.document(tree)
-    notes = builder.attach_comments(comments)
+    try:
+        doc = builder.document(tree)
+        notes = builder.attach_comments(comments)
+    except SpaceError:
+        raise
+    except (ValueError, TypeError, LookupError, ArithmeticError) as exc:  # pragma: no cover - last resort
+        # every known failure is checked above with a located message; this only keeps a
+        # bug in the builder from surfacing as a traceback (the fuzz tests reject it)
+        raise SpaceError(f"internal error while reading the file: {type(exc).__name__}: {exc}", file=file,
+                         source=text, hint="please report this input as a bug") from exc
     if notes:
         doc = doc.model_copy(update={"comments": notes})
     return Parsed(doc, builder.smap)
