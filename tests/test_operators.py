@@ -1,0 +1,213 @@
+"""Operators against naive loop references, Multi-head Sharing, slicing, and export."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trionet_dsl.ops import (AxialAttention2d, LocalAttention2d, SlicedBatchNorm2d, SuperAxialAttention,
+                             SuperLocalAttention)
+from trionet_dsl.ops.costs import op_macs, op_params
+
+
+def naive_local(x, m):
+    n, _, hh, ww = x.shape
+    heads, k, p = m.heads, m.span, m.span // 2
+    w = m.wq.shape[0]
+    d = w // heads
+    dr = m.rel_row.shape[1]
+    q, kk, v = (torch.einsum("oc,nchw->nohw", t, x) for t in (m.wq, m.wk, m.wv))
+    out = torch.zeros(n, w, hh, ww)
+    for b in range(n):
+        for h in range(heads):
+            s = slice(h * d, (h + 1) * d)
+            for i in range(hh):
+                for j in range(ww):
+                    logits, vals = [], []
+                    for a in range(-p, p + 1):
+                        for c in range(-p, p + 1):
+                            if 0 <= i + a < hh and 0 <= j + c < ww:
+                                qq = q[b, s, i, j]
+                                logits.append((qq * kk[b, s, i + a, j + c]).sum() / math.sqrt(d)
+                                              + (qq[:dr] * m.rel_row[h, :, a + p]).sum()
+                                              + (qq[dr:] * m.rel_col[h, :, c + p]).sum())
+                                vals.append(v[b, s, i + a, j + c])
+                    att = torch.softmax(torch.stack(logits), 0)
+                    out[b, s, i, j] = (att[:, None] * torch.stack(vals)).sum(0)
+    if m.stride > 1:
+        out = torch.nn.functional.avg_pool2d(out, m.stride, m.stride, ceil_mode=True)
+    return out
+
+
+def naive_axial_layer(x, wq, wk, wv, rq, rk, rv, heads, span):
+    """Attention along dim 2 by explicit loops over output positions."""
+    n, _, length, other = x.shape
+    w = wq.shape[0]
+    d = w // heads
+    mx = (rq.shape[2] + 1) // 2
+    q, k, v = (torch.einsum("oc,nclm->nolm", t, x) for t in (wq, wk, wv))
+    out = torch.zeros(n, w, length, other)
+    for h in range(heads):
+        s = slice(h * d, (h + 1) * d)
+        for o in range(length):
+            logits = []
+            for p in range(length):
+                r = p - o + mx - 1
+                lg = ((q[:, s, o] * k[:, s, p]).sum(1) + (q[:, s, o] * rq[h, :, r, None]).sum(1)
+                      + (k[:, s, p] * rk[h, :, r, None]).sum(1)) / math.sqrt(d)
+                if span and abs(p - o) > span // 2:
+                    lg = torch.full_like(lg, float("-inf"))
+                logits.append(lg)
+            att = torch.softmax(torch.stack(logits, 1), 1)  # n, L_p, m
+            for p in range(length):
+                r = p - o + mx - 1
+                out[:, s, o] += att[:, None, p] * (v[:, s, p] + rv[h, :, r, None])
+    return out
+
+
+def naive_axial(x, m):
+    hw = [m.h_wq, m.h_wk, m.h_wv, m.h_rq, m.h_rk, m.h_rv]
+    ww = [m.w_wq, m.w_wk, m.w_wv, m.w_rq, m.w_rk, m.w_rv]
+    y = naive_axial_layer(x, *hw, m.heads, m.span)
+    y = naive_axial_layer(y.transpose(2, 3), *ww, m.heads, m.span).transpose(2, 3)
+    if m.stride > 1:
+        y = torch.nn.functional.avg_pool2d(y, m.stride, m.stride, ceil_mode=True)
+    return y
+
+
+def _randomise(m):
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)
+    return m
+
+
+@pytest.mark.parametrize("heads,span,stride,shape", [(2, 3, 1, (5, 6)), (4, 5, 2, (7, 9)), (1, 3, 2, (4, 4))])
+def test_local_matches_loops(heads, span, stride, shape):
+    torch.manual_seed(0)
+    m = _randomise(LocalAttention2d(6, 12, heads, span, stride))
+    x = torch.randn(2, 6, *shape)
+    y = m(x)
+    assert y.shape == (2, 12, math.ceil(shape[0] / stride), math.ceil(shape[1] / stride))
+    torch.testing.assert_close(y, naive_local(x, m), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("heads,span,stride,shape,max_len", [(2, 0, 1, (5, 6), 6), (3, 3, 2, (7, 5), 9)])
+def test_axial_matches_loops(heads, span, stride, shape, max_len):
+    torch.manual_seed(0)
+    m = _randomise(AxialAttention2d(4, 6, heads, max_len, span, stride))
+    x = torch.randn(2, 4, *shape)
+    torch.testing.assert_close(m(x), naive_axial(x, m), atol=1e-4, rtol=1e-4)
+
+
+def test_axial_rejects_longer_axis():
+    m = AxialAttention2d(4, 4, 2, max_len=4)
+    with pytest.raises(ValueError, match="up to 4"):
+        m(torch.randn(1, 4, 5, 3))
+
+
+WIDTHS, HEADS = (8, 12, 16), (2, 4)
+
+
+@pytest.mark.parametrize("cls", [SuperLocalAttention, SuperAxialAttention])
+@pytest.mark.parametrize("sharing", ["multihead", "prefix"])
+@settings(max_examples=12, deadline=None)
+@given(wi=st.integers(0, 2), hi=st.integers(0, 1), stride=st.sampled_from([1, 2]))
+def test_super_equals_extracted(cls, sharing, wi, hi, stride):
+    w, h = WIDTHS[wi], HEADS[hi]
+    torch.manual_seed(wi * 10 + hi)
+    kw = {"span": 3} if cls is SuperLocalAttention else {"max_len": 7}
+    sup = _randomise(cls(16, WIDTHS, HEADS, stride=stride, sharing=sharing, **kw))
+    x = torch.randn(2, w, 7, 6)
+    torch.testing.assert_close(sup(x, w, h), sup.extract(w, h)(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [SuperLocalAttention, SuperAxialAttention])
+def test_multihead_sharing_head_means_the_same_everywhere(cls):
+    kw = {"span": 3} if cls is SuperLocalAttention else {"max_len": 7}
+    sup = _randomise(cls(16, WIDTHS, HEADS, sharing="multihead", **kw))
+    # head 0 and head 1 exist in every (w, h); narrower heads read the leading channels of the same head
+    for i in (0, 1):
+        ref = sup.head_weights(i, 16, 2)  # d = 8: the widest head
+        for w, h in [(8, 2), (12, 2), (8, 4), (12, 4), (16, 4)]:
+            got = sup.head_weights(i, w, h)
+            d = w // h
+            for name, t in got.items():
+                r = ref[name]
+                if name in ("rel_row", "rel_col"):
+                    torch.testing.assert_close(t, r[: t.shape[0]])
+                elif name.startswith("r"):
+                    torch.testing.assert_close(t, r[:d])
+                else:
+                    torch.testing.assert_close(t, r[:d, : t.shape[1]])
+
+
+def test_prefix_sharing_cuts_across_heads():
+    sup = _randomise(SuperLocalAttention(16, WIDTHS, HEADS, span=3, sharing="prefix"))
+    a = sup.head_weights(1, 16, 4)["wq"]  # rows 4..7
+    b = sup.head_weights(1, 16, 2)["wq"]  # rows 8..15
+    assert not torch.equal(a, b[: a.shape[0]])
+    mh = _randomise(SuperLocalAttention(16, WIDTHS, HEADS, span=3, sharing="multihead"))
+    a = mh.head_weights(1, 16, 4)["wq"]
+    b = mh.head_weights(1, 16, 2)["wq"]
+    assert torch.equal(a, b[: a.shape[0]])
+
+
+def test_gradient_reaches_only_the_used_slice():
+    sup = SuperLocalAttention(16, WIDTHS, HEADS, span=3, sharing="multihead")
+    sup(torch.randn(2, 8, 5, 5), 8, 2).sum().backward()
+    big_h, big_d = sup.grid
+    g = sup.wq.grad.reshape(big_h, big_d, -1)
+    assert g[:2, :4, :8].abs().sum() > 0
+    assert g[2:].abs().sum() == 0 and g[:, 4:].abs().sum() == 0 and g[:, :, 8:].abs().sum() == 0
+
+
+def test_sliced_batchnorm_updates_only_its_slice():
+    bn = SlicedBatchNorm2d(8)
+    bn.train()
+    bn(torch.randn(4, 3, 5, 5) + 3.0)
+    assert (bn.running_mean[:3] > 0.1).all() and (bn.running_mean[3:] == 0).all()
+    bn.eval()
+    x = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(bn(x), bn.extract(3).eval()(x))
+
+
+@pytest.mark.parametrize("kind", ["local", "axial"])
+def test_param_and_mac_formulas(kind):
+    w, h, span, max_len, hh, ww = 12, 4, 5, 9, 9, 7
+    m = (LocalAttention2d(w, w, h, span) if kind == "local" else AxialAttention2d(w, w, h, max_len))
+    assert sum(p.numel() for p in m.parameters()) == op_params(kind, width=w, heads=h, kernel=None, span=span,
+                                                               max_len=max_len)
+    # count the multiply-adds of every product from the tensor sizes the operator uses
+    hw, d = hh * ww, w // h
+    if kind == "local":
+        proj = 3 * hw * w * w
+        content = hw * h * d * span * span  # q.k over the neighbourhood
+        relative = hw * h * (math.ceil(d / 2) + d // 2) * span  # row and column terms
+        weighted = hw * h * d * span * span
+        expected = proj + content + relative + weighted
+    else:
+        expected = 0
+        for length in (hh, ww):
+            expected += 3 * hw * w * w + 5 * (hw * length * h * d)  # qk, q.rq, k.rk, attn.v, attn.rv
+    assert op_macs(kind, height=hh, width_px=ww, channels=w, heads=h, kernel=None, span=span, stride=1) == expected
+
+
+@pytest.mark.parametrize("kind", ["local", "axial"])
+def test_plain_ops_script_and_onnx(kind):
+    torch.manual_seed(0)
+    m = (LocalAttention2d(8, 8, 2, 3, 2) if kind == "local" else AxialAttention2d(8, 8, 2, 6, 0, 2)).eval()
+    x = torch.randn(2, 8, 6, 6)
+    ref = m(x)
+    torch.testing.assert_close(torch.jit.script(m)(x), ref)
+    ort = pytest.importorskip("onnxruntime")
+    buf = io.BytesIO()
+    torch.onnx.export(m, (x,), buf, dynamo=False, opset_version=17, input_names=["x"])
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    out = torch.from_numpy(sess.run(None, {"x": x.numpy()})[0])
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
