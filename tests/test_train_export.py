@@ -1,0 +1,137 @@
+"""Training, bit-exact resume, checkpoints, search with the supernet evaluator, and export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from trionet_dsl import load, load_arch
+from trionet_dsl.checkpoint import load_checkpoint
+from trionet_dsl.cli import app
+from trionet_dsl.errors import SpaceError
+from trionet_dsl.jobs import export_job, load_dataset, search_job
+from trionet_dsl.train import TrainConfig, train
+
+HERE = Path(__file__).resolve().parent
+TINY = HERE / "data" / "tiny.space"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory) -> Path:
+    """A learnable 3-class set: bright blob position decides the class."""
+    rng = np.random.default_rng(0)
+    n = 90
+    y = np.arange(n) % 3
+    x = rng.integers(0, 60, size=(n, 12, 12, 3), dtype=np.uint8)
+    for i, c in enumerate(y):
+        x[i, 4 * c:4 * c + 4, :, :] += 150
+    p = tmp_path_factory.mktemp("data") / "blobs.npz"
+    np.savez(p, x=x, y=y)
+    return p
+
+
+@pytest.fixture(scope="module")
+def trained(npz, tmp_path_factory):
+    space = load(TINY)
+    data = load_dataset(str(npz), space, 0.2, seed=0)
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, seed=0)
+    hist = train(space, data, cfg, out, progress=False)
+    return space, data, cfg, out, hist
+
+
+def test_training_writes_checkpoint_and_metrics(trained):
+    _, _, _, out, hist = trained
+    assert len(hist) == 2
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+    ck = load_checkpoint(out / "supernet.pt")
+    assert ck["epoch"] == 2 and ck["kind"] == "supernet" and ck["config"]["sampling"] == "hierarchical"
+
+
+def test_resume_is_bit_exact(trained, tmp_path):
+    space, data, cfg, out, _ = trained
+    with pytest.raises(KeyboardInterrupt):
+        train(space, data, cfg, tmp_path, progress=False, stop_after_epoch=1)
+    assert load_checkpoint(tmp_path / "supernet.pt")["epoch"] == 1
+    train(space, data, cfg, tmp_path, resume=True, progress=False)
+    a = load_checkpoint(out / "supernet.pt")["model"]
+    b = load_checkpoint(tmp_path / "supernet.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_with_other_settings_is_refused(trained, tmp_path):
+    space, data, cfg, out, _ = trained
+    with pytest.raises(SpaceError, match="different settings"):
+        train(space, data, cfg.model_copy(update={"lr": 0.5}), out, resume=True, progress=False)
+    with pytest.raises(SpaceError, match="nothing to resume"):
+        train(space, data, cfg, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_corrupted_checkpoint_is_a_clear_error(trained, tmp_path):
+    bad = tmp_path / "supernet.pt"
+    bad.write_bytes((trained[3] / "supernet.pt").read_bytes()[:500])
+    with pytest.raises(SpaceError, match="corrupted"):
+        load_checkpoint(bad)
+    r = runner.invoke(app, ["export", str(HERE.parent / "spaces" / "archs" / "resnet50.arch"), "--checkpoint",
+                            str(bad)])
+    assert r.exit_code == 2 and "corrupted" in r.output and "Traceback" not in r.output
+
+
+def test_search_writes_a_compilable_arch_and_resumes(trained, npz, tmp_path):
+    space, _, _, out, _ = trained
+    res = search_job(TINY, out / "supernet.pt", tmp_path / "best.arch", data=str(npz), strategy="evolution",
+                     budget=6, seed=1, progress=False, bn_batches=2, strategy_options={"population": 3})
+    text = (tmp_path / "best.arch").read_text()
+    assert text.startswith("# searched by trionet-dsl")
+    la = load_arch(tmp_path / "best.arch", space)
+    assert la.arch.blocks == res.best.arch.blocks
+    hist = tmp_path / "best.history.jsonl"
+    assert len(hist.read_text().splitlines()) == 6
+    again = search_job(TINY, out / "supernet.pt", tmp_path / "again.arch", data=str(npz), strategy="evolution",
+                       budget=6, seed=1, progress=False, bn_batches=2, history=hist, resume=True,
+                       strategy_options={"population": 3})
+    assert again.best.arch.blocks == res.best.arch.blocks and again.accuracy == res.accuracy
+    r = runner.invoke(app, ["compile", str(tmp_path / "best.arch"), "--space", str(TINY)])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("fmt", ["pt", "torchscript", "onnx"])
+def test_export_reloads_with_same_outputs(trained, tmp_path, fmt):
+    space, _, _, out, _ = trained
+    arch = tmp_path / "a.arch"
+    arch.write_text("arch a of tiny {\n  s1.0 local(span=3) width 8 heads 2\n  s2.0 axial width 8 heads 1\n}\n")
+    res = export_job(arch, tmp_path / f"m.{fmt}", out / "supernet.pt", fmt=fmt, space=TINY)
+    assert res.max_abs_diff < 1e-4
+    from trionet_dsl.cost import arch_cost
+
+    assert res.params == arch_cost(space, load_arch(arch, space).arch).params
+
+
+def test_cli_train_search_export(npz, tmp_path):
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--epochs", "1", "--batch-size", "16",
+                            "--out", str(run), "--no-progress", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["search", str(TINY), "--checkpoint", str(run / "supernet.pt"), "--data", str(npz),
+                            "--budget", "4", "--strategy", "random", "--max-flops", "2M", "--out",
+                            str(tmp_path / "b.arch"), "--no-progress", "--multi-objective"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b.front").is_dir()
+    r = runner.invoke(app, ["export", str(tmp_path / "b.arch"), "--checkpoint", str(run / "supernet.pt"),
+                            "--format", "onnx", "--space", str(TINY)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b.onnx").exists()
+    r = runner.invoke(app, ["train", str(TINY), "--data", "digts", "--out", str(run)])
+    assert r.exit_code == 2 and "did you mean 'digits'" in r.output
+    r = runner.invoke(app, ["search", str(TINY), "--checkpoint", str(run / "supernet.pt"), "--max-flops", "1K",
+                            "--data", str(npz)])
+    assert r.exit_code == 2 and "below the smallest" in r.output
