@@ -1,0 +1,102 @@
+"""Data sources, split, normalisation, augmentation and seeded iteration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trionet_dsl.data import DataConfig, iterate, load_data
+from trionet_dsl.data.transforms import augment
+from trionet_dsl.errors import SpaceError
+
+
+def test_digits_real_and_resized():
+    b = load_data(DataConfig(source="digits", image_size=(16, 16), channels=3, val_fraction=0.2))
+    assert len(b.train_y) + len(b.val_y) == 1797 and b.num_classes == 10
+    assert b.train_x.shape[1:] == (3, 16, 16)
+    assert b.flip is False  # a mirrored digit is another symbol
+    # stratified: every class keeps about 20 % for validation
+    counts = torch.bincount(b.val_y, minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38
+
+
+def test_split_is_seeded_and_stats_come_from_train_only():
+    a = load_data(DataConfig(source="digits", image_size=(8, 8), channels=1, seed=1))
+    b = load_data(DataConfig(source="digits", image_size=(8, 8), channels=1, seed=1))
+    c = load_data(DataConfig(source="digits", image_size=(8, 8), channels=1, seed=2))
+    assert torch.equal(a.val_y, b.val_y) and torch.equal(a.val_x, b.val_x)
+    assert not torch.equal(a.val_x, c.val_x)
+    # normalised training data has mean 0 / std 1 per channel; validation data only roughly
+    assert abs(a.train_x.mean().item()) < 1e-4 and abs(a.train_x.std().item() - 1) < 1e-3
+    assert abs(a.val_x.mean().item()) > 1e-4
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "nhw"])
+def test_npz_layouts(tmp_path, layout):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(20, 3, 10, 12), dtype=np.uint8)
+    if layout == "nhwc":
+        x = x.transpose(0, 2, 3, 1)
+    elif layout == "nhw":
+        x = x[:, 0]
+    y = np.arange(20) % 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    b = load_data(DataConfig(source=str(tmp_path / "d.npz"), image_size=(10, 12), channels=3, val_fraction=0.25))
+    assert b.train_x.shape == (16, 3, 10, 12) and b.num_classes == 2 and b.flip is True
+
+
+def test_npz_float_and_errors(tmp_path):
+    np.savez(tmp_path / "f.npz", x=np.random.rand(10, 1, 4, 4).astype(np.float32), y=np.arange(10) % 2)
+    assert load_data(DataConfig(source=str(tmp_path / "f.npz"), image_size=(4, 4), channels=1)).train_x.shape[1] == 1
+    np.savez(tmp_path / "n.npz", x=np.zeros((10, 1, 4, 4)), y=np.arange(9))
+    with pytest.raises(SpaceError, match="10 images but 9 labels"):
+        load_data(DataConfig(source=str(tmp_path / "n.npz")))
+    np.savez(tmp_path / "l.npz", x=np.zeros((4, 1, 4, 4)), y=np.array([0.5, 1, 0, 1]))
+    with pytest.raises(SpaceError, match="integers"):
+        load_data(DataConfig(source=str(tmp_path / "l.npz")))
+    np.savez(tmp_path / "one.npz", x=np.zeros((4, 1, 4, 4)), y=np.zeros(4, dtype=int))
+    with pytest.raises(SpaceError, match="at least 2"):
+        load_data(DataConfig(source=str(tmp_path / "one.npz")))
+    with pytest.raises(SpaceError, match="did you mean 'digits'"):
+        load_data(DataConfig(source="digts"))
+
+
+def test_image_folder(tmp_path):
+    for c, value in (("cat", 30), ("dog", 220)):
+        (tmp_path / c).mkdir()
+        for i in range(4):
+            Image.new("RGB", (9 + i, 7), (value, value, value)).save(tmp_path / c / f"{i}.png")
+            Image.new("L", (7, 7), value).save(tmp_path / c / f"g{i}.png")
+    b = load_data(DataConfig(source=str(tmp_path), image_size=(8, 8), channels=3, val_fraction=0.25))
+    assert b.class_names == ["cat", "dog"] and len(b.train_y) + len(b.val_y) == 16
+    # the brighter class stays brighter after normalisation
+    xs = torch.cat([b.train_x, b.val_x])
+    ys = torch.cat([b.train_y, b.val_y])
+    assert xs[ys == 1].mean() > xs[ys == 0].mean()
+    (tmp_path / "dog" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(SpaceError, match="broken.png"):
+        load_data(DataConfig(source=str(tmp_path)))
+
+
+def test_augmentation_shifts_and_is_deterministic():
+    x = torch.zeros(6, 1, 8, 8)
+    x[:, :, 3:5, 3:5] = 1
+    a = augment(x, torch.Generator().manual_seed(0), pad=2, flip=False)
+    b = augment(x, torch.Generator().manual_seed(0), pad=2, flip=False)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.equal(a, x)  # some crop moved the square
+    assert torch.allclose(a.sum((1, 2, 3)), x.sum((1, 2, 3)))  # a 2-pixel shift never cuts the centre square
+
+
+def test_iterate_covers_each_sample_once_and_repeats_per_seed_epoch():
+    b = load_data(DataConfig(source="digits", image_size=(8, 8), channels=1))
+    seen = torch.cat([yb for _, yb in iterate(b, "train", 100, epoch=3, seed=5)])
+    assert len(seen) == len(b.train_y)
+    assert torch.equal(torch.sort(seen).values, torch.sort(b.train_y).values)
+    first = [xb for xb, _ in iterate(b, "train", 100, epoch=3, seed=5)]
+    again = [xb for xb, _ in iterate(b, "train", 100, epoch=3, seed=5)]
+    other = [xb for xb, _ in iterate(b, "train", 100, epoch=4, seed=5)]
+    assert all(torch.equal(p, q) for p, q in zip(first, again))
+    assert not torch.equal(first[0], other[0])
