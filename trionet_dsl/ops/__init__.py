@@ -1,13 +1,27 @@
-"""Spatial operators (conv, SASA local attention, axial attention), each as a plain module
-and as a weight-sharing super module, plus width-sliced conv/BN for the bottleneck."""
+"""Spatial operators of a TrioNet bottleneck: convolution, SASA local self-attention and
+Axial-DeepLab axial self-attention.
 
-from trionet_dsl.ops.axial_attention import AxialAttention2d, SuperAxialAttention, axial_attention, axial_layer
+Each operator is one functional core (``local_attention``, ``axial_attention``,
+``F.conv2d``) behind two modules: a *super* module holding the largest weights, whose
+``forward(x, width, heads)`` slices them to the requested sub-operator (and whose
+``extract(width, heads)`` returns a plain copy), and a *plain* module of exactly one size
+(``LocalAttention2d``, ``AxialAttention2d``, ``nn.Conv2d``), scriptable and ONNX-exportable.
+How width and heads share attention weights (Multi-head Sharing vs channel prefix) is
+described in :mod:`trionet_dsl.ops.heads`.
+"""
+
+from trionet_dsl.ops.axial_attention import (
+    AxialAttention2d, SuperAxialAttention, axial_attention, axial_layer, relative_index,
+)
+from trionet_dsl.ops.costs import op_macs, op_params, super_op_params
 from trionet_dsl.ops.factory import SuperConvOp, plain_op, super_op
+from trionet_dsl.ops.heads import MODES, grid_dims, slice_rows, split_halves, stored_rows
 from trionet_dsl.ops.local_attention import LocalAttention2d, SuperLocalAttention, local_attention
-from trionet_dsl.ops.sliced import SlicedBatchNorm2d, SuperConv2d
+from trionet_dsl.ops.sliced import SlicedBatchNorm2d, SuperConv2d, conv2d_macs, conv2d_param_count
 
 __all__ = [
-    "AxialAttention2d", "LocalAttention2d", "SlicedBatchNorm2d", "SuperAxialAttention", "SuperConv2d",
-    "SuperConvOp", "SuperLocalAttention", "axial_attention", "axial_layer", "local_attention", "plain_op",
-    "super_op",
+    "MODES", "AxialAttention2d", "LocalAttention2d", "SlicedBatchNorm2d", "SuperAxialAttention", "SuperConv2d",
+    "SuperConvOp", "SuperLocalAttention", "axial_attention", "axial_layer", "conv2d_macs", "conv2d_param_count",
+    "grid_dims", "local_attention", "op_macs", "op_params", "plain_op", "relative_index", "slice_rows",
+    "split_halves", "stored_rows", "super_op", "super_op_params",
 ]

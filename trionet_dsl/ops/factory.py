@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from trionet_dsl.ops.axial_attention import AxialAttention2d, SuperAxialAttention
@@ -10,17 +11,18 @@ from trionet_dsl.ops.sliced import SuperConv2d
 
 
 class SuperConvOp(nn.Module):
-    """The conv choice of a block: a sliced KxK conv, width x width."""
+    """The conv choice of a block, with the attention operators' interface: ``forward(x, width, heads)``."""
 
     def __init__(self, in_max: int, out_max: int, kernel: int, stride: int) -> None:
         super().__init__()
         self.conv = SuperConv2d(in_max, out_max, kernel, stride)
 
-    def forward(self, x, width: int, heads: int | None = None):
+    def forward(self, x: torch.Tensor, width: int, heads: int | None = None) -> torch.Tensor:
         return self.conv(x, width)
 
-    def extract(self, width: int, heads: int | None = None) -> nn.Conv2d:
-        return self.conv.extract(width, width)
+    def extract(self, width: int, heads: int | None = None, in_channels: int | None = None) -> nn.Conv2d:
+        """Plain conv of (width, heads); ``in_channels`` defaults to ``width`` (bottleneck), as for attention."""
+        return self.conv.extract(width, in_channels=width if in_channels is None else in_channels)
 
 
 def plain_op(kind: str, *, width: int, heads: int | None, stride: int, kernel: int | None, span: int | None,
@@ -32,7 +34,9 @@ def plain_op(kind: str, *, width: int, heads: int | None, stride: int, kernel: i
         return conv
     if kind == "local":
         return LocalAttention2d(width, width, heads, span, stride)
-    return AxialAttention2d(width, width, heads, max_len, span or 0, stride)
+    if kind == "axial":
+        return AxialAttention2d(width, width, heads, max_len, span or 0, stride)
+    raise ValueError(f"unknown operator kind {kind!r}")
 
 
 def super_op(kind: str, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], stride: int,
@@ -42,4 +46,6 @@ def super_op(kind: str, *, in_max: int, widths: tuple[int, ...], heads: tuple[in
         return SuperConvOp(in_max, max(widths), kernel, stride)
     if kind == "local":
         return SuperLocalAttention(in_max, widths, heads, span, stride, sharing)
-    return SuperAxialAttention(in_max, widths, heads, max_len, span or 0, stride, sharing)
+    if kind == "axial":
+        return SuperAxialAttention(in_max, widths, heads, max_len, span or 0, stride, sharing)
+    raise ValueError(f"unknown operator kind {kind!r}")

@@ -1,22 +1,27 @@
 """How width and heads combine in attention weights: Multi-head Sharing vs channel prefix.
 
 An attention operator of a block may run with any width ``w`` of the block and any head
-count ``h`` of the operator; its heads have ``d = w / h`` channels.
+count ``h`` of the operator; its heads have ``d = w / h`` channels (``h`` must divide ``w``).
+Let ``H = max(head_choices)`` and ``D = max(w / h)`` over the valid ``(w, h)`` pairs.
 
-* **Multi-head Sharing** (TrioNet, Pi et al. 2021; ``"multihead"``, the default): the
-  q/k/v projections' output channels form a grid of ``H`` heads x ``D`` channels, with
-  ``H`` the largest head count and ``D`` the largest ``w / h`` of the block. Head ``i`` of
-  every sub-operator is row ``i`` of the grid — its own slice of the projections and its
-  own positional embeddings — and a sub-operator ``(w, h)`` takes heads ``0..h-1`` and the
-  leading ``d`` channels of each. A head therefore means the same thing in every
-  sub-network that has it; narrowing never cuts across head boundaries.
-* **Channel prefix** (``"prefix"``, the baseline): the projections are flat (largest
-  width ``W`` rows); ``(w, h)`` takes the leading ``w`` rows and splits them into ``h``
-  heads, so head ``i`` of ``(64, 8)`` (channels 8i..8i+7) and of ``(64, 4)`` (16i..16i+15)
-  read different weights.
+* **Multi-head Sharing** (TrioNet, Pi et al. 2021; ``"multihead"``, the default): every
+  q/k/v projection stores ``H * D`` output rows read as an ``H x D`` grid (row ``r`` of the
+  weight is head ``r // D``, head channel ``r % D``). Head ``i`` of *every* sub-operator is
+  grid row ``i`` — its own slice of the projections and its own positional embeddings
+  (stored per head, ``(H, D_part, offsets)``) — and sub-operator ``(w, h)`` uses heads
+  ``0..h-1`` and the leading ``d = w / h`` channels of each. A head therefore means the same
+  thing in every sub-network that has it; narrowing never cuts across head boundaries.
+  Slicing is ``weight.reshape(H, D, ...)[:h, :d].reshape(w, ...)``.
+* **Channel prefix** (``"prefix"``, the baseline): projections are flat (``W = max(widths)``
+  rows); ``(w, h)`` takes the leading ``w`` rows and splits them into ``h`` heads of ``d``,
+  so head ``i`` of ``(64, 8)`` (rows ``8i..8i+7``) and of ``(64, 4)`` (rows ``16i..16i+15``)
+  read different weights. Positional embeddings are flat too (``(W, offsets)``), sliced by
+  the same prefix and reshaped to ``(h, d, offsets)``.
 
-The operator's output channels are head-major in both modes: channel ``c`` is head
-``c // d``, head channel ``c % d``.
+In both modes the operator's output channels are head-major: channel ``c`` is head
+``c // d``, head channel ``c % d`` (``w`` channels in all). An operator whose *input* is
+another attention layer's output (axial's width layer) slices its input columns the same
+way, so each input channel keeps its meaning.
 """
 
 from __future__ import annotations
@@ -28,24 +33,44 @@ import torch
 MODES = ("multihead", "prefix")
 
 
+def check_mode(mode: str) -> str:
+    """Reject unknown sharing modes early (a typo would silently pick a default otherwise)."""
+    if mode not in MODES:
+        raise ValueError(f"sharing must be one of {MODES}, not {mode!r}")
+    return mode
+
+
 def grid_dims(widths: tuple[int, ...], heads: tuple[int, ...]) -> tuple[int, int]:
     """(H, D): most heads and widest head over every valid (w, h) of a block."""
     pairs = [(w, h) for w in widths for h in heads if w % h == 0]
     if not pairs:
-        raise ValueError(f"no head count in {heads} divides a width in {widths}")
+        raise ValueError(f"no head count in {tuple(heads)} divides a width in {tuple(widths)}")
     return max(heads), max(w // h for w, h in pairs)
 
 
 def stored_rows(widths: tuple[int, ...], heads: tuple[int, ...], mode: str) -> int:
     """Output rows a projection stores: H*D for multihead sharing, max width for prefix."""
-    if mode == "multihead":
+    if check_mode(mode) == "multihead":
         h, d = grid_dims(widths, heads)
         return h * d
     return max(widths)
 
 
+def check_sub(mode: str, grid: tuple[int, int], max_width: int, width: int, heads: int) -> int:
+    """Per-head dim ``d`` of sub-operator (width, heads), after checking the stored weights hold it."""
+    if heads < 1 or width % heads:
+        raise ValueError(f"{heads} heads do not divide width {width}")
+    d = width // heads
+    big_h, big_d = grid
+    if mode == "multihead" and (heads > big_h or d > big_d):
+        raise ValueError(f"(width={width}, heads={heads}) needs {heads} heads of {d}; the grid is {big_h} x {big_d}")
+    if mode == "prefix" and width > max_width:
+        raise ValueError(f"width {width} exceeds the largest width {max_width}")
+    return d
+
+
 def slice_rows(weight: torch.Tensor, mode: str, grid: tuple[int, int], width: int, heads: int) -> torch.Tensor:
-    """The rows of a stored (rows, ...) tensor that sub-operator (width, heads) uses, head-major."""
+    """The rows of a stored ``(rows, ...)`` tensor that sub-operator (width, heads) uses, head-major."""
     d = width // heads
     if mode == "multihead":
         big_h, big_d = grid
