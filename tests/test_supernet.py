@@ -27,6 +27,10 @@ def small_net(small_space):
     net.train()
     rng = random.Random(0)
     with torch.no_grad():
+        for m in net.modules():  # the init zeroes every block's last BN: undo it, or blocks are identities
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
         for _ in range(3):
             net.activate(sample(small_space, rng))
             net(torch.randn(8, 3, 32, 32))

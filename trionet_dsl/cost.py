@@ -106,7 +106,7 @@ def supernet_params(space: ResolvedSpace) -> int:
     total = fixed_cost(space).params
     for b in space.blocks:
         wm = b.max_width
-        total += b.in_channels * wm + 2 * wm + 2 * wm + wm * b.out_channels + 2 * b.out_channels
+        total += b.in_channels * wm + 2 * wm + 2 * wm * len(b.options) + wm * b.out_channels + 2 * b.out_channels
         if b.has_projection:
             total += b.in_channels * b.out_channels + 2 * b.out_channels
         for o in b.options:

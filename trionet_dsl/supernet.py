@@ -1,11 +1,11 @@
 """Resolved space -> weight-sharing supernet; ``activate(arch)`` picks the sub-network.
 
 Sharing, block by block:
-* the 1x1 reduce/expand convs, their BNs and the BN after the operator are shared by
-  every operator choice; a sub-network of width ``w`` uses their leading ``w`` channels
-  (Once-for-All / BigNAS width slicing);
+* the 1x1 reduce/expand convs and their BNs are shared by every operator choice; a
+  sub-network of width ``w`` uses their leading ``w`` channels (Once-for-All / BigNAS
+  width slicing);
 * each operator choice (``conv(kernel=3)``, ``local(span=7)``, ``axial``) has its own
-  weights; attention operators share across widths and head counts by Multi-head
+  weights and its own BN after it (sliced by width); attention operators share across widths and head counts by Multi-head
   Sharing (see :mod:`trionet_dsl.ops`) or, with ``sharing="prefix"``, by a flat
   channel prefix.
 
@@ -50,7 +50,9 @@ class SuperBottleneck(nn.Module):
                                               max_len=max(block.in_hw), sharing=sharing)
             for o in block.options
         })
-        self.bn2 = SlicedBatchNorm2d(wmax)
+        # one BN per operator choice: conv, local and axial outputs have different statistics,
+        # and a shared BN's running averages would describe none of them (SPOS-style choice block)
+        self.bn2 = nn.ModuleDict({key: SlicedBatchNorm2d(wmax) for key in self.ops})
         self.conv3 = SuperConv2d(wmax, block.out_channels, 1, 1)
         self.bn3 = nn.BatchNorm2d(block.out_channels)
         self.downsample = (
@@ -63,8 +65,9 @@ class SuperBottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.active
         y = F.relu(self.bn1(self.conv1(x, c.width)), inplace=True)
-        y = self.ops[_op_key(c.op.signature)](y, c.width, c.heads)
-        y = F.relu(self.bn2(y), inplace=True)
+        key = _op_key(c.op.signature)
+        y = self.ops[key](y, c.width, c.heads)
+        y = F.relu(self.bn2[key](y), inplace=True)
         y = self.bn3(self.conv3(y, self.block.out_channels))
         sc = x if self.downsample is None else self.downsample(x)
         return F.relu(y + sc, inplace=True)
@@ -72,12 +75,13 @@ class SuperBottleneck(nn.Module):
     def extract(self) -> Bottleneck:
         """The active choice as a plain :class:`Bottleneck` with copied weights."""
         c, b = self.active, self.block
-        op = self.ops[_op_key(c.op.signature)].extract(c.width, c.heads)
+        key = _op_key(c.op.signature)
+        op = self.ops[key].extract(c.width, c.heads)
         out = Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, op, b.has_projection)
         with torch.no_grad():
             out.conv1.weight.copy_(self.conv1.weight[: c.width, : b.in_channels])
             out.bn1.load_state_dict(self.bn1.extract(c.width).state_dict())
-            out.bn2.load_state_dict(self.bn2.extract(c.width).state_dict())
+            out.bn2.load_state_dict(self.bn2[key].extract(c.width).state_dict())
             out.conv3.weight.copy_(self.conv3.weight[:, : c.width])
             out.bn3.load_state_dict(self.bn3.state_dict())
             if self.downsample is not None:
