@@ -102,6 +102,29 @@ def test_search_writes_a_compilable_arch_and_resumes(trained, npz, tmp_path):
     assert again.best.arch.blocks == res.best.arch.blocks and again.accuracy == res.accuracy
     r = runner.invoke(app, ["compile", str(tmp_path / "best.arch"), "--space", str(TINY)])
     assert r.exit_code == 0, r.output
+    # diff the searched arch against another evaluated one: costs from the cost model, accuracies from the history
+    import json
+
+    from trionet_dsl.search.base import arch_key
+
+    recs = [json.loads(line) for line in hist.read_text().splitlines()]
+    best_key = arch_key(res.best.arch)
+    other = next(r for r in recs if r["arch_key"] != best_key)
+    lines = []
+    for item in other["arch_key"].split(";"):  # "s1.0=local(span=3)/8/2" -> "s1.0 local(span=3) width 8 heads 2"
+        block, rest = item.split("=", 1)
+        op, width, heads = rest.rsplit("/", 2)
+        lines.append(f"  {block} {op} width {width}" + (f" heads {heads}" if heads != "0" else ""))
+    (tmp_path / "other.arch").write_text("arch other of tiny {\n" + "\n".join(lines) + "\n}\n")
+    r = runner.invoke(app, ["diff", str(tmp_path / "best.arch"), str(tmp_path / "other.arch"), "--space", str(TINY),
+                            "--history", str(hist), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["costs"]["params"] == {"a": res.params, "b": other["params"]}
+    assert rep["costs"]["flops"]["b"] == other["flops"]
+    assert rep["costs"]["accuracy"]["a"] == res.accuracy
+    assert rep["costs"]["accuracy"]["b"] == max(x["accuracy"] for x in recs if x["arch_key"] == other["arch_key"])
+    assert rep["n_changed"] >= 1
 
 
 @pytest.mark.parametrize("fmt", ["pt", "torchscript", "onnx"])
@@ -135,3 +158,18 @@ def test_cli_train_search_export(npz, tmp_path):
     r = runner.invoke(app, ["search", str(TINY), "--checkpoint", str(run / "supernet.pt"), "--max-flops", "1K",
                             "--data", str(npz)])
     assert r.exit_code == 2 and "below the smallest" in r.output
+
+
+def test_cli_train_with_a_separate_validation_set(npz, tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--val", str(npz), "--epochs", "1",
+                            "--batch-size", "16", "--out", str(run), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    meta = torch.load(run / "supernet.pt", weights_only=True)["data"]
+    assert meta["train"] == 90 and meta["val"] == 90  # no split: every image trains, the --val set validates
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
+    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--val", str(tmp_path / "nope.npz"),
+                            "--out", str(run)])
+    assert r.exit_code == 2 and "nope.npz" in r.output

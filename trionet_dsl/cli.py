@@ -239,7 +239,8 @@ def train_cmd(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
     sampling: str = typer.Option("hierarchical", "--sampling", help="hierarchical | uniform | sandwich"),
     sharing: str = typer.Option("multihead", "--sharing", help="multihead | prefix (attention weight sharing)"),
-    val_fraction: float = typer.Option(0.2, "--val-fraction"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="held-out share of --data (ignored with --val)"),
+    val_data: Optional[str] = typer.Option(None, "--val", help="a separate validation .npz or image folder"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out where it stopped"),
     space: Optional[Path] = typer.Option(None, "--space", help="space of an .arch (default: found by name)"),
@@ -258,7 +259,7 @@ def train_cmd(
         e = exc.errors()[0]
         raise SpaceError(f"bad option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
     hist = train_job(file, data, cfg, out, resume=resume, progress=not no_progress, val_fraction=val_fraction,
-                     space=space)
+                     space=space, val_data=val_data)
     con = _console()
     if hist:
         m = hist[-1]
@@ -282,7 +283,8 @@ def search_cmd(
     history: Optional[Path] = typer.Option(None, "--history", help="JSON lines log (default: OUT.history.jsonl)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the history"),
     bn_batches: int = typer.Option(8, "--bn-batches", help="batches for BatchNorm recalibration"),
-    val_fraction: float = typer.Option(0.2, "--val-fraction"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="held-out share of --data (ignored with --val)"),
+    val_data: Optional[str] = typer.Option(None, "--val", help="a separate validation .npz or image folder"),
     seed: int = typer.Option(0, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress"),
 ) -> None:
@@ -292,7 +294,7 @@ def search_cmd(
     res = search_job(space_file, checkpoint, out, data=data, strategy=strategy, budget=budget, max_flops=max_flops,
                      max_params=max_params, evaluator=evaluator, seed=seed, history=history, resume=resume,
                      multi_objective=multi_objective, bn_batches=bn_batches, val_fraction=val_fraction,
-                     progress=not no_progress)
+                     progress=not no_progress, val_data=val_data)
     con = _console()
     acc = "n/a" if res.accuracy is None else f"{res.accuracy:.4f}"
     con.print(f"best of {res.evaluated}: accuracy {acc}, FLOPs {_human(res.flops)}, params {_human(res.params)}"

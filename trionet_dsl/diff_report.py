@@ -36,14 +36,12 @@ def diff_report(a: Path, b: Path, space: Path | None = None, histories: list[Pat
         rep: dict = {"kind": "arch", "a": d.a, "b": d.b,
                      "blocks": [c.model_dump() for c in d.blocks],
                      "n_changed": len(d.changed), "n_equal": len(d.equal)}
-        try:
-            from trionet_dsl.cost import arch_cost
-        except ImportError:
-            return rep
+        from trionet_dsl.cost import arch_cost
+
         ca, cb = arch_cost(da.space, da.arch), arch_cost(db.space, db.arch)
         rep["costs"] = {"params": {"a": ca.params, "b": cb.params}, "flops": {"a": ca.flops, "b": cb.flops}}
         if histories:
-            from trionet_dsl.search.history import arch_key
+            from trionet_dsl.search.base import arch_key
 
             rep["costs"]["accuracy"] = {"a": _accuracy(histories, arch_key(da.arch)),
                                         "b": _accuracy(histories, arch_key(db.arch))}

@@ -45,13 +45,14 @@ def load_dataset(source: str, space: ResolvedSpace, val_fraction: float = 0.2, s
 
 
 def train_job(file: str | Path, data: str, cfg, out: str | Path, resume: bool = False, progress: bool = True,
-              val_fraction: float = 0.2, space: str | Path | None = None, stop_after_epoch: int | None = None):
+              val_fraction: float = 0.2, space: str | Path | None = None, stop_after_epoch: int | None = None,
+              val_data: str | None = None):
     """Train the supernet of a `.space` file, or an `.arch` from scratch."""
     from trionet_dsl.train import train
 
     target = load_any(file, space)
     rs = target if isinstance(target, ResolvedSpace) else target.space
-    bundle = load_dataset(data, rs, val_fraction, cfg.seed)
+    bundle = load_dataset(data, rs, val_fraction, cfg.seed, val_source=val_data)
     return train(target, bundle, cfg, out, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
 
 
@@ -72,7 +73,7 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
                max_params: str | int | None = None, evaluator: str = "supernet", seed: int = 0,
                history: str | Path | None = None, resume: bool = False, multi_objective: bool = False,
                bn_batches: int = 8, val_fraction: float = 0.2, progress: bool = True,
-               strategy_options: dict | None = None) -> SearchOutcome:
+               strategy_options: dict | None = None, val_data: str | None = None) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL."""
     from trionet_dsl.cost import CostModel
     from trionet_dsl.loader import load_space
@@ -104,7 +105,7 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
                              hint="use the supernet.pt that `trionet train` wrote for this space")
         net = Supernet(rs, sharing=ck.get("sharing", "multihead"))
         net.load_state_dict(ck["model"])
-        bundle = load_dataset(data, rs, val_fraction, ck.get("config", {}).get("seed", seed))
+        bundle = load_dataset(data, rs, val_fraction, ck.get("config", {}).get("seed", seed), val_source=val_data)
         evaluate = SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=seed)
     elif evaluator in ("flops", "params"):
         evaluate = CostOnlyEvaluator(evaluator)

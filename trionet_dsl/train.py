@@ -88,6 +88,22 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(1, len(x))
 
 
+def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Reset BN running stats and re-estimate them as a plain average over ``batches``."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    model.train()
+    with torch.no_grad():
+        for xb in batches:
+            model(xb)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
 def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: int):
     rng = random.Random(f"{cfg.seed}/{epoch}/{step}")
     if cfg.sampling == "sandwich":
@@ -147,6 +163,8 @@ def train(
     eval_arch = None
     if is_supernet:
         eval_arch = extreme(space, random.Random(cfg.seed), largest=True, name="largest")
+        calib = [xb.contiguous(memory_format=torch.channels_last) if cfg.channels_last else xb
+                 for i, (xb, _) in zip(range(8), iterate(data, "train", 128, 0, cfg.seed, augment=False))]
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -180,16 +198,21 @@ def train(
                 sched.step()
                 ips = seen / max(1e-9, time.perf_counter() - t0)
                 bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen, ips=ips)
-            if is_supernet:
+            if is_supernet:  # running BN stats mix every sub-network: measure with its own, then put them back
                 model.activate(eval_arch)
-            val = evaluate(model, data.val_x, data.val_y, channels_last=cfg.channels_last)
+                saved = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "batches" in k}
+                recalibrate_bn(model, calib)
+                val = evaluate(model, data.val_x, data.val_y, channels_last=cfg.channels_last)
+                model.load_state_dict(saved, strict=False)
+            else:
+                val = evaluate(model, data.val_x, data.val_y, channels_last=cfg.channels_last)
             m = EpochMetrics(epoch + 1, loss_sum / max(1, seen), correct / max(1, seen), val,
                              seen / max(1e-9, time.perf_counter() - t0), sched.get_last_lr()[0])
             history.append(m)
             bar.update(task, description="done")
             if progress:
                 bar.console.print(f"epoch {m.epoch}: loss {m.train_loss:.4f} train acc {m.train_acc:.4f} "
-                                  f"val acc {m.val_acc:.4f}" + (" (largest sub-network)" if is_supernet else ""))
+                                  f"val acc {m.val_acc:.4f}" + (" (largest sub-network, BN recalibrated)" if is_supernet else ""))
             payload = {
                 "kind": "supernet" if is_supernet else "arch",
                 "space_text": space_text,

@@ -16,27 +16,11 @@ import torch
 from torch import nn
 
 from trionet_dsl.ir import Arch
-from trionet_dsl.train import evaluate
+from trionet_dsl.train import evaluate, recalibrate_bn
 
 
 class Evaluator(Protocol):
     def __call__(self, arch: Arch) -> dict[str, float]: ...
-
-
-def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
-    """Reset BN running stats and re-estimate them as a plain average over ``batches``."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: every batch weighs the same
-    model.train()
-    with torch.no_grad():
-        for xb in batches:
-            model(xb)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
 
 
 class SupernetEvaluator:
