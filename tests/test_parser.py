@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import at, raised
 from trionet_dsl.errors import SpaceError
 from trionet_dsl.ir import (
     Arch,
@@ -40,18 +41,7 @@ MINI = """space mini {
 
 
 def err(text: str, file: str = "f.space") -> SpaceError:
-    with pytest.raises(SpaceError) as info:
-        parse(text, file)
-    return info.value
-
-
-def at(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
-    """1-based (line, column) of the nth occurrence of ``needle`` in ``text``."""
-    pos = -1
-    for _ in range(nth + 1):
-        pos = text.index(needle, pos + 1)
-    line = text.count("\n", 0, pos) + 1
-    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return raised(parse, text, file)
 
 
 # ------------------------------------------------------------------ positive: space constructs

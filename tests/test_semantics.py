@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import at, raised
 from trionet_dsl.errors import SpaceError
 from trionet_dsl.ir import Op, Space, Stage
 from trionet_dsl.loader import compile_arch_text, compile_space_text, load_arch, load_space
@@ -32,16 +33,7 @@ CONV, LOCAL5, AXIAL = Op(kind="conv", kernel=3), Op(kind="local", span=5), Op(ki
 
 
 def serr(text: str, file: str = "f.space") -> SpaceError:
-    with pytest.raises(SpaceError) as info:
-        compile_space_text(text, file)
-    return info.value
-
-
-def at(text: str, needle: str, nth: int = 0) -> tuple[int, int]:
-    pos = -1
-    for _ in range(nth + 1):
-        pos = text.index(needle, pos + 1)
-    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return raised(compile_space_text, text, file)
 
 
 # ------------------------------------------------------------------ the shipped r50 space
