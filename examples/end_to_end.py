@@ -52,7 +52,7 @@ def main() -> None:
     con.rule(f"space {space.name}: {space.size:,} architectures, FLOPs {ext['flops_min']:,}..{ext['flops_max']:,}")
 
     # 1. trionet train spaces/trionet_small.space --data digits --epochs N --out OUT/supernet
-    cfg = TrainConfig(epochs=supernet_epochs, batch_size=32, lr=0.05, seed=args.seed, sampling="hierarchical")
+    cfg = TrainConfig(epochs=supernet_epochs, batch_size=32, lr=0.2, seed=args.seed, sampling="hierarchical")
     con.rule("1. supernet training (Hierarchical Sampling)")
     train(space, data, cfg, out / "supernet", progress=True)
 
