@@ -2,7 +2,7 @@
 
 Same input (batch 64, 32x32, trionet_small), same arch, both in train mode, on CPU; prints
 the ratio supernet / extracted (goal <= 1.05) for conv-only, local-only, axial-only and
-mixed archs, each the median of several timed steps after warm-up, measured in one run.
+mixed archs, each the median of 20 interleaved steps after warm-up, measured in one run.
 
     python benchmarks/supernet_vs_extracted.py [--threads 2] [--steps 10]
 """
@@ -24,21 +24,29 @@ from trionet_dsl.supernet import Supernet, extract
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def step_time(model: torch.nn.Module, x: torch.Tensor, steps: int) -> float:
-    times = []
-    for i in range(steps + 2):
-        t0 = time.perf_counter()
-        model(x).sum().backward()
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
+def one_step(model: torch.nn.Module, x: torch.Tensor) -> float:
+    t0 = time.perf_counter()
+    model(x).sum().backward()
+    dt = time.perf_counter() - t0
     model.zero_grad(set_to_none=True)
-    return statistics.median(times)
+    return dt
+
+
+def paired_times(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor, steps: int) -> tuple[float, float]:
+    """Median step times of a and b, interleaved step by step so machine drift hits both alike."""
+    for _ in range(2):  # warm-up
+        one_step(a, x), one_step(b, x)
+    ta, tb = [], []
+    for _ in range(steps):
+        ta.append(one_step(a, x))
+        tb.append(one_step(b, x))
+    return statistics.median(ta), statistics.median(tb)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     space = load(ROOT / "spaces" / "trionet_small.space")
@@ -50,7 +58,7 @@ def main() -> None:
     for name, arch in archs.items():
         net.activate(arch)
         sub = extract(net, arch).to(memory_format=torch.channels_last).train()
-        a, b = step_time(net, x, args.steps), step_time(sub, x, args.steps)
+        a, b = paired_times(net, sub, x, args.steps)
         print(f"{name:8} {a * 1e3:12.1f} {b * 1e3:13.1f} {a / b:6.3f}")
 
 
