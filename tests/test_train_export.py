@@ -173,3 +173,15 @@ def test_cli_train_with_a_separate_validation_set(npz, tmp_path):
     r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--val", str(tmp_path / "nope.npz"),
                             "--out", str(run)])
     assert r.exit_code == 2 and "nope.npz" in r.output
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(npz, tmp_path, monkeypatch):
+    import trionet_dsl.jobs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trionet_dsl.jobs, "train_job", interrupted)
+    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 130
+    assert "--resume" in r.output and "Traceback" not in r.output

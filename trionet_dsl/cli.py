@@ -53,7 +53,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SpaceError as err:
             _fail(err)
         except KeyboardInterrupt:
-            _console(stderr=True).print("[yellow]interrupted[/]")
+            msg = "interrupted"
+            if fn.__name__ in ("train_cmd", "search_cmd"):
+                msg += (": the last completed epoch / evaluated arch is saved; run the same command with"
+                        " --resume to continue")
+            _console(stderr=True).print(f"[yellow]{msg}[/]")
             raise typer.Exit(130)
 
     return wrapper
