@@ -65,7 +65,7 @@ def axial_layer(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.T
     qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None])  # (N, 3w, L, M)
     # -> (3, N*M, h, L, d): each line along the axis is one batch entry of the matmuls below
     qkv = qkv.reshape(n, 3, heads, d, length, other).permute(1, 0, 5, 2, 4, 3).reshape(3, b, heads, length, d)
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    q, k, v = qkv.unbind(0)  # unbind's backward stacks; indexing's would zero-fill full-size grads
     idx = rel_index[:length, :length]
     eq, ek, ev = rq[:, :, idx], rk[:, :, idx], rv[:, :, idx]  # (h, d, L_o, L_p)
     logits = (torch.matmul(q, k.transpose(2, 3))
