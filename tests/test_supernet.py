@@ -96,6 +96,7 @@ def test_forward_costs_the_subnetwork_not_the_supernet(small_space):
 def test_supernet_param_count_formula(small_space, r50_space):
     assert supernet_params(small_space) == _params(Supernet(small_space))
     assert supernet_params(r50_space) == _params(Supernet(r50_space))
+    assert supernet_params(small_space, "prefix") == _params(Supernet(small_space, "prefix"))
 
 
 def test_fvcore_agrees_on_conv_archs(small_space):
@@ -111,3 +112,24 @@ def test_fvcore_agrees_on_conv_archs(small_space):
         theirs = by_op["conv"] + by_op["linear"]
         ours = CostModel(small_space)(arch)[1]
         assert abs(theirs - ours) / ours < 0.01, (theirs, ours)
+
+
+def test_multihead_outputs_keep_their_place_after_the_operator(small_space):
+    """Under Multi-head Sharing, (head i, channel j) of an attention operator meets the same BN
+    entry and the same 1x1-expand column in every sub-network that has it."""
+    from trionet_dsl.ops.heads import grid_index
+
+    net = Supernet(small_space, seed=0)
+    blk = net.blocks[0]
+    key = next(k for k in blk.ops if k.startswith("local"))
+    op = blk.ops[key]
+    big_d = op.grid[1]
+    for w, h in [(8, 2), (8, 4), (16, 2), (16, 4), (12, 2), (12, 4)]:
+        idx = op.output_index(w, h)
+        cols = list(range(w)) if idx is None else idx.tolist()
+        d = w // h
+        # output channel c = head c // d, channel c % d sits at grid row (c // d) * D + c % d
+        assert cols == [(c // d) * big_d + c % d for c in range(w)] == grid_index(op.grid, w, h)
+    # prefix sharing: output channel c is always entry c
+    pre = Supernet(small_space, "prefix", seed=0).blocks[0].ops[key]
+    assert pre.output_index(8, 4) is None

@@ -99,19 +99,22 @@ def arch_cost(space: ResolvedSpace, arch: Arch) -> Cost:
     return CostModel(space).cost(check_arch(space, arch))
 
 
-def supernet_params(space: ResolvedSpace) -> int:
+def supernet_params(space: ResolvedSpace, sharing: str = "multihead") -> int:
     """Parameters of the supernet itself (every operator at its largest), without building it."""
     from trionet_dsl.ops.costs import super_op_params
+    from trionet_dsl.ops.heads import stored_rows
 
     total = fixed_cost(space).params
     for b in space.blocks:
         wm = b.max_width
-        total += b.in_channels * wm + 2 * wm + 2 * wm * len(b.options) + wm * b.out_channels + 2 * b.out_channels
+        # outputs each operator's BN and the 1x1 expand address: the head grid under Multi-head Sharing
+        rows = [wm if o.op.kind == "conv" else stored_rows(b.widths, o.heads, sharing) for o in b.options]
+        total += b.in_channels * wm + 2 * wm + 2 * sum(rows) + max(rows) * b.out_channels + 2 * b.out_channels
         if b.has_projection:
             total += b.in_channels * b.out_channels + 2 * b.out_channels
         for o in b.options:
             total += super_op_params(o.op.kind, widths=b.widths, heads=o.heads, kernel=o.op.kernel,
-                                     span=o.op.span, max_len=max(b.in_hw))
+                                     span=o.op.span, max_len=max(b.in_hw), sharing=sharing)
     return total
 
 

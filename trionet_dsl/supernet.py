@@ -5,7 +5,8 @@ Sharing, block by block:
   sub-network of width ``w`` uses their leading ``w`` channels (Once-for-All / BigNAS
   width slicing);
 * each operator choice (``conv(kernel=3)``, ``local(span=7)``, ``axial``) has its own
-  weights and its own BN after it (sliced by width); attention operators share across widths and head counts by Multi-head
+  weights and its own BN after it (sliced by width; under Multi-head Sharing, by grid
+  position, and the 1x1 expand reads the same positions — see :mod:`trionet_dsl.ops.heads`); attention operators share across widths and head counts by Multi-head
   Sharing (see :mod:`trionet_dsl.ops`) or, with ``sharing="prefix"``, by a flat
   channel prefix.
 
@@ -51,9 +52,11 @@ class SuperBottleneck(nn.Module):
             for o in block.options
         })
         # one BN per operator choice: conv, local and axial outputs have different statistics,
-        # and a shared BN's running averages would describe none of them (SPOS-style choice block)
-        self.bn2 = nn.ModuleDict({key: SlicedBatchNorm2d(wmax) for key in self.ops})
-        self.conv3 = SuperConv2d(wmax, block.out_channels, 1, 1)
+        # and a shared BN's running averages would describe none of them (SPOS-style choice block).
+        # Under Multi-head Sharing an attention operator's outputs are addressed by grid position
+        # (``output_index``), so its BN and the 1x1 expand's input columns span the whole grid.
+        self.bn2 = nn.ModuleDict({key: SlicedBatchNorm2d(op.output_rows) for key, op in self.ops.items()})
+        self.conv3 = SuperConv2d(max(op.output_rows for op in self.ops.values()), block.out_channels, 1, 1)
         self.bn3 = nn.BatchNorm2d(block.out_channels)
         self.downsample = (
             nn.Sequential(nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride, bias=False),
@@ -66,9 +69,11 @@ class SuperBottleneck(nn.Module):
         c = self.active
         y = F.relu(self.bn1(self.conv1(x, c.width)), inplace=True)
         key = _op_key(c.op.signature)
-        y = self.ops[key](y, c.width, c.heads)
-        y = F.relu(self.bn2[key](y), inplace=True)
-        y = self.bn3(self.conv3(y, self.block.out_channels))
+        op = self.ops[key]
+        idx = op.output_index(c.width, c.heads)
+        y = op(y, c.width, c.heads)
+        y = F.relu(self.bn2[key](y, idx), inplace=True)
+        y = self.bn3(self.conv3(y, self.block.out_channels, in_index=idx))
         sc = x if self.downsample is None else self.downsample(x)
         return F.relu(y + sc, inplace=True)
 
@@ -76,13 +81,14 @@ class SuperBottleneck(nn.Module):
         """The active choice as a plain :class:`Bottleneck` with copied weights."""
         c, b = self.active, self.block
         key = _op_key(c.op.signature)
+        idx = self.ops[key].output_index(c.width, c.heads)
         op = self.ops[key].extract(c.width, c.heads)
         out = Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, op, b.has_projection)
         with torch.no_grad():
             out.conv1.weight.copy_(self.conv1.weight[: c.width, : b.in_channels])
             out.bn1.load_state_dict(self.bn1.extract(c.width).state_dict())
-            out.bn2.load_state_dict(self.bn2[key].extract(c.width).state_dict())
-            out.conv3.weight.copy_(self.conv3.weight[:, : c.width])
+            out.bn2.load_state_dict(self.bn2[key].extract(c.width, idx).state_dict())
+            out.conv3.weight.copy_(self.conv3.sliced_weight(b.out_channels, c.width, idx))
             out.bn3.load_state_dict(self.bn3.state_dict())
             if self.downsample is not None:
                 out.downsample.load_state_dict(self.downsample.state_dict())

@@ -15,13 +15,13 @@ from trionet_dsl.ops.axial_attention import (
 )
 from trionet_dsl.ops.costs import op_macs, op_params, super_op_params
 from trionet_dsl.ops.factory import SuperConvOp, plain_op, super_op
-from trionet_dsl.ops.heads import MODES, grid_dims, slice_rows, split_halves, stored_rows
+from trionet_dsl.ops.heads import MODES, grid_dims, grid_index, output_index, slice_rows, split_halves, stored_rows
 from trionet_dsl.ops.local_attention import LocalAttention2d, SuperLocalAttention, local_attention
 from trionet_dsl.ops.sliced import SlicedBatchNorm2d, SuperConv2d, conv2d_macs, conv2d_param_count
 
 __all__ = [
     "MODES", "AxialAttention2d", "LocalAttention2d", "SlicedBatchNorm2d", "SuperAxialAttention", "SuperConv2d",
     "SuperConvOp", "SuperLocalAttention", "axial_attention", "axial_layer", "conv2d_macs", "conv2d_param_count",
-    "grid_dims", "local_attention", "op_macs", "op_params", "plain_op", "relative_index", "slice_rows",
+    "grid_dims", "grid_index", "local_attention", "output_index", "op_macs", "op_params", "plain_op", "relative_index", "slice_rows",
     "split_halves", "stored_rows", "super_op", "super_op_params",
 ]

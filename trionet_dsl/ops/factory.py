@@ -20,6 +20,14 @@ class SuperConvOp(nn.Module):
     def forward(self, x: torch.Tensor, width: int, heads: int | None = None) -> torch.Tensor:
         return self.conv(x, width)
 
+    @property
+    def output_rows(self) -> int:
+        return self.conv.out_max
+
+    def output_index(self, width: int, heads: int | None = None) -> None:
+        """Conv outputs are plain channels: the layers after read the leading ``width``."""
+        return None
+
     def extract(self, width: int, heads: int | None = None, in_channels: int | None = None) -> nn.Conv2d:
         """Plain conv of (width, heads); ``in_channels`` defaults to ``width`` (bottleneck), as for attention."""
         return self.conv.extract(width, in_channels=width if in_channels is None else in_channels)

@@ -22,6 +22,16 @@ In both modes the operator's output channels are head-major: channel ``c`` is he
 ``c // d``, head channel ``c % d`` (``w`` channels in all). An operator whose *input* is
 another attention layer's output (axial's width layer) slices its input columns the same
 way, so each input channel keeps its meaning.
+
+The same holds *after* the operator. Under Multi-head Sharing output channel 5 is (head 1,
+channel 1) when ``d = 4`` but (head 0, channel 5) when ``d = 8``, so the layers that read
+the operator's output — the BN after it and the bottleneck's 1x1 expand — address it by
+grid position, not by channel number: ``grid_index(grid, w, h)`` gives the stored rows a
+sub-operator's outputs occupy, and the supernet reads BN entries and 1x1 columns at those
+positions (``H * D`` of them stored). With prefix sharing channel ``c`` is always row
+``c``. Measured before this was done (``benchmarks/sharing_comparison.py``): Multi-head
+Sharing trailed prefix sharing by 13 points of one-shot accuracy, because the 1x1 expand
+saw a different channel order for every head count.
 """
 
 from __future__ import annotations
@@ -76,6 +86,25 @@ def slice_rows(weight: torch.Tensor, mode: str, grid: tuple[int, int], width: in
         big_h, big_d = grid
         return weight.reshape(big_h, big_d, *weight.shape[1:])[:heads, :d].reshape(width, *weight.shape[1:])
     return weight[:width]
+
+
+def grid_index(grid: tuple[int, int], width: int, heads: int) -> list[int]:
+    """Stored grid rows (head-major) that the ``width`` outputs of sub-operator (width, heads) occupy."""
+    big_d = grid[1]
+    d = width // heads
+    return [i * big_d + j for i in range(heads) for j in range(d)]
+
+
+def output_index(mode: str, grid: tuple[int, int], width: int, heads: int,
+                 device: torch.device | None = None) -> torch.Tensor | None:
+    """Where the layers after the operator read its outputs: ``grid_index`` under Multi-head
+    Sharing, ``None`` (the leading ``width`` entries) for prefix sharing or when they coincide."""
+    if mode != "multihead":
+        return None
+    idx = grid_index(grid, width, heads)
+    if idx == list(range(width)):
+        return None
+    return torch.tensor(idx, dtype=torch.long, device=device)
 
 
 def split_halves(d: int) -> tuple[int, int]:

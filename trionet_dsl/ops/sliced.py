@@ -38,19 +38,26 @@ class SuperConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_max, in_max, kernel, kernel))
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor, width: int, heads: int | None = None) -> torch.Tensor:
-        """The leading ``width`` filters over the leading ``x.shape[1]`` inputs (``heads`` is ignored)."""
-        if x.shape[1] > self.in_max or width > self.out_max:
-            raise ValueError(f"conv built for {self.in_max} -> {self.out_max} channels got "
-                             f"{x.shape[1]} -> {width}")
-        return F.conv2d(x, self.weight[:width, : x.shape[1]], None, self.stride, self.kernel // 2)
+    def sliced_weight(self, width: int, in_channels: int, in_index: torch.Tensor | None = None) -> torch.Tensor:
+        """``weight[:width]`` over input columns ``in_index`` (an attention operator's grid
+        positions, see ``ops.heads``) or else the leading ``in_channels``."""
+        if in_channels > self.in_max or width > self.out_max:
+            raise ValueError(f"conv built for {self.in_max} -> {self.out_max} channels got {in_channels} -> {width}")
+        w = self.weight[:width]
+        return w[:, :in_channels] if in_index is None else w.index_select(1, in_index)
 
-    def extract(self, width: int, heads: int | None = None, in_channels: int | None = None) -> nn.Conv2d:
+    def forward(self, x: torch.Tensor, width: int, heads: int | None = None,
+                in_index: torch.Tensor | None = None) -> torch.Tensor:
+        """The leading ``width`` filters over the input's channels (``heads`` is ignored)."""
+        return F.conv2d(x, self.sliced_weight(width, x.shape[1], in_index), None, self.stride, self.kernel // 2)
+
+    def extract(self, width: int, heads: int | None = None, in_channels: int | None = None,
+                in_index: torch.Tensor | None = None) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with cloned weights; ``in_channels`` defaults to ``in_max``."""
-        cin = self.in_max if in_channels is None else in_channels
+        cin = len(in_index) if in_index is not None else self.in_max if in_channels is None else in_channels
         conv = nn.Conv2d(cin, width, self.kernel, self.stride, self.kernel // 2, bias=False)
         with torch.no_grad():
-            conv.weight.copy_(self.weight[:width, :cin])
+            conv.weight.copy_(self.sliced_weight(width, cin, in_index))
         return conv.train(self.training)
 
     @staticmethod
@@ -66,7 +73,11 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
     the rest are left alone.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalise x with entries ``[:C]``, or with entries ``index`` (an attention operator's grid
+        positions); in training mode the running statistics of exactly those entries are updated."""
+        if index is not None:
+            return self._forward_indexed(x, index)
         c = x.shape[1]
         if c == self.num_features:
             return super().forward(x)
@@ -85,16 +96,40 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
         bias = self.bias[:c] if self.bias is not None else None
         return F.batch_norm(x, mean, var, weight, bias, use_batch, factor, self.eps)
 
-    def extract(self, channels: int) -> nn.BatchNorm2d:
-        """A plain ``nn.BatchNorm2d`` of ``channels`` with cloned parameters and statistics."""
-        bn = nn.BatchNorm2d(channels, eps=self.eps, momentum=self.momentum, affine=self.affine,
+    def _forward_indexed(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != len(index):
+            raise ValueError(f"{x.shape[1]} channels but {len(index)} BatchNorm entries selected")
+        factor = 0.0 if self.momentum is None else self.momentum
+        track = self.training and self.track_running_stats and self.running_mean is not None
+        if track and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch = self.training or self.running_mean is None
+        # gathered copies: F.batch_norm updates them in place, and they are scattered back below
+        mean = self.running_mean.index_select(0, index) if self.running_mean is not None else None
+        var = self.running_var.index_select(0, index) if self.running_var is not None else None
+        if self.training and not self.track_running_stats:
+            mean = var = None
+        weight = self.weight.index_select(0, index) if self.weight is not None else None
+        bias = self.bias.index_select(0, index) if self.bias is not None else None
+        out = F.batch_norm(x, mean, var, weight, bias, use_batch, factor, self.eps)
+        if track and mean is not None and var is not None:
+            with torch.no_grad():
+                self.running_mean.index_copy_(0, index, mean)
+                self.running_var.index_copy_(0, index, var)
+        return out
+
+    def extract(self, channels: int, index: torch.Tensor | None = None) -> nn.BatchNorm2d:
+        """A plain ``nn.BatchNorm2d`` of ``channels`` (entries ``[:channels]`` or ``index``), cloned."""
+        sel = torch.arange(channels) if index is None else index
+        bn = nn.BatchNorm2d(len(sel), eps=self.eps, momentum=self.momentum, affine=self.affine,
                             track_running_stats=self.track_running_stats)
         with torch.no_grad():
             if self.affine:
-                bn.weight.copy_(self.weight[:channels])
-                bn.bias.copy_(self.bias[:channels])
+                bn.weight.copy_(self.weight[sel])
+                bn.bias.copy_(self.bias[sel])
             if self.track_running_stats:
-                bn.running_mean.copy_(self.running_mean[:channels])
-                bn.running_var.copy_(self.running_var[:channels])
+                bn.running_mean.copy_(self.running_mean[sel])
+                bn.running_var.copy_(self.running_var[sel])
                 bn.num_batches_tracked.copy_(self.num_batches_tracked)
         return bn.train(self.training)
