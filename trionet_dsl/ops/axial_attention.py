@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trionet_dsl.ops.heads import check_mode, check_sub, grid_dims, output_index, slice_rows, stored_rows
+from trionet_dsl.ops.heads import GridOutputs, check_mode, check_sub, grid_dims, slice_rows, stored_rows
 
 _NAMES = ("wq", "wk", "wv", "rq", "rk", "rv")
 
@@ -138,7 +138,7 @@ class AxialAttention2d(nn.Module):
                         + hw * (3 * width * width + 5 * width_px * width))
 
 
-class SuperAxialAttention(nn.Module):
+class SuperAxialAttention(GridOutputs, nn.Module):
     """Every (width, heads) of a block's axial operator in one set of weights (see ``ops.heads``).
 
     ``sharing="multihead"``: projections have H*D rows read as an H x D grid (the width
@@ -190,15 +190,6 @@ class SuperAxialAttention(nn.Module):
             raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
         check_sub(self.sharing, self.grid, max(self.widths), width, heads)
         return self._layer("h_", in_channels, width, heads), self._layer("w_", width, width, heads)
-
-    @property
-    def output_rows(self) -> int:
-        """Output positions the layers after this operator store entries for (see ``ops.heads``)."""
-        return stored_rows(self.widths, self.head_choices, self.sharing)
-
-    def output_index(self, width: int, heads: int) -> torch.Tensor | None:
-        """Positions of sub-operator (width, heads)'s outputs among ``output_rows`` (None: the leading ``width``)."""
-        return output_index(self.sharing, self.grid, width, heads, self.h_wq.device)
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""

@@ -110,3 +110,23 @@ def output_index(mode: str, grid: tuple[int, int], width: int, heads: int,
 def split_halves(d: int) -> tuple[int, int]:
     """SASA's row/column halves of a head's channels: ceil(d/2) row, floor(d/2) column."""
     return math.ceil(d / 2), d // 2
+
+
+class GridOutputs:
+    """Mixin for super attention operators (which set ``widths``, ``head_choices``, ``sharing``
+    and ``grid``): where the layers after the operator find each of its outputs."""
+
+    widths: tuple[int, ...]
+    head_choices: tuple[int, ...]
+    sharing: str
+    grid: tuple[int, int]
+
+    @property
+    def output_rows(self) -> int:
+        """Output positions the layers after this operator store entries for."""
+        return stored_rows(self.widths, self.head_choices, self.sharing)
+
+    def output_index(self, width: int, heads: int) -> torch.Tensor | None:
+        """Positions of sub-operator (width, heads)'s outputs among ``output_rows`` (None: the leading ``width``)."""
+        device = next(self.parameters()).device  # type: ignore[attr-defined]
+        return output_index(self.sharing, self.grid, width, heads, device)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trionet_dsl.ops.heads import (check_mode, check_sub, grid_dims, output_index, slice_rows, split_halves,
+from trionet_dsl.ops.heads import (GridOutputs, check_mode, check_sub, grid_dims, slice_rows, split_halves,
                                    stored_rows)
 
 
@@ -143,7 +143,7 @@ class LocalAttention2d(nn.Module):
         return batch * hw * (3 * in_channels * width + 2 * span * span * width + span * width)
 
 
-class SuperLocalAttention(nn.Module):
+class SuperLocalAttention(GridOutputs, nn.Module):
     """Every (width, heads) of a block's local operator in one set of weights (see ``ops.heads``).
 
     ``sharing="multihead"``: ``wq/wk/wv`` (H*D, in_max) read as an H x D grid, ``rel_row``
@@ -191,15 +191,6 @@ class SuperLocalAttention(nn.Module):
             r = self.rel[:width].reshape(heads, d, self.span)
             out["rel_row"], out["rel_col"] = r[:, :dr], r[:, dr:]
         return out
-
-    @property
-    def output_rows(self) -> int:
-        """Output positions the layers after this operator store entries for (see ``ops.heads``)."""
-        return stored_rows(self.widths, self.head_choices, self.sharing)
-
-    def output_index(self, width: int, heads: int) -> torch.Tensor | None:
-        """Positions of sub-operator (width, heads)'s outputs among ``output_rows`` (None: the leading ``width``)."""
-        return output_index(self.sharing, self.grid, width, heads, self.wq.device)
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
