@@ -4,7 +4,7 @@ Same input (batch 64, 32x32, trionet_small), same arch, both in train mode, on C
 the ratio supernet / extracted (goal <= 1.05) for conv-only, local-only, axial-only and
 mixed archs, each the median of 20 interleaved steps after warm-up, measured in one run.
 
-    python benchmarks/supernet_vs_extracted.py [--threads 2] [--steps 10]
+    python benchmarks/supernet_vs_extracted.py [--threads 2] [--steps 20] [--batch 64]
 """
 
 from __future__ import annotations
@@ -47,11 +47,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     space = load(ROOT / "spaces" / "trionet_small.space")
     net = Supernet(space, seed=0).to(memory_format=torch.channels_last).train()
-    x = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     archs = {k: uniform_op(space, k) for k in ("conv", "local", "axial")}
     archs["mixed"] = sample(space, random.Random(1))
     print(f"{'arch':8} {'supernet ms':>12} {'extracted ms':>13} {'ratio':>6}")

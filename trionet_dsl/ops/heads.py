@@ -129,4 +129,8 @@ class GridOutputs:
     def output_index(self, width: int, heads: int) -> torch.Tensor | None:
         """Positions of sub-operator (width, heads)'s outputs among ``output_rows`` (None: the leading ``width``)."""
         device = next(self.parameters()).device  # type: ignore[attr-defined]
-        return output_index(self.sharing, self.grid, width, heads, device)
+        cache = self.__dict__.setdefault("_index_cache", {})  # per instance, rebuilt per device; not state
+        key = (width, heads, device)
+        if key not in cache:
+            cache[key] = output_index(self.sharing, self.grid, width, heads, device)
+        return cache[key]
