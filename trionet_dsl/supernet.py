@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trionet_dsl.ir import Arch
+from trionet_dsl.ops import SlicedBatchNorm2d, SuperConv2d, super_op
+from trionet_dsl.ops.heads import check_mode
 from trionet_dsl.model import Bottleneck, TrioNet, init_weights, make_stem
 from trionet_dsl.semantics import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
 
@@ -39,8 +41,6 @@ class SuperBottleneck(nn.Module):
 
     def __init__(self, block: ResolvedBlock, sharing: Sharing) -> None:
         super().__init__()
-        from trionet_dsl.ops import SlicedBatchNorm2d, SuperConv2d, super_op
-
         self.block = block
         wmax = block.max_width
         self.conv1 = SuperConv2d(block.in_channels, wmax, 1, 1)
@@ -63,12 +63,16 @@ class SuperBottleneck(nn.Module):
                           nn.BatchNorm2d(block.out_channels))
             if block.has_projection else None
         )
-        self.active: Choice = block.choices[-1]
+        self.select(block.choices[-1])
+
+    def select(self, choice: Choice) -> None:
+        """Make ``choice`` the block's active sub-block (its operator key is looked up once, here)."""
+        self.active = choice
+        self._key = _op_key(choice.op.signature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.active
+        c, key = self.active, self._key
         y = F.relu(self.bn1(self.conv1(x, c.width)), inplace=True)
-        key = _op_key(c.op.signature)
         op = self.ops[key]
         idx = op.output_index(c.width, c.heads)
         y = op(y, c.width, c.heads)
@@ -79,13 +83,12 @@ class SuperBottleneck(nn.Module):
 
     def extract(self) -> Bottleneck:
         """The active choice as a plain :class:`Bottleneck` with copied weights."""
-        c, b = self.active, self.block
-        key = _op_key(c.op.signature)
+        c, b, key = self.active, self.block, self._key
         idx = self.ops[key].output_index(c.width, c.heads)
         op = self.ops[key].extract(c.width, c.heads)
         out = Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, op, b.has_projection)
         with torch.no_grad():
-            out.conv1.weight.copy_(self.conv1.weight[: c.width, : b.in_channels])
+            out.conv1.weight.copy_(self.conv1.sliced_weight(c.width, b.in_channels))
             out.bn1.load_state_dict(self.bn1.extract(c.width).state_dict())
             out.bn2.load_state_dict(self.bn2[key].extract(c.width, idx).state_dict())
             out.conv3.weight.copy_(self.conv3.sliced_weight(b.out_channels, c.width, idx))
@@ -100,8 +103,7 @@ class Supernet(nn.Module):
 
     def __init__(self, space: ResolvedSpace, sharing: Sharing = "multihead", seed: int | None = None) -> None:
         super().__init__()
-        if sharing not in ("multihead", "prefix"):
-            raise ValueError(f"sharing must be 'multihead' or 'prefix', not {sharing!r}")
+        check_mode(sharing)
         if seed is not None:
             torch.manual_seed(seed)
         self.space = space
@@ -117,7 +119,7 @@ class Supernet(nn.Module):
         """Select the sub-network ``arch`` (checked against the space) for later forwards."""
         arch = check_arch(self.space, arch)
         for blk, c in zip(self.blocks, arch_choices(self.space, arch)):
-            blk.active = c
+            blk.select(c)
         self._arch = arch
         return self
 

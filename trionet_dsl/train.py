@@ -88,6 +88,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(1, len(x))
 
 
+def calibration_batches(data, n: int, batch_size: int, seed: int, channels_last: bool = True,
+                        drop_last: bool = False) -> list[torch.Tensor]:
+    """The first ``n`` un-augmented training batches of epoch 0: fixed inputs for ``recalibrate_bn``."""
+    from trionet_dsl.data import iterate
+
+    batches = iterate(data, "train", batch_size, 0, seed, augment=False, drop_last=drop_last)
+    return [xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
+            for _, (xb, _) in zip(range(n), batches)]
+
+
 def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
     """Reset BN running stats and re-estimate them as a plain average over ``batches``."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -163,8 +173,7 @@ def train(
     eval_arch = None
     if is_supernet:
         eval_arch = extreme(space, random.Random(cfg.seed), largest=True, name="largest")
-        calib = [xb.contiguous(memory_format=torch.channels_last) if cfg.channels_last else xb
-                 for i, (xb, _) in zip(range(8), iterate(data, "train", 128, 0, cfg.seed, augment=False))]
+        calib = calibration_batches(data, 8, 128, cfg.seed, cfg.channels_last)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

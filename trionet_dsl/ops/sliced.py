@@ -76,45 +76,32 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Normalise x with entries ``[:C]``, or with entries ``index`` (an attention operator's grid
         positions); in training mode the running statistics of exactly those entries are updated."""
-        if index is not None:
-            return self._forward_indexed(x, index)
         c = x.shape[1]
-        if c == self.num_features:
+        if index is None and c == self.num_features:
             return super().forward(x)
-        if c > self.num_features:
+        if index is None and c > self.num_features:
             raise ValueError(f"BatchNorm of {self.num_features} channels got {c}")
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        use_batch = self.training or self.running_mean is None
-        mean = self.running_mean[:c] if self.running_mean is not None else None
-        var = self.running_var[:c] if self.running_var is not None else None
-        if self.training and not self.track_running_stats:
-            mean = var = None
-        weight = self.weight[:c] if self.weight is not None else None
-        bias = self.bias[:c] if self.bias is not None else None
-        return F.batch_norm(x, mean, var, weight, bias, use_batch, factor, self.eps)
+        if index is not None and c != len(index):
+            raise ValueError(f"{c} channels but {len(index)} BatchNorm entries selected")
 
-    def _forward_indexed(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != len(index):
-            raise ValueError(f"{x.shape[1]} channels but {len(index)} BatchNorm entries selected")
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            # a prefix is a view, so F.batch_norm updates the running stats in place; a gather is a copy
+            if t is None:
+                return None
+            return t[:c] if index is None else t.index_select(0, index)
+
         factor = 0.0 if self.momentum is None else self.momentum
         track = self.training and self.track_running_stats and self.running_mean is not None
         if track and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch = self.training or self.running_mean is None
-        # gathered copies: F.batch_norm updates them in place, and they are scattered back below
-        mean = self.running_mean.index_select(0, index) if self.running_mean is not None else None
-        var = self.running_var.index_select(0, index) if self.running_var is not None else None
+        mean, var = pick(self.running_mean), pick(self.running_var)
         if self.training and not self.track_running_stats:
             mean = var = None
-        weight = self.weight.index_select(0, index) if self.weight is not None else None
-        bias = self.bias.index_select(0, index) if self.bias is not None else None
-        out = F.batch_norm(x, mean, var, weight, bias, use_batch, factor, self.eps)
-        if track and mean is not None and var is not None:
-            with torch.no_grad():
+        out = F.batch_norm(x, mean, var, pick(self.weight), pick(self.bias), use_batch, factor, self.eps)
+        if track and index is not None and mean is not None and var is not None:
+            with torch.no_grad():  # scatter the gathered copies' updates back
                 self.running_mean.index_copy_(0, index, mean)
                 self.running_var.index_copy_(0, index, var)
         return out

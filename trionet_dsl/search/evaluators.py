@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-import torch
 from torch import nn
 
 from trionet_dsl.ir import Arch
-from trionet_dsl.train import evaluate, recalibrate_bn
+from trionet_dsl.train import calibration_batches, evaluate, recalibrate_bn
 
 
 class Evaluator(Protocol):
@@ -28,15 +27,9 @@ class SupernetEvaluator:
 
     def __init__(self, supernet: nn.Module, data, bn_batches: int = 8, batch_size: int = 128,
                  seed: int = 0, channels_last: bool = True, max_val: int | None = None) -> None:
-        from trionet_dsl.data import iterate
-
         self.net = supernet
         self.channels_last = channels_last
-        self.calib = []
-        for i, (xb, _) in enumerate(iterate(data, "train", batch_size, 0, seed, augment=False, drop_last=True)):
-            if i >= bn_batches:
-                break
-            self.calib.append(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
+        self.calib = calibration_batches(data, bn_batches, batch_size, seed, channels_last, drop_last=True)
         n = len(data.val_x) if max_val is None else min(max_val, len(data.val_x))
         self.val_x, self.val_y = data.val_x[:n], data.val_y[:n]
 
