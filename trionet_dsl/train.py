@@ -88,12 +88,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(1, len(x))
 
 
-def calibration_batches(data, n: int, batch_size: int, seed: int, channels_last: bool = True,
-                        drop_last: bool = False) -> list[torch.Tensor]:
-    """The first ``n`` un-augmented training batches of epoch 0: fixed inputs for ``recalibrate_bn``."""
+def calibration_batches(data, n: int, batch_size: int, seed: int, channels_last: bool = True) -> list[torch.Tensor]:
+    """The first ``n`` un-augmented training batches of epoch 0: fixed inputs for ``recalibrate_bn``.
+
+    The last batch may be short: with drop_last a split smaller than one batch gave no
+    batches at all, and recalibration then reset BN to mean 0 / variance 1.
+    """
     from trionet_dsl.data import iterate
 
-    batches = iterate(data, "train", batch_size, 0, seed, augment=False, drop_last=drop_last)
+    batches = iterate(data, "train", batch_size, 0, seed, augment=False)
     return [xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
             for _, (xb, _) in zip(range(n), batches)]
 

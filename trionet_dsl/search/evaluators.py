@@ -29,7 +29,7 @@ class SupernetEvaluator:
                  seed: int = 0, channels_last: bool = True, max_val: int | None = None) -> None:
         self.net = supernet
         self.channels_last = channels_last
-        self.calib = calibration_batches(data, bn_batches, batch_size, seed, channels_last, drop_last=True)
+        self.calib = calibration_batches(data, bn_batches, batch_size, seed, channels_last)
         n = len(data.val_x) if max_val is None else min(max_val, len(data.val_x))
         self.val_x, self.val_y = data.val_x[:n], data.val_y[:n]
 
