@@ -51,8 +51,7 @@ def main() -> None:
         cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=0.2, seed=args.seed, sharing=sharing)
         with tempfile.TemporaryDirectory() as out:
             train(space, data, cfg, out, progress=False)
-            net = Supernet(space, sharing, seed=args.seed)
-            net.load_state_dict(load_checkpoint(Path(out) / "supernet.pt")["model"])
+            net = Supernet.from_checkpoint(load_checkpoint(Path(out) / "supernet.pt"), space)
         net = net.to(memory_format=torch.channels_last)
         ev = SupernetEvaluator(net, data, bn_batches=8, seed=args.seed)
         results[sharing] = [ev(a)["accuracy"] for a in archs]

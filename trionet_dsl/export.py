@@ -50,9 +50,7 @@ def model_from_checkpoint(loaded: LoadedArch, checkpoint: str | Path | None, see
         model = build(loaded.space, loaded.arch)
         model.load_state_dict(ck["model"])
         return model
-    net = Supernet(loaded.space, sharing=ck.get("sharing", "multihead"))
-    net.load_state_dict(ck["model"])
-    model = extract(net, loaded.arch)
+    model = extract(Supernet.from_checkpoint(ck, loaded.space), loaded.arch)
     return model.eval()
 
 

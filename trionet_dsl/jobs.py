@@ -103,8 +103,7 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
         if ck.get("kind") != "supernet" or ck.get("space_text") != emit_space(rs.space):
             raise SpaceError(f"{checkpoint} is not a supernet of space '{rs.name}'", file=str(checkpoint),
                              hint="use the supernet.pt that `trionet train` wrote for this space")
-        net = Supernet(rs, sharing=ck.get("sharing", "multihead"))
-        net.load_state_dict(ck["model"])
+        net = Supernet.from_checkpoint(ck, rs)
         bundle = load_dataset(data, rs, val_fraction, ck.get("config", {}).get("seed", seed), val_source=val_data)
         evaluate = SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=seed)
     elif evaluator in ("flops", "params"):

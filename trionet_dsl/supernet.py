@@ -115,6 +115,16 @@ class Supernet(nn.Module):
         init_weights(self)
         self._arch: Arch | None = None
 
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, space: ResolvedSpace) -> Supernet:
+        """The supernet a ``trionet train`` checkpoint (as ``load_checkpoint`` returns it) holds.
+
+        The caller checks that the checkpoint belongs to ``space``; the messages differ by use.
+        """
+        net = cls(space, sharing=checkpoint.get("sharing", "multihead"))
+        net.load_state_dict(checkpoint["model"])
+        return net
+
     def activate(self, arch: Arch) -> Supernet:
         """Select the sub-network ``arch`` (checked against the space) for later forwards."""
         arch = check_arch(self.space, arch)

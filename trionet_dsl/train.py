@@ -210,21 +210,22 @@ def train(
                 sched.step()
                 ips = seen / max(1e-9, time.perf_counter() - t0)
                 bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen, ips=ips)
+            saved = None
             if is_supernet:  # running BN stats mix every sub-network: measure with its own, then put them back
                 model.activate(eval_arch)
                 saved = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "batches" in k}
                 recalibrate_bn(model, calib)
-                val = evaluate(model, data.val_x, data.val_y, channels_last=cfg.channels_last)
+            val = evaluate(model, data.val_x, data.val_y, channels_last=cfg.channels_last)
+            if saved is not None:
                 model.load_state_dict(saved, strict=False)
-            else:
-                val = evaluate(model, data.val_x, data.val_y, channels_last=cfg.channels_last)
             m = EpochMetrics(epoch + 1, loss_sum / max(1, seen), correct / max(1, seen), val,
                              seen / max(1e-9, time.perf_counter() - t0), sched.get_last_lr()[0])
             history.append(m)
             bar.update(task, description="done")
             if progress:
+                note = " (largest sub-network, BN recalibrated)" if is_supernet else ""
                 bar.console.print(f"epoch {m.epoch}: loss {m.train_loss:.4f} train acc {m.train_acc:.4f} "
-                                  f"val acc {m.val_acc:.4f}" + (" (largest sub-network, BN recalibrated)" if is_supernet else ""))
+                                  f"val acc {m.val_acc:.4f}{note}")
             payload = {
                 "kind": "supernet" if is_supernet else "arch",
                 "space_text": space_text,
