@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from trionet_dsl.diff import diff_archs, diff_spaces
@@ -11,17 +10,14 @@ from trionet_dsl.loader import LoadedArch, load_any
 
 
 def _accuracy(histories: list[Path], arch_text_key: str) -> float | None:
+    """Best accuracy any of the search histories logged for this arch."""
+    from trionet_dsl.search.driver import read_history
+
     best = None
     for h in histories:
-        try:
-            lines = Path(h).read_text().splitlines()
-        except OSError as exc:
-            raise SpaceError(f"cannot read history {h}: {exc.strerror}") from None
-        for n, line in enumerate(lines, 1):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise SpaceError(f"{h}:{n}: not a JSON line", hint="--history takes the .jsonl a search wrote") from None
+        if not Path(h).is_file():
+            raise SpaceError(f"cannot read history {h}: no such file", hint="--history takes the .jsonl a search wrote")
+        for rec in read_history(Path(h)):
             if rec.get("arch_key") == arch_text_key and rec.get("accuracy") is not None:
                 best = rec["accuracy"] if best is None else max(best, rec["accuracy"])
     return best

@@ -41,7 +41,8 @@ def pareto_front(obs: list[Observation]) -> list[Observation]:
     return sorted(front, key=lambda o: o.flops)
 
 
-def _read_history(path: Path) -> list[dict]:
+def read_history(path: Path) -> list[dict]:
+    """Records of a history file; a last line cut short by an interruption is dropped."""
     if not path.exists():
         return []
     records = []
@@ -77,7 +78,7 @@ def run_search(
     strat = (make_strategy(strategy, space, cost, limits, seed=seed, **(strategy_options or {}))
              if isinstance(strategy, str) else strategy)
     hist_path = Path(history_path) if history_path else None
-    replay = _read_history(hist_path) if (resume and hist_path) else []
+    replay = read_history(hist_path) if (resume and hist_path) else []
     if hist_path and not resume:
         hist_path.parent.mkdir(parents=True, exist_ok=True)
         hist_path.write_text("")
