@@ -14,14 +14,16 @@ import random
 from typing import Literal
 
 from trionet_dsl.ir import Arch, ArchBlock
-from trionet_dsl.semantics import Choice, ResolvedBlock, ResolvedSpace
+from trionet_dsl.semantics import Choice, OpOption, ResolvedBlock, ResolvedSpace
 
 Strategy = Literal["hierarchical", "uniform"]
 STRATEGIES: tuple[str, ...] = ("hierarchical", "uniform", "sandwich")
 
 
-def _block(b: ResolvedBlock, c: Choice) -> ArchBlock:
-    return ArchBlock(stage=b.stage, index=b.index, op=c.op, width=c.width, heads=c.heads)
+def _at_extreme(b: ResolvedBlock, opt: OpOption, largest: bool) -> ArchBlock:
+    """Block ``b`` with operator option ``opt`` at its largest (or smallest) width and heads."""
+    pick = max if largest else min
+    return b.arch_block(Choice(opt.op, pick(b.widths), pick(opt.heads) if opt.heads else None))
 
 
 def sample_choice(b: ResolvedBlock, rng: random.Random, strategy: Strategy = "hierarchical") -> Choice:
@@ -39,7 +41,7 @@ def sample_choice(b: ResolvedBlock, rng: random.Random, strategy: Strategy = "hi
 def sample(space: ResolvedSpace, rng: random.Random, strategy: Strategy = "hierarchical",
            name: str = "sampled") -> Arch:
     """A random architecture of ``space`` (reproducible from the state of ``rng``)."""
-    blocks = tuple(_block(b, sample_choice(b, rng, strategy)) for b in space.blocks)
+    blocks = tuple(b.arch_block(sample_choice(b, rng, strategy)) for b in space.blocks)
     return Arch(name=name, space=space.name, blocks=blocks)
 
 
@@ -49,12 +51,7 @@ def extreme(space: ResolvedSpace, rng: random.Random, largest: bool, name: str |
     Operators have no order by size, so each block's operator is drawn uniformly: the
     sandwich rule then trains every operator's largest and smallest configuration.
     """
-    pick = max if largest else min
-    blocks = []
-    for b in space.blocks:
-        opt = b.options[rng.randrange(len(b.options))]
-        blocks.append(ArchBlock(stage=b.stage, index=b.index, op=opt.op, width=pick(b.widths),
-                                heads=pick(opt.heads) if opt.heads else None))
+    blocks = [_at_extreme(b, b.options[rng.randrange(len(b.options))], largest) for b in space.blocks]
     return Arch(name=name or ("largest" if largest else "smallest"), space=space.name, blocks=tuple(blocks))
 
 
@@ -70,13 +67,10 @@ def uniform_op(space: ResolvedSpace, kind: str, largest: bool = True, name: str 
 
     Gives the single-operator baselines (all-conv, all-local, all-axial) of a space.
     """
-    pick = max if largest else min
     blocks = []
     for b in space.blocks:
         opts = [o for o in b.options if o.op.kind == kind]
         if not opts:
             raise ValueError(f"block {b.key} has no {kind} operator")
-        o = opts[0]
-        blocks.append(ArchBlock(stage=b.stage, index=b.index, op=o.op, width=pick(b.widths),
-                                heads=pick(o.heads) if o.heads else None))
+        blocks.append(_at_extreme(b, opts[0], largest))
     return Arch(name=name or f"all_{kind}", space=space.name, blocks=tuple(blocks))

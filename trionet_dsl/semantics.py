@@ -67,6 +67,10 @@ class ResolvedBlock:
                     out.append(Choice(opt.op, w, h))
         return tuple(out)
 
+    def arch_block(self, choice: Choice) -> ArchBlock:
+        """This block fixed to ``choice``, as an arch file states it."""
+        return ArchBlock(stage=self.stage, index=self.index, op=choice.op, width=choice.width, heads=choice.heads)
+
     @property
     def num_choices(self) -> int:
         return sum(len(self.widths) * max(1, len(o.heads)) for o in self.options)
@@ -311,8 +315,7 @@ def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> 
         if rb.key in given:
             blocks.append(given[rb.key])
         elif rb.num_choices == 1:
-            c = rb.choices[0]
-            blocks.append(ArchBlock(stage=rb.stage, index=rb.index, op=c.op, width=c.width, heads=c.heads))
+            blocks.append(rb.arch_block(rb.choices[0]))
         else:
             missing.append(rb.key)
     if missing:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from trionet_dsl.ir import Arch, ArchBlock
+from trionet_dsl.ir import Arch
 from trionet_dsl.sampling import sample_choice
 from trionet_dsl.search.base import CostFn, InfeasibleSpace, Limits, Observation, arch_key, feasible_sample
 from trionet_dsl.semantics import ResolvedSpace
@@ -49,8 +49,7 @@ class Evolution:
             elif what == "heads" and opt is not None and len(opt.heads) > 1:
                 new = ab.model_copy(update={"heads": self.rng.choice([h for h in opt.heads if h != ab.heads])})
             else:
-                c = sample_choice(rb, self.rng, "hierarchical")
-                new = ArchBlock(stage=rb.stage, index=rb.index, op=c.op, width=c.width, heads=c.heads)
+                new = rb.arch_block(sample_choice(rb, self.rng, "hierarchical"))
             blocks[i] = new
         return arch.model_copy(update={"blocks": tuple(blocks)})
 

@@ -8,9 +8,9 @@ back as failed trials (they cost nothing: the cost model rejects them before eva
 from __future__ import annotations
 
 from trionet_dsl.errors import SpaceError
-from trionet_dsl.ir import Arch, ArchBlock
+from trionet_dsl.ir import Arch
 from trionet_dsl.search.base import CostFn, Limits, Observation, arch_key
-from trionet_dsl.semantics import ResolvedSpace
+from trionet_dsl.semantics import Choice, ResolvedSpace
 
 
 class OptunaSearch:
@@ -41,7 +41,7 @@ class OptunaSearch:
             if opt.heads:
                 heads = (trial.suggest_categorical(f"{b.key}.{opt.op.kind}.heads", list(opt.heads))
                          if len(opt.heads) > 1 else opt.heads[0])
-            blocks.append(ArchBlock(stage=b.stage, index=b.index, op=opt.op, width=width, heads=heads))
+            blocks.append(b.arch_block(Choice(opt.op, width, heads)))
         return Arch(name="candidate", space=self.space.name, blocks=tuple(blocks))
 
     def ask(self) -> Arch | None:
