@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, Field
 
-from trionet_dsl.data.sources import NAMED_SOURCES, load_digits, load_folder, load_mnist5k, load_npz
+from trionet_dsl.data.sources import NAMED_SOURCES, load_folder, load_npz
 from trionet_dsl.data.transforms import adapt_channels, resize
 from trionet_dsl.data.transforms import augment as augment_batch
 from trionet_dsl.errors import SpaceError, did_you_mean
@@ -59,7 +59,7 @@ class DataBundle:
 
 def _read(source: str, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     if source in NAMED_SOURCES:
-        x, y, names = load_digits() if source == "digits" else load_mnist5k()
+        x, y, names = NAMED_SOURCES[source]()
     else:
         p = Path(source)
         if p.is_dir():

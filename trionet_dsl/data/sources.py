@@ -10,6 +10,7 @@ Each source returns ``(x, y, class_names)`` with ``x`` float32 N x C x H x W in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,6 @@ import torch
 from trionet_dsl.errors import SpaceError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-NAMED_SOURCES = ("digits", "mnist5k")
 
 
 def load_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -44,6 +44,13 @@ def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # 784 pixels then the label, per row
     x = torch.from_numpy(table[:, :-1].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return x, torch.from_numpy(table[:, -1].astype(np.int64)), [str(c) for c in range(10)]
+
+
+# offline datasets by name: each loader returns (x, y, class_names)
+NAMED_SOURCES: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor, list[str]]]] = {
+    "digits": load_digits,
+    "mnist5k": load_mnist5k,
+}
 
 
 def _to_nchw(x: np.ndarray, layout: str | None, path: str) -> np.ndarray:
