@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trionet_dsl.errors import SpaceError
+from trionet_dsl.io import atomic_write_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compile, train, search and export TrioNet search spaces written in the .space language.")
@@ -159,7 +160,7 @@ def fmt_cmd(
         if out != text:
             dirty.append(f)
             if not check:
-                _atomic_write_text(f, out)
+                atomic_write_text(f, out)
                 con.print(f"reformatted {f}")
         elif not check:
             con.print(f"unchanged {f}")
@@ -169,12 +170,6 @@ def fmt_cmd(
         if dirty:
             raise typer.Exit(1)
         con.print(f"{len(files)} file(s) canonical")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    from trionet_dsl.io import atomic_write_text
-
-    atomic_write_text(path, text)
 
 
 # ----------------------------------------------------------------------------- diff
@@ -204,17 +199,16 @@ def diff_cmd(
             t.add_row(r["block"], r["a"] or "-", r["b"] or "-", ", ".join(r["changed"]) or "=", style=style)
         con.print(t)
         con.print(f"{rep['n_changed']} block(s) changed, {rep['n_equal']} equal")
-        if "costs" in rep:
-            t = Table(title="cost")
-            for col in ("", rep["a"], rep["b"], "delta"):
-                t.add_column(col, justify="right")
-            for k in ("params", "flops") + (("accuracy",) if "accuracy" in rep["costs"] else ()):
-                x, y = rep["costs"][k]["a"], rep["costs"][k]["b"]
-                fmt = (lambda v: "-" if v is None else f"{v:.4f}") if k == "accuracy" else (
-                    lambda v: f"{v:,} ({_human(v)})")
-                delta = "-" if x is None or y is None else (f"{y - x:+.4f}" if k == "accuracy" else f"{y - x:+,}")
-                t.add_row(k, fmt(x), fmt(y), delta)
-            con.print(t)
+        t = Table(title="cost")
+        for col in ("", rep["a"], rep["b"], "delta"):
+            t.add_column(col, justify="right")
+        for k in ("params", "flops") + (("accuracy",) if "accuracy" in rep["costs"] else ()):
+            x, y = rep["costs"][k]["a"], rep["costs"][k]["b"]
+            fmt = (lambda v: "-" if v is None else f"{v:.4f}") if k == "accuracy" else (
+                lambda v: f"{v:,} ({_human(v)})")
+            delta = "-" if x is None or y is None else (f"{y - x:+.4f}" if k == "accuracy" else f"{y - x:+,}")
+            t.add_row(k, fmt(x), fmt(y), delta)
+        con.print(t)
     else:
         for h in rep["header"]:
             con.print(f"[yellow]{_esc(h)}[/]")
