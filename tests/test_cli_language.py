@@ -68,7 +68,7 @@ def test_fmt_check_and_rewrite(tmp_path):
     assert runner.invoke(app, ["fmt", "--check", str(messy)]).exit_code == 1
     assert runner.invoke(app, ["fmt", str(messy)]).exit_code == 0
     out = messy.read_text()
-    assert "  # first stage\n  stage s1 blocks 2 width 16 stride 1\n" in out
+    assert "  stage s1 blocks 2 width 16 stride 1  # first stage\n" in out
     assert runner.invoke(app, ["fmt", "--check", str(messy)]).exit_code == 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers import at, raised
+from trionet_dsl.emit import emit
 from trionet_dsl.errors import SpaceError
 from trionet_dsl.ir import (
     Arch,
@@ -193,29 +194,63 @@ space mini {  # trailing on the header
 """
     sp = parse(text)
     assert sp.comments == {
-        "space": (" header line 1", " header line 2", " trailing on the header"),
-        "input": (" input trailing",),
+        "space": (" header line 1", " header line 2"),
         "classes": (" before classes",),
-        "stem.0": (" the stem conv",),
         "stem.end": (" before stem close",),
         "block.width": (" before width",),
         "block.end": (" before block close",),
-        "stage.s1.block.1.op": (" override op",),
         "stage.s1.block.1.end": (" before override close",),
         "stage.s1.end": (" before stage close",),
-        "end": (" before end", " after everything"),
+        "end": (" before end",),
+        "eof": (" after everything",),
+    }
+    assert sp.trailing == {
+        "space": " trailing on the header",
+        "input": " input trailing",
+        "stem.0": " the stem conv",
+        "stage.s1.block.1.op": " override op",
     }
     # comments do not change the meaning
-    assert sp.model_copy(update={"comments": {}}) == parse(
+    assert sp.model_copy(update={"comments": {}, "trailing": {}}) == parse(
         "space mini { input 3x32x32 classes 10 stem { conv 3x3 16 stride 2 } block bottleneck expansion 2 "
         "{ op conv | axial; width 1.0x; heads 2 } stage s1 blocks 2 width 16 { block 1 { op conv } } }")
 
 
-def test_trailing_comment_on_a_one_line_statement_goes_to_the_last_statement_on_it():
+def test_trailing_comment_stays_with_the_statement_it_follows():
+    # after a one-line block: it trails the block's closing brace, not a statement inside it
     sp = parse(MINI.replace("  stage s1 blocks 2 width 16 stride 1\n",
                             "  # above\n  stage s1 blocks 2 width 16 stride 1 { op conv; width 16 }  # trailing\n"))
     assert sp.comments["stage.s1"] == (" above",)
-    assert sp.comments["stage.s1.width"] == (" trailing",)
+    assert sp.trailing == {"stage.s1.end": " trailing"}
+    # after the last of several statements on a line: that statement
+    sp = parse(MINI.replace("    width 0.5x | 1.0x\n    heads 2 | 4\n", "    width 0.5x | 1.0x; heads 2 | 4  # of heads\n"))
+    assert sp.trailing == {"block.heads": " of heads"}
+    # after an opening brace: the statement it opens
+    sp = parse(MINI.replace("stage s2 blocks 2 width 32 stride 2",
+                            "stage s2 blocks 2 width 32 stride 2 {  # opened\n  op conv\n}"))
+    assert sp.trailing == {"stage.s2": " opened"}
+
+
+def test_readme_per_block_override_comment_is_not_moved_into_the_block():
+    text = MINI.replace("stage s2 blocks 2 width 32 stride 2",
+                        "stage s2 blocks 2 width 32 stride 2 {\n    block 0 { op axial; heads 4 }   # per-block override\n  }")
+    sp = parse(text)
+    assert sp.trailing == {"stage.s2.block.0.end": " per-block override"} and "stage.s2.block.0.heads" not in sp.comments
+    out = emit(sp)
+    assert "      op axial\n      heads 4\n    }  # per-block override\n" in out
+    assert emit(parse(out)) == out and parse(out) == sp
+
+
+def test_a_statement_spanning_lines_keeps_its_first_end_of_line_comment_on_its_line():
+    text = MINI.replace("  stage s1 blocks 2 width 16 stride 1\n",
+                        "  stage s1 blocks 2  # first\n    width 16  # second\n    stride 1  # third\n")
+    sp = parse(text)
+    # one canonical line holds one end-of-line comment; the others stay before the next statement
+    assert sp.trailing["stage.s1"] == " first"
+    assert sp.comments["stage.s2"] == (" second", " third")
+    out = emit(sp)
+    assert "  stage s1 blocks 2 width 16 stride 1  # first\n  # second\n  # third\n  stage s2" in out
+    assert emit(parse(out)) == out and parse(out) == sp
 
 
 def test_comment_with_hash_and_braces_inside():
@@ -256,7 +291,8 @@ def test_arch_file():
         ArchBlock(stage="s2", index=1, op=Op(kind="axial"), width=16, heads=4),
     )
     assert a.block("s2.0").heads == 2
-    assert a.comments == {"arch": (" provenance",), "arch.s1.1": (" attention here",)}
+    assert a.comments == {"arch": (" provenance",)}
+    assert a.trailing == {"arch.s1.1": " attention here"}
 
 
 def test_arch_heads_before_width():

@@ -122,12 +122,18 @@ def space_anchors(sp: Space) -> list[str]:
 
 @st.composite
 def comments_for(draw, anchors: list[str]):
-    keys = draw(st.lists(st.sampled_from(anchors), unique=True, max_size=4))
+    keys = draw(st.lists(st.sampled_from([*anchors, "eof"]), unique=True, max_size=4))
     return {k: draw(comment_lines) for k in keys}
 
 
 @st.composite
-def spaces(draw):
+def trailing_for(draw, anchors: list[str]):
+    keys = draw(st.lists(st.sampled_from(anchors), unique=True, max_size=4))
+    return {k: draw(comment_text) for k in keys}
+
+
+@st.composite
+def spaces(draw, with_comments: bool = True):
     snames = draw(st.lists(stage_names, min_size=1, max_size=4, unique=True))
     sp = Space(
         name=draw(names),
@@ -137,18 +143,24 @@ def spaces(draw):
         block=BlockDefaults(expansion=draw(st.integers(1, 8)), spec=draw(specs)),
         stages=tuple(draw(stages(n)) for n in snames),
     )
-    return sp.model_copy(update={"comments": draw(st.just({}) | comments_for(space_anchors(sp)))})
+    if not with_comments:
+        return sp
+    return sp.model_copy(update={"comments": draw(st.just({}) | comments_for(space_anchors(sp))),
+                                 "trailing": draw(st.just({}) | trailing_for(space_anchors(sp)))})
 
 
 @st.composite
-def arches(draw):
+def arches(draw, with_comments: bool = True):
     keys = draw(st.lists(st.tuples(stage_names, st.integers(0, 40)), unique=True, max_size=8))
     blocks = tuple(
         ArchBlock(stage=s, index=i, op=draw(ops(with_heads=False)), width=draw(pos), heads=draw(st.none() | small))
         for s, i in keys)
     a = Arch(name=draw(names), space=draw(names), blocks=blocks)
+    if not with_comments:
+        return a
     anchors = ["arch", "end"] + [f"arch.{b.key}" for b in blocks]
-    return a.model_copy(update={"comments": draw(st.just({}) | comments_for(anchors))})
+    return a.model_copy(update={"comments": draw(st.just({}) | comments_for(anchors)),
+                                "trailing": draw(st.just({}) | trailing_for(anchors))})
 
 
 # ------------------------------------------------------------------ round-trip properties
@@ -158,7 +170,7 @@ def test_space_roundtrip(sp):
     text = emit(sp)
     back = parse(text)
     assert back == sp
-    assert back.comments == sp.comments  # Space.__eq__ compares comments too, but say it
+    assert back.comments == sp.comments and back.trailing == sp.trailing  # __eq__ compares them too; say it
     assert emit(back) == text
 
 
@@ -167,8 +179,82 @@ def test_space_roundtrip(sp):
 def test_arch_roundtrip(a):
     text = emit(a)
     back = parse(text)
-    assert back == a and back.comments == a.comments
+    assert back == a and back.comments == a.comments and back.trailing == a.trailing
     assert emit(back) == text
+
+
+# ------------------------------------------------------------------ comments everywhere (text level)
+comment_words = st.text(st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)), max_size=12)
+
+
+@st.composite
+def commented_files(draw):
+    """A file with comments before/after every line, at line ends, inside blocks, before braces.
+
+    Returns (text, expected layout). The code is a canonical file whose lines may be joined
+    (``block 0 { op axial; heads 8 }  # x``), which must not move any comment: every line of
+    a canonical file starts one statement or closes one, so a comment after a joined line
+    still follows the same statement.
+    """
+    doc = draw(st.one_of(spaces(with_comments=False), arches(with_comments=False)))
+    code = emit(doc).split("\n")[:-1]
+    n = 0
+
+    def comment() -> str:
+        nonlocal n
+        n += 1
+        return (draw(st.sampled_from(["", " ", "  "])) + f"c{n}" + draw(comment_words)).rstrip()
+
+    def own_lines() -> list[tuple[str, str]]:
+        return [(draw(st.sampled_from(["", "  ", "\t", "      "])), comment())
+                for _ in range(draw(st.integers(0, 2)))]
+
+    befores = [own_lines() for _ in code]
+    parts: list[str] = []
+    expected: list[tuple[str, str]] = []
+    for i, line in enumerate(code):
+        parts += [f"{ind}#{c}\n" for ind, c in befores[i]]
+        expected += [("own", c) for _, c in befores[i]]
+        expected.append(("code", line.strip()))
+        if draw(st.booleans()):
+            c = comment()
+            parts.append(f"{line}{draw(st.sampled_from([' ', '   ', chr(9)]))}#{c}\n")
+            expected.append(("eol", c))
+        elif i + 1 < len(code) and not befores[i + 1] and draw(st.booleans()):
+            # join with the next line; ';' may end any statement or closing brace, not an opening brace
+            opens = line.rstrip().endswith("{")
+            parts.append(line + draw(st.sampled_from([" ", "\t"] if opens else [" ", "; ", ";"])))
+        else:
+            parts.append(line + "\n")
+    after = own_lines()
+    parts += [f"{ind}#{c}\n" for ind, c in after]
+    expected += [("own", c) for _, c in after]
+    text = "".join(parts)
+    return text, expected
+
+
+def layout(text: str) -> list[tuple[str, str]]:
+    """Code lines and comments in order; a comment is 'eol' after code on its line, else 'own'."""
+    seq = []
+    for line in text.split("\n"):
+        code, hashmark, comment = line.partition("#")
+        if code.strip():
+            seq.append(("code", code.strip()))
+        if hashmark:
+            seq.append(("eol" if code.strip() else "own", comment.rstrip()))
+    return seq
+
+
+@PROPS
+@given(commented_files())
+def test_fmt_keeps_every_comment_in_place(case):
+    text, expected = case
+    doc = parse(text)
+    out = emit(doc)
+    # every comment exactly once, in the same order among the statements, own-line or end-of-line as written
+    assert layout(out) == expected
+    assert parse(out) == doc
+    assert emit(parse(out)) == out  # fmt is a fixed point
 
 
 @settings(max_examples=300, deadline=None)
@@ -194,8 +280,7 @@ def test_fmt_normalises_layout_and_keeps_comments():
     assert out == """#top
 space m {
   input 3x8x8
-  # c
-  classes 2
+  classes 2  # c
   block bottleneck expansion 4 {
     op conv(kernel=3) | axial(heads=2)
     width 1.0x

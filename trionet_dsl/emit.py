@@ -2,7 +2,9 @@
 
 One statement per line, two-space indents, every default that matters written out
 (``conv(kernel=3)``, ``stride 1``) so two files that mean the same thing read the same.
-Comments come back before the statement they were attached to.
+Comments come back where they were: a comment that ended a statement's line ends that
+statement's canonical line (consecutive ones aligned), and one on its own line comes back
+on its own line before the statement (or closing brace) it preceded.
 """
 
 from __future__ import annotations
@@ -52,20 +54,44 @@ def fmt_width(item: Channels | ChannelRange | Multiplier) -> str:
 
 
 class _Writer:
-    def __init__(self, comments: dict[str, tuple[str, ...]]) -> None:
+    """Collects (code, trailing comment) rows; ``text()`` aligns the trailing comments."""
+
+    def __init__(self, comments: dict[str, tuple[str, ...]], trailing: dict[str, str]) -> None:
         self.comments = comments
-        self.lines: list[str] = []
+        self.trailing = trailing
+        self.rows: list[tuple[str, str | None]] = []
+
+    def leading(self, depth: int, anchor: str) -> None:
+        for c in self.comments.get(anchor, ()):
+            self.rows.append((f"{INDENT * depth}#{c}", None))
 
     def line(self, depth: int, text: str, anchor: str | None = None) -> None:
         if anchor is not None:
-            for c in self.comments.get(anchor, ()):
-                self.lines.append(f"{INDENT * depth}#{c}" if c else f"{INDENT * depth}#")
-        self.lines.append(f"{INDENT * depth}{text}")
+            self.leading(depth, anchor)
+        self.rows.append((f"{INDENT * depth}{text}", None if anchor is None else self.trailing.get(anchor)))
 
     def close(self, depth: int, anchor: str) -> None:
-        for c in self.comments.get(anchor, ()):
-            self.lines.append(f"{INDENT * (depth + 1)}#{c}")
-        self.lines.append(f"{INDENT * depth}}}")
+        self.leading(depth + 1, anchor)
+        self.rows.append((f"{INDENT * depth}}}", self.trailing.get(anchor)))
+
+    def text(self) -> str:
+        """The lines; end-of-line comments of consecutive lines start in one column."""
+        out: list[str] = []
+        i = 0
+        while i < len(self.rows):
+            j = i
+            while j < len(self.rows) and self.rows[j][1] is not None:
+                j += 1
+            if j == i:
+                out.append(self.rows[i][0])
+                i += 1
+                continue
+            col = max(len(code) for code, _ in self.rows[i:j]) + 2
+            out += [f"{code.ljust(col)}#{c}" for code, c in self.rows[i:j]]
+            i = j
+        # comments after the last closing brace
+        out += [f"#{c}" for c in self.comments.get("eof", ())]
+        return "\n".join(out) + "\n"
 
     def spec(self, depth: int, spec: BlockSpec, path: str) -> None:
         if spec.ops is not None:
@@ -76,11 +102,11 @@ class _Writer:
             self.line(depth, "heads " + fmt_ints(spec.heads), f"{path}.heads")
 
     def has_comments_under(self, prefix: str) -> bool:
-        return any(k.startswith(prefix) for k in self.comments)
+        return any(k.startswith(prefix) for k in (*self.comments, *self.trailing))
 
 
 def emit_space(space: Space) -> str:
-    w = _Writer(space.comments)
+    w = _Writer(space.comments, space.trailing)
     w.line(0, f"space {space.name} {{", "space")
     i = space.input
     w.line(1, f"input {i.channels}x{i.height}x{i.width}", "input")
@@ -117,7 +143,7 @@ def emit_space(space: Space) -> str:
             w.close(2, f"{opath}.end")
         w.close(1, f"{path}.end")
     w.close(0, "end")
-    return "\n".join(w.lines) + "\n"
+    return w.text()
 
 
 def emit_arch(arch: Arch, header: Iterable[str] = ()) -> str:
@@ -126,7 +152,7 @@ def emit_arch(arch: Arch, header: Iterable[str] = ()) -> str:
     extra = tuple(f" {h}" for h in header)
     if extra:
         comments["arch"] = extra + tuple(c for c in comments.get("arch", ()) if c not in extra)
-    w = _Writer(comments)
+    w = _Writer(comments, arch.trailing)
     w.line(0, f"arch {arch.name} of {arch.space} {{", "arch")
     keys = [b.key for b in arch.blocks]
     ops = [fmt_op(b.op) for b in arch.blocks]
@@ -138,7 +164,7 @@ def emit_arch(arch: Arch, header: Iterable[str] = ()) -> str:
             text += f" heads {b.heads}"
         w.line(1, text.rstrip(), f"arch.{k}")
     w.close(0, "end")
-    return "\n".join(w.lines) + "\n"
+    return w.text()
 
 
 def emit(doc: Space | Arch) -> str:

@@ -2,8 +2,10 @@
 
 Every model is frozen and hashable, holds the user's spelling (a width written as
 ``0.5x`` stays a multiplier, so ``trionet fmt`` keeps it) and compares by value, so
-``parse(emit(x)) == x`` is a meaningful property. Comments are part of the IR
-(``comments``: anchor path -> comment lines) so formatting never loses them.
+``parse(emit(x)) == x`` is a meaningful property. Comments are part of the IR so formatting
+never loses or moves them: ``comments`` (anchor path -> the comment lines written before
+that statement or closing brace; ``"eof"``: after the last one) and ``trailing`` (anchor
+path -> the comment written at the end of that statement's line).
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ class Space(_Node):
     block: BlockDefaults = BlockDefaults()
     stages: tuple[Stage, ...]
     comments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    trailing: dict[str, str] = Field(default_factory=dict)
 
     def __hash__(self) -> int:  # dict field: hash the canonical identity instead
         return hash((self.name, self.stages))
@@ -173,6 +176,7 @@ class Arch(_Node):
     space: str
     blocks: tuple[ArchBlock, ...]
     comments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    trailing: dict[str, str] = Field(default_factory=dict)
 
     def __hash__(self) -> int:
         return hash((self.name, self.space, self.blocks))

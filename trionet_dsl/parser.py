@@ -2,7 +2,8 @@
 
 The builder records where every IR element came from (a *source map*: anchor path ->
 line/column), so semantic checks later can point at the exact token, and it attaches
-comments to the statement that follows them so ``fmt`` never drops one.
+comments to the statement they belong to (the one they end the line of, or else the
+next one) so ``fmt`` never drops or moves one.
 """
 
 from __future__ import annotations
@@ -417,20 +418,34 @@ class _Builder:
         return Arch(name=str(name_tok), space=str(space_tok), blocks=tuple(out))
 
     # -- comments
-    def attach_comments(self, comments: list[Token]) -> dict[str, tuple[str, ...]]:
-        """Each comment goes to the next statement (or closing brace) at or after its line."""
-        # in source order (line, then column), statements before braces at the same spot
-        marks = sorted([(line, col, 0, p) for line, col, p in self.anchors]
-                       + [(line, col, 1, p) for line, col, p in self.ends])
-        lines = [m[0] for m in marks]
-        out: dict[str, list[str]] = {}
+    def attach_comments(self, comments: list[Token]) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+        """Attach each comment to the statement it belongs to: ``(leading, trailing)``.
+
+        A comment with code before it on its line *trails* the last statement start or
+        closing brace before it (``block 0 { op axial; heads 8 }  # x`` trails block 0's
+        ``}``), so ``fmt`` writes it at the end of that statement's line. A comment alone on
+        its line *leads* the next statement or closing brace (``"eof"`` after the last
+        one), and so does a second end-of-line comment of a statement that spans lines:
+        a canonical line holds one. Either way each comment keeps its place among the
+        statements.
+        """
+        # statement starts and closing braces in source order (they never share a position)
+        marks = sorted(self.anchors + self.ends)
+        positions = [(m[0], m[1]) for m in marks]
+        source = self.smap.source
+        leading: dict[str, list[str]] = {}
+        trailing: dict[str, str] = {}
         for c in comments:
-            i = bisect.bisect_left(lines, c.line)
-            # a trailing comment belongs to the last statement that starts on its own line
-            same = [m for m in marks if m[0] == c.line and m[2] == 0 and m[1] < c.column]
-            path = same[-1][3] if same else (marks[i][3] if i < len(marks) else "end")
-            out.setdefault(path, []).append(str(c)[1:].rstrip())
-        return {k: tuple(v) for k, v in out.items()}
+            body = str(c)[1:].rstrip()
+            pos = (c.line, c.column)
+            i = bisect.bisect_left(positions, pos)  # marks[:i] come before the comment
+            start = c.start_pos or 0
+            after_code = source[source.rfind("\n", 0, start) + 1:start].strip() != ""
+            if after_code and i > 0 and marks[i - 1][2] not in trailing:
+                trailing[marks[i - 1][2]] = body
+            else:
+                leading.setdefault(marks[i][2] if i < len(marks) else "eof", []).append(body)
+        return {k: tuple(v) for k, v in leading.items()}, trailing
 
 
 def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
@@ -473,7 +488,7 @@ def parse_document(text: str, file: str = "<input>") -> Parsed:
     builder = _Builder(file, text)
     try:
         doc = builder.document(tree)
-        notes = builder.attach_comments(comments)
+        notes, trailing = builder.attach_comments(comments)
     except SpaceError:
         raise
     except (ValueError, TypeError, LookupError, ArithmeticError) as exc:  # pragma: no cover - last resort
@@ -481,8 +496,8 @@ def parse_document(text: str, file: str = "<input>") -> Parsed:
         # bug in the builder from surfacing as a traceback (the fuzz tests reject it)
         raise SpaceError(f"internal error while reading the file: {type(exc).__name__}: {exc}", file=file,
                          source=text, hint="please report this input as a bug") from exc
-    if notes:
-        doc = doc.model_copy(update={"comments": notes})
+    if notes or trailing:
+        doc = doc.model_copy(update={"comments": notes, "trailing": trailing})
     return Parsed(doc, builder.smap)
 
 
