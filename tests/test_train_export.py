@@ -175,7 +175,7 @@ def test_cli_train_with_a_separate_validation_set(npz, tmp_path):
     assert r.exit_code == 2 and "nope.npz" in r.output
 
 
-def test_ctrl_c_exits_130_and_says_how_to_resume(npz, tmp_path, monkeypatch):
+def test_ctrl_c_says_what_was_saved(npz, tmp_path, monkeypatch):
     import trionet_dsl.jobs
 
     def interrupted(*args, **kwargs):
@@ -183,5 +183,23 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(npz, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trionet_dsl.jobs, "train_job", interrupted)
     r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    assert "nothing was saved" in r.output and "--resume" not in r.output  # no epoch finished: no promise
+
+
+def test_ctrl_c_after_an_epoch_points_to_resume(trained, npz, tmp_path, monkeypatch):
+    import shutil
+
+    import trionet_dsl.jobs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(trained[3] / "supernet.pt", run / "supernet.pt")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trionet_dsl.jobs, "train_job", interrupted)
+    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--out", str(run)])
     assert r.exit_code == 130
-    assert "--resume" in r.output and "Traceback" not in r.output
+    assert "epoch 2 is saved" in r.output and "--resume" in r.output

@@ -44,6 +44,38 @@ def _esc(s: str) -> str:
     return escape(s)
 
 
+class Interrupted(Exception):
+    """Ctrl-C, with what was saved and how to go on (the command knows; the wrapper prints)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _train_saved(out: Path) -> str:
+    from trionet_dsl.checkpoint import load_checkpoint
+
+    for name in ("supernet.pt", "model.pt"):
+        if (out / name).is_file():
+            try:
+                epoch = load_checkpoint(out / name).get("epoch")
+            except SpaceError:
+                continue
+            return (f"epoch {epoch} is saved in {out / name}; run the same command with --resume to continue")
+    return "stopped before the first epoch finished: nothing was saved; run the command again to start over"
+
+
+def _search_saved(history: Path) -> str:
+    n = sum(1 for line in history.read_text(errors="replace").splitlines() if line.strip()) if history.is_file() else 0
+    if n == 0:
+        return "no architecture was evaluated yet: nothing was saved"
+    return f"{n} evaluated architecture(s) are saved in {history}; run the same command with --resume to continue"
+
+
+def _emit_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=1, default=str))
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn SpaceError into a clean exit 2 and Ctrl-C into exit 130."""
 
@@ -53,12 +85,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except SpaceError as err:
             _fail(err)
+        except Interrupted as stop:
+            _console(stderr=True).print(f"[yellow]interrupted: {_esc(stop.message)}[/]")
+            raise typer.Exit(130)
         except KeyboardInterrupt:
-            msg = "interrupted"
-            if fn.__name__ in ("train_cmd", "search_cmd"):
-                msg += (": the last completed epoch / evaluated arch is saved; run the same command with"
-                        " --resume to continue")
-            _console(stderr=True).print(f"[yellow]{msg}[/]")
+            _console(stderr=True).print("[yellow]interrupted[/]")
             raise typer.Exit(130)
 
     return wrapper
@@ -243,6 +274,8 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out where it stopped"),
     space: Optional[Path] = typer.Option(None, "--space", help="space of an .arch (default: found by name)"),
     no_progress: bool = typer.Option(False, "--no-progress"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary (paths, metrics)"),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
     from pydantic import ValidationError
@@ -256,12 +289,24 @@ def train_cmd(
     except ValidationError as exc:
         e = exc.errors()[0]
         raise SpaceError(f"bad option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
-    hist = train_job(file, data, cfg, out, resume=resume, progress=not no_progress, val_fraction=val_fraction,
-                     space=space, val_data=val_data)
+    try:
+        hist = train_job(file, data, cfg, out, resume=resume, progress=not (no_progress or as_json),
+                         val_fraction=val_fraction, space=space, val_data=val_data, threads=threads)
+    except KeyboardInterrupt:
+        raise Interrupted(_train_saved(out)) from None
+    ckpt = out / ("model.pt" if file.suffix == ".arch" else "supernet.pt")
+    if as_json:
+        best = max(hist, key=lambda m: m.val_acc) if hist else None
+        _emit_json({"checkpoint": str(ckpt), "best_checkpoint": str(out / "best.pt"),
+                    "metrics": str(out / "metrics.jsonl"), "epochs": [m.as_dict() for m in hist],
+                    "best_epoch": best.epoch if best else None, "best_val_acc": best.val_acc if best else None})
+        return
     con = _console()
     if hist:
         m = hist[-1]
-        con.print(f"trained {m.epoch} epoch(s): val acc {m.val_acc:.4f}; checkpoint in {out}")
+        best = max(hist, key=lambda h: h.val_acc)
+        con.print(f"trained {m.epoch} epoch(s): val acc {m.val_acc:.4f} (best {best.val_acc:.4f} at epoch "
+                  f"{best.epoch}); checkpoints {ckpt} (last) and {out / 'best.pt'} (best)")
 
 
 # ----------------------------------------------------------------------------- search
@@ -271,7 +316,7 @@ def search_cmd(
     space_file: Path = typer.Argument(..., help="the .space that was trained"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt written by train"),
     out: Path = typer.Option(Path("best.arch"), "--out", help="where to write the best arch"),
-    data: str = typer.Option("digits", "--data"),
+    data: Optional[str] = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
     strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | tpe | nsga2 | a plug-in"),
     budget: int = typer.Option(50, "--budget", help="architectures to evaluate"),
     max_flops: Optional[str] = typer.Option(None, "--max-flops", help="e.g. 300M"),
@@ -281,19 +326,35 @@ def search_cmd(
     history: Optional[Path] = typer.Option(None, "--history", help="JSON lines log (default: OUT.history.jsonl)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the history"),
     bn_batches: int = typer.Option(8, "--bn-batches", help="batches for BatchNorm recalibration"),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="held-out share of --data (ignored with --val)"),
-    val_data: Optional[str] = typer.Option(None, "--val", help="a separate validation .npz or image folder"),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
+    val_data: Optional[str] = typer.Option(None, "--val", help="default: the checkpoint's"),
+    force: bool = typer.Option(False, "--force", help="evaluate on data other than the checkpoint's"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing history instead of refusing"),
     seed: int = typer.Option(0, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.jobs import search_job
 
-    res = search_job(space_file, checkpoint, out, data=data, strategy=strategy, budget=budget, max_flops=max_flops,
-                     max_params=max_params, evaluator=evaluator, seed=seed, history=history, resume=resume,
-                     multi_objective=multi_objective, bn_batches=bn_batches, val_fraction=val_fraction,
-                     progress=not no_progress, val_data=val_data)
+    err = _console(stderr=True)
+    hist_path = history or out.with_suffix(".history.jsonl")
+    try:
+        res = search_job(space_file, checkpoint, out, data=data, strategy=strategy, budget=budget,
+                         max_flops=max_flops, max_params=max_params, evaluator=evaluator, seed=seed,
+                         history=history, resume=resume, multi_objective=multi_objective, bn_batches=bn_batches,
+                         val_fraction=val_fraction, progress=not (no_progress or as_json), val_data=val_data,
+                         force=force, overwrite=overwrite, threads=threads,
+                         warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"))
+    except KeyboardInterrupt:
+        raise Interrupted(_search_saved(hist_path)) from None
+    if as_json:
+        _emit_json(res.as_dict())
+        return
     con = _console()
+    if res.data:
+        con.print(f"evaluated on {_esc(res.data)}")
     acc = "n/a" if res.accuracy is None else f"{res.accuracy:.4f}"
     con.print(f"best of {res.evaluated}: accuracy {acc}, FLOPs {_human(res.flops)}, params {_human(res.params)}"
               f" -> {out}")
@@ -312,24 +373,39 @@ def search_cmd(
 @guarded
 def export_cmd(
     arch: Path = typer.Argument(..., help="an .arch file (e.g. written by search)"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt to inherit weights from"),
-    fmt: str = typer.Option("pt", "--format", help="pt | torchscript | onnx"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt (or model.pt) to take weights from"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="pt | torchscript | onnx (default: from --out, else pt)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output file (default: ARCH with the format's suffix)"),
     fresh: bool = typer.Option(False, "--fresh", help="fresh weights instead of a checkpoint's"),
+    data: Optional[str] = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
+    val_data: Optional[str] = typer.Option(None, "--val", help="default: the checkpoint's"),
+    force: bool = typer.Option(False, "--force", help="use data other than the checkpoint's"),
+    recalibrate: bool = typer.Option(True, "--recalibrate/--no-recalibrate",
+                                     help="re-estimate BN statistics for this sub-network (as search did)"),
+    bn_batches: Optional[int] = typer.Option(None, "--bn-batches", help="default: as the arch's search header says, else 8"),
     seed: int = typer.Option(0, "--seed"),
     space: Optional[Path] = typer.Option(None, "--space"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
 ) -> None:
-    """Write an arch as a standalone model and check the file reproduces the model's outputs."""
-    from trionet_dsl.errors import did_you_mean
-    from trionet_dsl.export import SUFFIX
+    """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.jobs import export_job
 
-    if fmt not in SUFFIX:
-        raise SpaceError(f"unknown format '{fmt}'", hint=did_you_mean(fmt, list(SUFFIX)))
-    target = out or arch.with_suffix(SUFFIX[fmt])
-    res = export_job(arch, target, checkpoint, fmt, fresh=fresh, seed=seed, space=space)
-    _console().print(f"wrote {res.path} ({res.format}, {res.params:,} params); "
-                     f"max |output difference| on reload: {res.max_abs_diff:.2e}")
+    res = export_job(arch, out, checkpoint, fmt, fresh=fresh, seed=seed, space=space, data=data,
+                     val_fraction=val_fraction, val_data=val_data, force=force, recalibrate=recalibrate,
+                     bn_batches=bn_batches, threads=threads)
+    if as_json:
+        _emit_json({"path": str(res.path), "format": res.format, "params": res.params,
+                    "max_abs_diff": res.max_abs_diff, "accuracy": res.accuracy, "metadata": res.metadata})
+        return
+    con = _console()
+    con.print(f"wrote {res.path} ({res.format}, {res.params:,} params); "
+              f"max |output difference| on reload: {res.max_abs_diff:.2e}")
+    con.print(f"input: {res.metadata['input']}")
+    if res.accuracy is not None:
+        con.print(f"validation accuracy of the written file: {res.accuracy:.4f} on {_esc(str(res.metadata['data']))}"
+                  f" (BN {res.metadata['bn']})")
 
 
 # ----------------------------------------------------------------------------- schema

@@ -1,17 +1,23 @@
 """Standalone models out of a trained supernet (or fresh): state_dict, TorchScript, ONNX.
 
-Every export is read back and run against the PyTorch model on the same input; the
-largest absolute difference is returned so the caller can show (and tests can assert)
-that the exported file computes what the model computes.
+What is exported is what search measured: the sub-network's BatchNorm statistics are
+recalibrated on the same training batches the search evaluator uses (the supernet's own
+running statistics mix every sampled sub-network), and the written file is then *run*
+on the validation split and its accuracy recorded. Every exported model takes raw pixels
+(0-255, N x C x H x W at the space's input size): the training normalisation is the
+graph's first layer (:class:`~trionet_dsl.model.WithPreprocessing`), and the file's
+metadata says so, with the class names.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -21,11 +27,13 @@ from trionet_dsl.emit import emit_arch, emit_space
 from trionet_dsl.errors import SpaceError
 from trionet_dsl.io import atomic_write
 from trionet_dsl.loader import LoadedArch, compile_arch_text, compile_space_text
-from trionet_dsl.model import TrioNet, build
+from trionet_dsl.model import TrioNet, WithPreprocessing, build
 from trionet_dsl.supernet import Supernet, extract
 
 Format = Literal["pt", "torchscript", "onnx"]
 SUFFIX = {"pt": ".pt", "torchscript": ".ts", "onnx": ".onnx"}
+FORMAT_TAG = "trionet-dsl/model/2"
+INPUT_DOC = "raw pixels 0-255 (uint8 values as float), N x C x H x W at the space's input size; normalisation is inside"
 
 
 @dataclass
@@ -34,51 +42,127 @@ class ExportResult:
     format: str
     max_abs_diff: float
     params: int
+    accuracy: float | None = None  # of the written file, on the validation split, from raw pixels
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def model_from_checkpoint(loaded: LoadedArch, checkpoint: str | Path | None, seed: int = 0) -> TrioNet:
-    """The arch's standalone model: weights inherited from a supernet checkpoint, or fresh."""
+def format_for(out: Path | None, fmt: str | None) -> str:
+    """The export format: as given, else from the output suffix, else ``pt``; a mismatch is an error."""
+    by_suffix = {v: k for k, v in SUFFIX.items()} | {".torchscript": "torchscript", ".pth": "pt"}
+    inferred = by_suffix.get(out.suffix.lower()) if out is not None else None
+    if fmt is None:
+        return inferred or "pt"
+    if fmt not in SUFFIX:
+        from trionet_dsl.errors import did_you_mean
+
+        raise SpaceError(f"unknown format '{fmt}'", hint=did_you_mean(fmt, list(SUFFIX)))
+    if out is not None and out.suffix and inferred != fmt:
+        raise SpaceError(f"--out {out} has suffix '{out.suffix}' but --format is {fmt}",
+                         hint=f"write {out.with_suffix(SUFFIX[fmt])}, or drop --format to export as "
+                              f"{inferred or 'the suffix says'}")
+    return fmt
+
+
+def model_from_checkpoint(loaded: LoadedArch, checkpoint: str | Path | dict | None, seed: int = 0,
+                          calibration: list[torch.Tensor] | None = None) -> TrioNet:
+    """The arch's standalone model: weights inherited from a checkpoint, or fresh.
+
+    From a supernet, ``calibration`` batches (see ``train.calibration_batches``) re-estimate
+    the sub-network's BN statistics exactly as the search evaluator does before extraction;
+    ``None`` keeps the supernet's shared running statistics.
+    """
+    from trionet_dsl.checkpoint import require_space
+
     if checkpoint is None:
         return build(loaded.space, loaded.arch, seed=seed)
-    ck = load_checkpoint(checkpoint)
-    if ck.get("space_text") != emit_space(loaded.space.space):
-        raise SpaceError(f"checkpoint {checkpoint} was trained on another space than {loaded.space.name}",
-                         file=str(checkpoint), hint="export with the space the supernet was trained on")
+    ck = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    where = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+    require_space(ck, emit_space(loaded.space.space), loaded.space.name, where)
     if ck.get("kind") == "arch":
         if ck.get("arch_text") and compile_arch_text(ck["arch_text"], space=loaded.space).arch.blocks != loaded.arch.blocks:
-            raise SpaceError(f"checkpoint {checkpoint} holds a different arch", file=str(checkpoint))
+            raise SpaceError(f"checkpoint {where} holds a different arch", file=where)
         model = build(loaded.space, loaded.arch)
         model.load_state_dict(ck["model"])
-        return model
-    model = extract(Supernet.from_checkpoint(ck, loaded.space), loaded.arch)
-    return model.eval()
+        return model.eval()
+    net = Supernet.from_checkpoint(ck, loaded.space).activate(loaded.arch)
+    if calibration is not None:
+        from trionet_dsl.train import recalibrate_bn
+
+        recalibrate_bn(net, calibration)
+    return extract(net.eval()).eval()
 
 
 def example_input(loaded: LoadedArch, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """Raw-pixel-like input (0-255) for comparing a written file with the model."""
     i = loaded.space.space.input
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, i.channels, i.height, i.width, generator=g)
+    return torch.rand(batch, i.channels, i.height, i.width, generator=g) * 255
 
 
-def export(model: nn.Module, loaded: LoadedArch, path: str | Path, fmt: Format = "pt") -> ExportResult:
-    """Write ``model`` in ``fmt`` atomically, reload it, and compare outputs."""
+def _runner(path: Path, fmt: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logits of the *written file* (not the in-memory model) for a batch of raw pixels."""
+    if fmt == "pt":
+        model = load_exported(path)
+        return lambda x: model(x)
+    if fmt == "torchscript":
+        scripted = torch.jit.load(str(path)).eval()
+        return lambda x: scripted(x)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(sess.run(None, {"input": x.numpy()})[0])
+
+
+@torch.no_grad()
+def file_accuracy(path: str | Path, fmt: str, raw: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of an exported file fed raw pixels (0-255)."""
+    run = _runner(Path(path), fmt)
+    correct = 0
+    for i in range(0, len(raw), batch_size):
+        correct += int((run(raw[i:i + batch_size].contiguous()).argmax(1) == labels[i:i + batch_size]).sum())
+    return correct / max(1, len(raw))
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise SpaceError("ONNX export needs onnx and onnxruntime",
+                         hint="pip install 'trionet-dsl[export]'") from None
+
+
+def export(model: nn.Module, loaded: LoadedArch, path: str | Path, fmt: Format = "pt",
+           metadata: dict[str, Any] | None = None) -> ExportResult:
+    """Write ``model`` (raw-pixel input, see :class:`WithPreprocessing`) in ``fmt`` atomically,
+    reload the file and compare its outputs with the model's."""
     p = Path(path)
+    if p.is_dir():
+        raise SpaceError(f"--out {p} is a folder", file=str(p), hint=f"give a file name, e.g. {p / ('model' + SUFFIX[fmt])}")
+    if fmt not in SUFFIX:
+        raise SpaceError(f"unknown export format '{fmt}'", hint="use pt, torchscript or onnx")
     model = model.eval()
+    meta = {"format": FORMAT_TAG, "input": INPUT_DOC, **(metadata or {})}
     x = example_input(loaded)
     with torch.no_grad():
         ref = model(x)
     if fmt == "pt":
-        payload = {"format": "trionet-dsl/model/1", "space_text": emit_space(loaded.space.space),
-                   "arch_text": emit_arch(loaded.arch), "state_dict": model.state_dict()}
+        net = model.net if isinstance(model, WithPreprocessing) else model
+        pre = ({"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "scale": model.scale}
+               if isinstance(model, WithPreprocessing) else None)
+        payload = {"format": FORMAT_TAG, "space_text": emit_space(loaded.space.space),
+                   "arch_text": emit_arch(loaded.arch), "state_dict": net.state_dict(), "preprocess": pre,
+                   "meta_json": json.dumps(meta)}
         atomic_write(p, lambda f: torch.save(payload, f))
-        again = load_exported(p)
     elif fmt == "torchscript":
         scripted = torch.jit.script(model)
         buf = io.BytesIO()
-        torch.jit.save(scripted, buf)
+        torch.jit.save(scripted, buf, _extra_files={"trionet.json": json.dumps(meta)})
         atomic_write(p, lambda f: f.write(buf.getvalue()))
-        again = torch.jit.load(str(p))
-    elif fmt == "onnx":
+    else:
+        _require_onnx()
+        import onnx
+
         buf = io.BytesIO()
         with warnings.catch_warnings():
             # the axial operator's "axis <= max_len" check reads a shape; the graph is traced at the
@@ -86,31 +170,62 @@ def export(model: nn.Module, loaded: LoadedArch, path: str | Path, fmt: Format =
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["input"],
                               output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        atomic_write(p, lambda f: f.write(buf.getvalue()))
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            return ExportResult(p, fmt, float("nan"), sum(t.numel() for t in model.parameters()))
-        sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-        out = torch.from_numpy(sess.run(None, {"input": x.numpy()})[0])
-        return ExportResult(p, fmt, (out - ref).abs().max().item(), sum(t.numel() for t in model.parameters()))
-    else:
-        raise SpaceError(f"unknown export format '{fmt}'", hint="use pt, torchscript or onnx")
+        proto = onnx.load_from_string(buf.getvalue())
+        for k, v in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+        data = proto.SerializeToString()
+        atomic_write(p, lambda f: f.write(data))
     with torch.no_grad():
-        out = again.eval()(x)
-    return ExportResult(p, fmt, (out - ref).abs().max().item(), sum(t.numel() for t in model.parameters()))
+        out = _runner(p, fmt)(x)
+    params = sum(t.numel() for n, t in model.named_parameters())
+    return ExportResult(p, fmt, (out - ref).abs().max().item(), params, metadata=meta)
 
 
-def load_exported(path: str | Path) -> TrioNet:
-    """Rebuild a model written with ``fmt="pt"`` (safe: weights_only load, arch from text)."""
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata an exported file carries (any format)."""
+    p = Path(path)
+    raw = p.read_bytes()[:4]
+    if raw[:2] == b"PK":
+        import zipfile
+
+        with zipfile.ZipFile(p) as z:
+            scripted = any("/code/" in n for n in z.namelist())
+        if not scripted:
+            data = torch.load(p, map_location="cpu", weights_only=True)
+            return json.loads(data["meta_json"]) if isinstance(data, dict) and "meta_json" in data else {}
+        files = {"trionet.json": ""}
+        torch.jit.load(str(p), _extra_files=files)
+        return json.loads(files["trionet.json"] or "{}")
+    import onnx
+
+    proto = onnx.load(str(p))
+    out: dict[str, Any] = {}
+    for e in proto.metadata_props:
+        try:
+            out[e.key] = json.loads(e.value)
+        except json.JSONDecodeError:
+            out[e.key] = e.value
+    return out
+
+
+def load_exported(path: str | Path) -> nn.Module:
+    """Rebuild a model written with ``fmt="pt"`` (safe: weights_only load, arch from text).
+
+    The result takes raw pixels like the TorchScript and ONNX exports.
+    """
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
         raise SpaceError(f"{path} is not a readable exported model ({type(exc).__name__})", file=str(path)) from None
-    if not isinstance(data, dict) or data.get("format") != "trionet-dsl/model/1":
-        raise SpaceError(f"{path} is not a trionet-dsl exported model", file=str(path))
+    if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
+        raise SpaceError(f"{path} is not a trionet-dsl exported model", file=str(path),
+                         hint="re-export it with this version: trionet export ARCH --checkpoint ...")
     rs = compile_space_text(data["space_text"], f"{path}:space")
     la = compile_arch_text(data["arch_text"], f"{path}:arch", space=rs)
     model = build(rs, la.arch)
     model.load_state_dict(data["state_dict"])
+    pre = data.get("preprocess")
+    if pre:
+        return WithPreprocessing(model, pre["mean"], pre["std"], pre["scale"]).eval()
     return model.eval()

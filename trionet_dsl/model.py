@@ -116,3 +116,22 @@ def build(space: ResolvedSpace, arch: Arch, seed: int | None = None) -> TrioNet:
     model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
     init_weights(model)
     return model
+
+
+class WithPreprocessing(nn.Module):
+    """A model that takes raw pixels: ``(x / 255 - mean) / std`` per channel, then ``net``.
+
+    Exported models carry their training normalisation in the graph, so a user feeds images
+    as stored (0-255, N x C x H x W at the space's input size) and gets the pipeline's
+    predictions; the constants are buffers, visible in TorchScript and ONNX.
+    """
+
+    def __init__(self, net: nn.Module, mean: list[float], std: list[float], scale: float = 255.0) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = float(scale)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x / self.scale - self.mean) / self.std)

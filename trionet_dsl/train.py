@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from trionet_dsl.checkpoint import load_checkpoint, save_checkpoint
+from trionet_dsl.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.emit import emit_arch, emit_space
 from trionet_dsl.errors import SpaceError
 from trionet_dsl.io import atomic_write_text
@@ -117,6 +117,17 @@ def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
     model.eval()
 
 
+BEST_NAME = "best.pt"
+"""The checkpoint of the epoch with the best validation accuracy, kept beside the last one."""
+
+
+def check_out_dir(out: Path) -> None:
+    """A run folder must be a folder: refuse a file before any data is loaded."""
+    if out.exists() and not out.is_dir():
+        raise SpaceError(f"--out {out} is a file, not a folder", file=str(out),
+                         hint="give a folder for the run (checkpoints and metrics.jsonl go inside)")
+
+
 def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: int):
     rng = random.Random(f"{cfg.seed}/{epoch}/{step}")
     if cfg.sampling == "sandwich":
@@ -138,6 +149,12 @@ def train(
     from trionet_dsl.data import iterate
 
     out = Path(out_dir)
+    check_out_dir(out)
+    steps_per_epoch = len(data.train_x) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise SpaceError(f"an epoch would have no training step: {len(data.train_x)} training image(s) but "
+                         f"--batch-size {cfg.batch_size} (incomplete batches are dropped)",
+                         hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data")
     out.mkdir(parents=True, exist_ok=True)
     is_supernet = isinstance(target, ResolvedSpace)
     space = target if is_supernet else target.space
@@ -149,7 +166,6 @@ def train(
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
-    steps_per_epoch = max(1, len(data.train_x) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
     history: list[EpochMetrics] = []
@@ -157,9 +173,7 @@ def train(
     space_text = emit_space(space.space)
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
-        if ck.get("space_text") != space_text:
-            raise SpaceError(f"{ckpt_path} was trained on a different space", file=str(ckpt_path),
-                             hint="resume with the same .space file, or use a new --out folder")
+        require_space(ck, space_text, space.name, ckpt_path)
         if ck.get("config") != cfg.model_dump(mode="json"):
             diff = {k: (ck["config"].get(k), v) for k, v in cfg.model_dump(mode="json").items()
                     if ck["config"].get(k) != v}
@@ -240,6 +254,8 @@ def train(
                 "data": data.meta() if hasattr(data, "meta") else {},
             }
             save_checkpoint(ckpt_path, payload)
+            if m.val_acc >= max(h.val_acc for h in history):  # ties: the later epoch (trained longer)
+                save_checkpoint(out / BEST_NAME, payload)
             atomic_write_text(metrics_path, "".join(json.dumps(h.as_dict()) + "\n" for h in history))
             if on_epoch is not None:
                 on_epoch(m)

@@ -47,14 +47,30 @@ class DataBundle:
     pad: int
     source: str = ""
     extra: dict = field(default_factory=dict)
+    config: DataConfig | None = None
+    val_raw: torch.Tensor | None = None  # the validation images before normalisation, in [0, 1]
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     def meta(self) -> dict:
-        return {"source": self.source, "mean": self.mean, "std": self.std, "classes": self.class_names,
-                "train": len(self.train_y), "val": len(self.val_y)}
+        """What a checkpoint records, so search/export/rank can rebuild exactly this split."""
+        cfg = self.config
+        out = {"source": self.source, "mean": self.mean, "std": self.std, "classes": self.class_names,
+               "train": len(self.train_y), "val": len(self.val_y)}
+        if cfg is not None:
+            out |= {"source": source_id(cfg.source), "val_source": source_id(cfg.val_source),
+                    "val_fraction": None if cfg.val_source else cfg.val_fraction, "seed": cfg.seed,
+                    "image_size": list(cfg.image_size), "channels": cfg.channels}
+        return out
+
+
+def source_id(source: str | None) -> str | None:
+    """A data source as a checkpoint records it: named sets by name, files by absolute path."""
+    if source is None or source in NAMED_SOURCES:
+        return source
+    return str(Path(source).expanduser().resolve())
 
 
 def _read(source: str, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -117,7 +133,8 @@ def load_data(cfg: DataConfig) -> DataBundle:
 
     flip = cfg.flip if cfg.flip is not None else cfg.source not in NAMED_SOURCES
     pad = max(1, min(cfg.image_size) // 8)
-    return DataBundle(norm(tx), ty, norm(vx), vy, names, mean.tolist(), std.tolist(), flip, pad, cfg.source)
+    return DataBundle(norm(tx), ty, norm(vx), vy, names, mean.tolist(), std.tolist(), flip, pad, cfg.source,
+                      config=cfg, val_raw=vx.contiguous())
 
 
 def iterate(bundle: DataBundle, split: str, batch_size: int, epoch: int, seed: int, augment: bool = True,
@@ -139,4 +156,4 @@ def iterate(bundle: DataBundle, split: str, batch_size: int, epoch: int, seed: i
 
 
 
-__all__ = ["DataBundle", "DataConfig", "iterate", "load_data"]
+__all__ = ["DataBundle", "DataConfig", "iterate", "load_data", "source_id"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,16 @@ def pareto_front(obs: list[Observation]) -> list[Observation]:
         if not dominated and all(arch_key(o.arch) != arch_key(q.arch) for q in front):
             front.append(o)
     return sorted(front, key=lambda o: o.flops)
+
+
+def select_best(history: list[Observation], objective: str = "accuracy") -> Observation:
+    """The best observation; ties broken by fewer FLOPs, then fewer params, then the arch's
+    canonical text, so the winner does not depend on the order of evaluation."""
+    return min(history, key=lambda o: (-o.objective(objective), o.flops, o.params, arch_key(o.arch)))
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def read_history(path: Path) -> list[dict]:
@@ -73,11 +84,29 @@ def run_search(
     resume: bool = False,
     progress: bool = True,
     strategy_options: dict | None = None,
+    overwrite: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """Evaluate up to ``budget`` architectures; returns the best and the Pareto front."""
+    """Evaluate up to ``budget`` architectures; returns the best and the Pareto front.
+
+    A budget at or below the strategy's warm-up (``strategy.warmup``: evolution's
+    population, TPE's start-up trials, NSGA-II's population) makes any strategy a random
+    search; ``warn`` is told so (default: ``warnings.warn``).
+    """
+    if budget < 1:
+        raise SpaceError(f"--budget {budget}: the search must evaluate at least one architecture",
+                         hint="use --budget 1 or more")
     strat = (make_strategy(strategy, space, cost, limits, seed=seed, **(strategy_options or {}))
              if isinstance(strategy, str) else strategy)
+    warmup = int(getattr(strat, "warmup", 0))
+    if budget <= warmup:
+        (warn or _warn)(f"--budget {budget} is within the {warmup} random warm-up proposals of strategy "
+                        f"'{strat.name}' ({getattr(strat, 'warmup_name', 'warm-up')}): this search is a random "
+                        "search; raise --budget above it")
     hist_path = Path(history_path) if history_path else None
+    if hist_path and not resume and not overwrite and hist_path.exists() and hist_path.stat().st_size > 0:
+        raise SpaceError(f"search history {hist_path} already exists", file=str(hist_path),
+                         hint="continue it with --resume, replace it with --overwrite, or choose --history/--out")
     replay = read_history(hist_path) if (resume and hist_path) else []
     if hist_path and not resume:
         hist_path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +144,7 @@ def run_search(
                         os.fsync(fh.fileno())
                 strat.tell(obs)
                 history.append(obs)
-                best = max(history, key=lambda o: (o.objective(objective), -o.flops))
+                best = select_best(history, objective)
                 acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
                 bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
         finally:
@@ -125,5 +154,5 @@ def run_search(
         raise SpaceError("the search evaluated no architecture",
                          hint="the limits may exclude the whole space: check --max-flops / --max-params "
                               "against the range `trionet compile` prints")
-    best = max(history, key=lambda o: (o.objective(objective), -o.flops))
+    best = select_best(history, objective)
     return SearchResult(best, pareto_front(history), history, objective)

@@ -29,6 +29,7 @@ class Evolution:
         self.sample_size = max(1, min(sample_size, population))
         self.mutation_rate = mutation_rate if mutation_rate is not None else 1.0 / max(1, len(space.blocks))
         self.crossover = crossover
+        self.warmup, self.warmup_name = population, "its population is sampled at random"
         self.population: deque[Observation] = deque()
         self.seen: set[str] = set()
 

@@ -26,6 +26,9 @@ class OptunaSearch:
         self.name = sampler
         s = (optuna.samplers.NSGAIISampler(seed=seed, population_size=16) if self.multi
              else optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True))
+        self.warmup = 16 if self.multi else 10
+        self.warmup_name = ("its first population is sampled at random" if self.multi
+                            else "its start-up trials are sampled at random")
         directions = ["maximize", "minimize"] if self.multi else ["maximize"]
         self.study = optuna.create_study(directions=directions, sampler=s)
         self.pending: dict[str, list] = {}
