@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from trionet_dsl.cli import app
-
-from pathlib import Path
+from trionet_dsl.io import atomic_write_text
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 
@@ -101,3 +104,49 @@ def test_schema():
     s = json.loads(r.output)
     assert "stages" in s["properties"]
     assert runner.invoke(app, ["schema", "spcae"]).exit_code == 2
+
+
+# ------------------------------------------------------------------ file modes and symlinks
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_atomic_write_honours_umask_and_keeps_an_existing_mode(tmp_path, umask_022):
+    new = atomic_write_text(tmp_path / "sub" / "new.txt", "x")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644 and new.read_text() == "x"
+    os.umask(0o077)
+    assert stat.S_IMODE(atomic_write_text(tmp_path / "private.txt", "x").stat().st_mode) == 0o600
+    old = tmp_path / "old.txt"
+    old.write_text("a")
+    old.chmod(0o640)
+    atomic_write_text(old, "b")
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640 and old.read_text() == "b"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_fmt_keeps_mode_and_writes_through_symlinks(tmp_path, umask_022):
+    messy = (SPACES / "trionet_small.space").read_text().replace("  stage s1 blocks 2 width 16 stride 1",
+                                                                  "stage s1 width 16 blocks 2")
+    target = tmp_path / "real" / "s.space"
+    target.parent.mkdir()
+    target.write_text(messy)
+    target.chmod(0o644)
+    link = tmp_path / "link.space"
+    link.symlink_to(target)
+    r = runner.invoke(app, ["fmt", str(link)])
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == (SPACES / "trionet_small.space").read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    # a group-readable file stays so
+    other = tmp_path / "g.space"
+    other.write_text(messy)
+    other.chmod(0o640)
+    assert runner.invoke(app, ["fmt", str(other)]).exit_code == 0
+    assert stat.S_IMODE(other.stat().st_mode) == 0o640
+    assert runner.invoke(app, ["fmt", "--check", str(other), str(link)]).exit_code == 0
