@@ -243,3 +243,19 @@ def test_threads_option_sets_torch_threads(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_readme_use_the_exported_model_snippet_runs(tmp_path, monkeypatch):
+    """The README's 'Using the exported model' code, run as written on freshly exported files."""
+    from trionet_dsl.emit import emit_arch
+    from trionet_dsl.sampling import uniform_op
+
+    readme = (HERE.parent / "README.md").read_text()
+    section = readme[readme.index("## Using the exported model"):]
+    code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    space = load_space(HERE.parent / "spaces" / "trionet_small.space")
+    (tmp_path / "a.arch").write_text(emit_arch(uniform_op(space, "conv")))
+    for suffix in (".onnx", ".ts", ".pt"):
+        export_job(tmp_path / "a.arch", tmp_path / f"best{suffix}", fresh=True, space=HERE.parent / "spaces" / "trionet_small.space")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
