@@ -56,3 +56,21 @@ def test_render_without_graphviz_is_a_clear_error(small_space, tmp_path, monkeyp
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(SpaceError, match="Graphviz"):
         write_graph(build_graph(small_space), tmp_path / "g.png")
+
+
+def test_stem_nodes_carry_the_resolvers_geometry():
+    from trionet_dsl.loader import compile_space_text
+
+    rs = compile_space_text("""space e {
+  input 3x35x35
+  classes 5
+  stem { conv 4x4 8 stride 2; maxpool 2x2 stride 2; avgpool 3x3 stride 2 }
+  block bottleneck { op conv }
+  stage s1 blocks 1 width 8
+}""")
+    g = build_graph(rs)
+    stem = [g.nodes[f"stem.{i}"] for i in range(3)]
+    assert [d["padding"] for d in stem] == [1, 0, 1]
+    assert [d["out_shape"] for d in stem] == [[8, 17, 17], [8, 8, 8], [8, 4, 4]]
+    assert [d["in_shape"] for d in stem] == [[3, 35, 35], [8, 17, 17], [8, 8, 8]]
+    assert g.nodes["s1.0.reduce"]["in_shape"] == [rs.stem_channels, *rs.stem_hw] == [8, 4, 4]

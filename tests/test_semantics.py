@@ -11,7 +11,7 @@ from trionet_dsl.errors import SpaceError
 from trionet_dsl.ir import Op, Space, Stage
 from trionet_dsl.loader import compile_arch_text, compile_space_text, load_arch, load_space
 from trionet_dsl.parser import parse
-from trionet_dsl.semantics import arch_choices, check_arch, conv_out, resolve
+from trionet_dsl.semantics import arch_choices, check_arch, conv_out, resolve, stem_padding
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = ROOT / "spaces"
@@ -227,14 +227,25 @@ def test_attention_without_heads():
     assert "heads 4 | 8" in e.hint
 
 
-def test_even_stem_kernel():
-    text = MINI.replace("  classes 10", "  classes 10\n  stem { conv 4x4 8 }")
-    e = serr(text)
-    assert e.message == "stem kernel 4 is even" and (e.line, e.column) == at(text, "conv 4x4")
+def test_even_stem_kernels_are_padded_by_k_minus_1_over_2():
+    # (k - 1) // 2, as torchvision: 2x2/2 pooling (pad 0) halves exactly, a 4x4/2 conv (pad 1) too
+    text = MINI.replace("  classes 10", "  classes 10\n  stem { conv 4x4 8 stride 2; avgpool 2x2 stride 2; "
+                                        "maxpool 2x2 stride 2 }")
+    rs = compile_space_text(text)
+    assert [s.padding for s in rs.stem] == [1, 0, 0]
+    assert [s.out_shape for s in rs.stem] == [(8, 16, 16), (8, 8, 8), (8, 4, 4)]
+    assert rs.stem_channels == 8 and rs.stem_hw == (4, 4) and rs.blocks[0].in_hw == (4, 4)
+    assert [stem_padding(k) for k in (1, 2, 3, 4, 5, 7)] == [0, 0, 1, 1, 2, 3]
+    assert conv_out(35, 4, 2) == 17 and conv_out(17, 2, 2) == 8 and conv_out(7, 2, 1) == 6
     # odd kernels with padding k//2 never shrink below one pixel: 1x1 stays 1x1
-    rs = compile_space_text(MINI.replace("3x32x32", "3x1x1").replace("heads 2 | 4", "heads 1").replace(
+    tiny = MINI.replace("3x32x32", "3x1x1").replace("heads 2 | 4", "heads 1")
+    rs = compile_space_text(tiny.replace(
         "  classes 10", "  classes 10\n  stem { conv 3x3 8 stride 2; maxpool 3x3 stride 2 }"))
     assert rs.stem_hw == (1, 1) and rs.blocks[-1].out_hw == (1, 1)
+    # an even kernel can: a located error at the layer
+    text = tiny.replace("  classes 10", "  classes 10\n  stem { conv 3x3 8\n    avgpool 2x2 stride 2 }")
+    e = serr(text)
+    assert e.message == "the stem shrinks the input below 1 pixel" and (e.line, e.column) == at(text, "avgpool")
 
 
 def test_resolve_checks_ir_built_in_python():

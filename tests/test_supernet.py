@@ -133,3 +133,53 @@ def test_multihead_outputs_keep_their_place_after_the_operator(small_space):
     # prefix sharing: output channel c is always entry c
     pre = Supernet(small_space, "prefix", seed=0).blocks[0].ops[key]
     assert pre.output_index(8, 4) is None
+
+
+EVEN_STEM = """space even_stem {
+  input 3x35x35
+  classes 5
+  stem {
+    conv 4x4 8 stride 2
+    maxpool 2x2 stride 2
+    avgpool 2x2 stride 2
+  }
+  block bottleneck expansion 2 {
+    op conv(kernel=3) | conv(kernel=5)
+    width 0.5x | 1.0x
+  }
+  stage s1 blocks 1 width 8 stride 1
+  stage s2 blocks 2 width 16 stride 2
+}
+"""
+
+
+def test_even_stem_kernels_build_and_cost_what_the_resolver_says():
+    from trionet_dsl.cost import fixed_cost
+    from trionet_dsl.loader import compile_space_text
+
+    rs = compile_space_text(EVEN_STEM)
+    assert rs.stem_hw == (4, 4)  # 35 -> 4x4/2 pad 1 -> 17 -> 2x2/2 -> 8 -> 2x2/2 -> 4
+    # the stem alone: conv 3->8 (4x4, no bias) + BN, at 17x17 outputs; pooling is free
+    fixed = fixed_cost(rs)
+    assert fixed.params == 3 * 8 * 16 + 2 * 8 + rs.final_channels * 5 + 5
+    assert fixed.flops == 17 * 17 * 3 * 8 * 16 + rs.final_channels * 5
+    cm = CostModel(rs)
+    for largest in (True, False):
+        arch = uniform_op(rs, "conv", largest=largest)
+        model = build(rs, arch).eval()
+        seen = []
+        for blk in model.blocks:
+            blk.register_forward_hook(lambda m, i, o: seen.append((tuple(i[0].shape[1:]), tuple(o.shape[1:]))))
+        x = torch.zeros(1, 3, 35, 35)
+        with torch.no_grad():
+            assert tuple(model.stem(x).shape[1:]) == (rs.stem_channels, *rs.stem_hw)
+            assert tuple(model(x).shape) == (1, 5)
+        assert seen == [((b.in_channels, *b.in_hw), (b.out_channels, *b.out_hw)) for b in rs.blocks]
+        params, flops = cm(arch)
+        assert _params(model) == params
+        fvcore = pytest.importorskip("fvcore.nn")
+        counted = fvcore.FlopCountAnalysis(model, x)
+        counted.unsupported_ops_warnings(False)
+        counted.uncalled_modules_warnings(False)
+        by_op = counted.by_operator()
+        assert by_op["conv"] + by_op["linear"] == flops

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from trionet_dsl.ir import Arch
 from trionet_dsl.ops.costs import op_macs, op_params
-from trionet_dsl.semantics import Choice, ResolvedBlock, ResolvedSpace, conv_out
+from trionet_dsl.semantics import Choice, ResolvedBlock, ResolvedSpace
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,12 @@ def block_cost(b: ResolvedBlock, c: Choice) -> Cost:
 def fixed_cost(space: ResolvedSpace) -> Cost:
     """Stem and classifier: the same for every sub-network."""
     sp = space.space
-    c, h, w = sp.input.channels, sp.input.height, sp.input.width
     params = flops = 0
-    for layer in sp.stem:
-        h, w = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
-        if layer.kind == "conv":
-            params += c * layer.channels * layer.kernel**2 + 2 * layer.channels
-            flops += h * w * c * layer.channels * layer.kernel**2
-            c = layer.channels
+    for step in space.stem:
+        if step.layer.kind == "conv":
+            (c, _, _), (oc, oh, ow), k = step.in_shape, step.out_shape, step.layer.kernel
+            params += c * oc * k * k + 2 * oc  # conv (no bias) + BN
+            flops += oh * ow * c * oc * k * k
     params += space.final_channels * sp.classes + sp.classes
     flops += space.final_channels * sp.classes
     return Cost(params, flops)

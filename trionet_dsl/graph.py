@@ -33,17 +33,12 @@ def build_graph(rs: ResolvedSpace) -> nx.DiGraph:
     g.add_node("input", kind="input", label=f"input {inp.channels}x{inp.height}x{inp.width}",
                out_shape=shape)
     prev = "input"
-    h, w = inp.height, inp.width
-    for i, layer in enumerate(rs.space.stem):
-        nid = f"stem.{i}"
-        c = layer.channels if layer.kind == "conv" else shape[0]
-        h = (h + 2 * (layer.kernel // 2) - layer.kernel) // layer.stride + 1
-        w = (w + 2 * (layer.kernel // 2) - layer.kernel) // layer.stride + 1
-        new_shape = [c, h, w]
+    for step in rs.stem:
+        nid, layer = f"stem.{step.index}", step.layer
         g.add_node(nid, kind=f"stem_{layer.kind}", label=f"{layer.kind} {layer.kernel}x{layer.kernel}/{layer.stride}",
-                   in_shape=shape, out_shape=new_shape)
+                   in_shape=list(step.in_shape), out_shape=list(step.out_shape), padding=step.padding)
         g.add_edge(prev, nid, kind="data")
-        prev, shape = nid, new_shape
+        prev = nid
     for b in rs.blocks:
         k = b.key
         in_shape = [b.in_channels, *b.in_hw]

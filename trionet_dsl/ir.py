@@ -87,7 +87,7 @@ class BlockSpec(_Node):
 
 
 class StemConv(_Node):
-    """``conv 7x7 64 stride 2``: conv (no bias) + BN + ReLU, padding kernel//2."""
+    """``conv 7x7 64 stride 2``: conv (no bias) + BN + ReLU, padding (kernel-1)//2."""
 
     kind: Literal["conv"] = "conv"
     kernel: int
@@ -96,7 +96,8 @@ class StemConv(_Node):
 
 
 class StemPool(_Node):
-    """``maxpool 3x3 stride 2``: padding kernel//2, as torchvision's ResNet stem."""
+    """``maxpool 3x3 stride 2``, ``avgpool 2x2 stride 2``: padding (kernel-1)//2, as torchvision's ResNet stem
+    (3x3 pooling padded by 1) and 2x2/2 pooling layers (padded by 0)."""
 
     kind: Literal["maxpool", "avgpool"]
     kernel: int

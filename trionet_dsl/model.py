@@ -49,14 +49,13 @@ class Bottleneck(nn.Module):
 
 
 def make_stem(space: ResolvedSpace) -> nn.Sequential:
+    """The fixed stem layers, padded as ``space.stem`` says (``stem_padding``)."""
     layers: list[nn.Module] = []
-    c = space.space.input.channels
-    for layer in space.space.stem:
-        pad = layer.kernel // 2
+    for step in space.stem:
+        layer, c, pad = step.layer, step.in_shape[0], step.padding
         if layer.kind == "conv":
             layers += [nn.Conv2d(c, layer.channels, layer.kernel, layer.stride, pad, bias=False),
                        nn.BatchNorm2d(layer.channels), nn.ReLU(inplace=True)]
-            c = layer.channels
         elif layer.kind == "maxpool":
             layers.append(nn.MaxPool2d(layer.kernel, layer.stride, pad))
         else:

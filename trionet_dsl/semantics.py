@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from trionet_dsl.errors import SpaceError, did_you_mean
-from trionet_dsl.ir import Arch, ArchBlock, BlockSpec, Multiplier, ChannelRange, Channels, Op, Space
+from trionet_dsl.ir import Arch, ArchBlock, BlockSpec, ChannelRange, Channels, Multiplier, Op, Space, StemConv, StemPool
 from trionet_dsl.parser import SourceMap
 
 
@@ -88,6 +88,17 @@ class ResolvedBlock:
 
 
 @dataclass(frozen=True)
+class StemStep:
+    """One stem layer with its padding and the (C, H, W) shapes around it."""
+
+    index: int
+    layer: StemConv | StemPool
+    padding: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
 class ResolvedSpace:
     """A validated space: the IR plus its resolved blocks and stem geometry."""
 
@@ -95,6 +106,11 @@ class ResolvedSpace:
     stem_channels: int
     stem_hw: tuple[int, int]
     blocks: tuple[ResolvedBlock, ...]
+
+    @cached_property
+    def stem(self) -> tuple[StemStep, ...]:
+        """The stem's layers with padding and shapes (what the model, graph and cost model use)."""
+        return stem_steps(self.space)
 
     @cached_property
     def by_key(self) -> dict[str, ResolvedBlock]:
@@ -120,9 +136,36 @@ MAX_WIDTH_CHOICES = 4096
 """Most width choices one block may have."""
 
 
+def stem_padding(kernel: int) -> int:
+    """Padding of a stem conv or pool: ``(k - 1) // 2``.
+
+    That is ``k // 2`` for an odd kernel (the size is kept at stride 1: torchvision's ResNet
+    stem pads its 7x7 conv by 3 and its 3x3 max-pool by 1) and ``k // 2 - 1`` for an even one
+    (0 for 2x2, as 2x2/2 pooling layers are used; 1 for 4x4), so ``k x k / k`` layers tile
+    the input exactly.
+    """
+    return (kernel - 1) // 2
+
+
 def conv_out(size: int, kernel: int, stride: int) -> int:
-    """Output length of a conv/pool with padding kernel//2 (PyTorch's floor formula)."""
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+    """Output length of a stem conv/pool padded by :func:`stem_padding` (PyTorch's floor formula)."""
+    return (size + 2 * stem_padding(kernel) - kernel) // stride + 1
+
+
+def stem_steps(space: Space) -> tuple[StemStep, ...]:
+    """Stem geometry, the single source of truth: padding and shapes of each layer.
+
+    Assumes kernels and strides >= 1 (``resolve`` checks them first); sizes below 1 are
+    returned as computed, for ``resolve`` to report.
+    """
+    c, h, w = space.input.channels, space.input.height, space.input.width
+    out = []
+    for i, layer in enumerate(space.stem):
+        oc = layer.channels if isinstance(layer, StemConv) else c
+        oh, ow = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
+        out.append(StemStep(i, layer, stem_padding(layer.kernel), (c, h, w), (oc, oh, ow)))
+        c, h, w = oc, oh, ow
+    return tuple(out)
 
 
 def _merge(*specs: BlockSpec) -> BlockSpec:
@@ -191,17 +234,15 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
             return SpaceError(message, file=space.name, hint=hint)
         return smap.error(path, message, hint)
 
-    c, h, w = space.input.channels, space.input.height, space.input.width
     for i, layer in enumerate(space.stem):
         if layer.stride < 1 or layer.kernel < 1:
             raise error(f"stem.{i}", "stem kernel and stride must be >= 1")
-        if layer.kernel % 2 == 0:
-            raise error(f"stem.{i}", f"stem kernel {layer.kernel} is even", "use an odd kernel (padding is k//2)")
-        h, w = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
-        if layer.kind == "conv":
-            c = layer.channels
+    c, h, w = space.input.channels, space.input.height, space.input.width
+    for step in stem_steps(space):
+        c, h, w = step.out_shape
         if h < 1 or w < 1:
-            raise error(f"stem.{i}", "the stem shrinks the input below 1 pixel", "use a larger input or fewer strides")
+            raise error(f"stem.{step.index}", "the stem shrinks the input below 1 pixel",
+                        "use a larger input or fewer strides")
     stem_c, stem_hw = c, (h, w)
     # structural checks the parser also makes, repeated for IR built in Python
     names: set[str] = set()
