@@ -150,3 +150,17 @@ def test_fmt_keeps_mode_and_writes_through_symlinks(tmp_path, umask_022):
     assert runner.invoke(app, ["fmt", str(other)]).exit_code == 0
     assert stat.S_IMODE(other.stat().st_mode) == 0o640
     assert runner.invoke(app, ["fmt", "--check", str(other), str(link)]).exit_code == 0
+
+
+def test_compile_arch_graph_draws_the_arch(tmp_path):
+    arch = SPACES / "archs" / "resnet50.arch"
+    r = runner.invoke(app, ["compile", str(arch), "--no-costs", "--graph", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "a.json").read_text())
+    kinds = [n["kind"] for n in data["nodes"]]
+    assert kinds.count("op") == 16 and "choice" not in kinds
+    assert {n["op"] for n in data["nodes"] if n["kind"] == "op"} == {"conv(kernel=3)"}
+    r = runner.invoke(app, ["compile", str(arch), "--no-costs", "--graph", str(tmp_path / "a.dot")])
+    assert r.exit_code == 0, r.output
+    dot = (tmp_path / "a.dot").read_text()
+    assert "s1.0 conv(kernel=3) w64" in dot and "choices" not in dot and "local" not in dot

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import networkx as nx
 import pytest
 
 from trionet_dsl.errors import SpaceError
 from trionet_dsl.graph import build_graph, space_size, stage_summaries, to_dot, to_json, write_graph
+
+SPACES = Path(__file__).resolve().parent.parent / "spaces"
 
 
 def test_r50_graph_structure(r50_space):
@@ -74,3 +77,25 @@ def test_stem_nodes_carry_the_resolvers_geometry():
     assert [d["out_shape"] for d in stem] == [[8, 17, 17], [8, 8, 8], [8, 4, 4]]
     assert [d["in_shape"] for d in stem] == [[3, 35, 35], [8, 17, 17], [8, 8, 8]]
     assert g.nodes["s1.0.reduce"]["in_shape"] == [rs.stem_channels, *rs.stem_hw] == [8, 4, 4]
+
+
+def test_an_arch_graph_has_one_operator_per_block():
+    from trionet_dsl import load_arch
+
+    la = load_arch(SPACES / "archs" / "sasa_r50.arch")
+    g = build_graph(la.space, la.arch)
+    assert g.graph["name"] == la.arch.name
+    assert nx.is_directed_acyclic_graph(g)
+    assert not [n for n, d in g.nodes(data=True) if d["kind"] == "choice"]
+    ops = {n: d for n, d in g.nodes(data=True) if d["kind"] == "op"}
+    assert len(ops) == len(la.arch.blocks) == 16
+    for b in la.arch.blocks:
+        d = ops[f"{b.key}.op"]
+        assert (d["op"], d["width"], d["heads"]) == (b.op.signature, b.width, b.heads)
+        assert d["label"] == f"{b.key} {b.op.signature} w{b.width} h{b.heads}"
+        assert g.nodes[f"{b.key}.reduce"]["out_shape"][0] == b.width == g.nodes[f"{b.key}.expand"]["in_shape"][0]
+    assert space_size(g) == 1 and [s.size for s in stage_summaries(g)] == [1, 1, 1, 1]
+    # the same layers as the space's graph, with the choices fixed
+    assert set(g.nodes) == set(build_graph(la.space).nodes)
+    dot = to_dot(g)
+    assert "choices" not in dot and "local(span=7) w64 h8" in dot

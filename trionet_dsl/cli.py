@@ -108,21 +108,23 @@ def _human(n: float) -> str:
 def compile_cmd(
     file: Path = typer.Argument(..., help="a .space or .arch file"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
-    graph: Optional[Path] = typer.Option(None, "--graph", help="write the layer graph: .dot, .json, .svg, .png"),
+    graph: Optional[Path] = typer.Option(None, "--graph",
+                                         help="write the layer graph (an arch's own network for an .arch): "
+                                              ".dot, .json, .svg, .png"),
     space: Optional[Path] = typer.Option(None, "--space", help="the space of an .arch file (default: found by name)"),
     costs: bool = typer.Option(True, "--costs/--no-costs", help="report params/FLOPs (min/max over the space)"),
 ) -> None:
     """Parse, validate and summarise a space (or an arch): stages, blocks, choices, exact space size."""
     from trionet_dsl.compile_report import report
-    from trionet_dsl.loader import load_any
+    from trionet_dsl.loader import LoadedArch, load_any
 
     doc = load_any(file, space)
     rep = report(doc, with_costs=costs)
     if graph is not None:
         from trionet_dsl.graph import build_graph, write_graph
 
-        rs = doc if not hasattr(doc, "arch") else doc.space
-        write_graph(build_graph(rs), graph)
+        # an arch draws its own network (one operator per block), a space every choice
+        write_graph(build_graph(doc.space, doc.arch) if isinstance(doc, LoadedArch) else build_graph(doc), graph)
         rep["graph_file"] = str(graph)
     if as_json:
         typer.echo(json.dumps(rep, indent=1))

@@ -1,8 +1,8 @@
 """Resolved space -> ``networkx.DiGraph`` of layers: inspectable, countable, drawable.
 
-Each bottleneck becomes ``reduce`` (1x1) -> ``op`` (the choice node) -> ``expand`` (1x1)
--> ``add``, with the shortcut as a ``residual`` edge (or through a ``proj`` node when the
-shape changes). Node attributes are plain JSON values (shapes as [C, H, W], choices as
+Each bottleneck becomes ``reduce`` (1x1) -> ``op`` (the choice node; for an arch, the one
+operator it fixes) -> ``expand`` (1x1) -> ``add``, with the shortcut as a ``residual`` edge
+(or through a ``proj`` node when the shape changes). Node attributes are plain JSON values (shapes as [C, H, W], choices as
 strings) so node-link JSON and Graphviz dot both work without conversion.
 """
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import networkx as nx
 
 from trionet_dsl.errors import SpaceError
-from trionet_dsl.semantics import Choice, ResolvedSpace
+from trionet_dsl.ir import Arch
+from trionet_dsl.semantics import Choice, ResolvedSpace, arch_choices, check_arch
 
 
 def choice_label(c: Choice) -> str:
@@ -25,9 +26,15 @@ def choice_label(c: Choice) -> str:
     return f"{c.op.signature} w{c.width}" + (f" h{c.heads}" if c.heads is not None else "")
 
 
-def build_graph(rs: ResolvedSpace) -> nx.DiGraph:
-    """The layer graph of a space (a DAG; topological order is execution order)."""
-    g = nx.DiGraph(name=rs.name)
+def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
+    """The layer graph of a space, or of one arch of it (a DAG; topological order is execution order).
+
+    For a space each block's ``op`` node is a ``choice`` node listing every operator, width
+    and head count; for an arch it is an ``op`` node holding the one the arch fixes, and the
+    1x1 layers around it have that width.
+    """
+    fixed = arch_choices(rs, check_arch(rs, arch)) if arch is not None else None
+    g = nx.DiGraph(name=rs.name if arch is None else arch.name)
     inp = rs.space.input
     shape = [inp.channels, inp.height, inp.width]
     g.add_node("input", kind="input", label=f"input {inp.channels}x{inp.height}x{inp.width}",
@@ -39,20 +46,29 @@ def build_graph(rs: ResolvedSpace) -> nx.DiGraph:
                    in_shape=list(step.in_shape), out_shape=list(step.out_shape), padding=step.padding)
         g.add_edge(prev, nid, kind="data")
         prev = nid
-    for b in rs.blocks:
+    for i, b in enumerate(rs.blocks):
         k = b.key
         in_shape = [b.in_channels, *b.in_hw]
         out_shape = [b.out_channels, *b.out_hw]
-        mid = [max(b.widths), *b.out_hw]
-        choices = [choice_label(c) for c in b.choices]
         common = {"stage": b.stage, "block": k}
-        g.add_node(f"{k}.reduce", kind="conv1x1", label=f"{k} 1x1 -> {'|'.join(map(str, b.widths))}",
-                   in_shape=in_shape, out_shape=[max(b.widths), *b.in_hw], widths=list(b.widths), **common)
-        g.add_node(f"{k}.op", kind="choice", label=f"{k} " + " | ".join(o.op.signature for o in b.options),
-                   in_shape=[max(b.widths), *b.in_hw], out_shape=mid, stride=b.stride,
-                   ops=[o.op.signature for o in b.options],
-                   heads={o.op.signature: list(o.heads) for o in b.options if o.heads},
-                   widths=list(b.widths), choices=choices, num_choices=b.num_choices, **common)
+        if fixed is None:
+            mid = [max(b.widths), *b.out_hw]
+            g.add_node(f"{k}.reduce", kind="conv1x1", label=f"{k} 1x1 -> {'|'.join(map(str, b.widths))}",
+                       in_shape=in_shape, out_shape=[max(b.widths), *b.in_hw], widths=list(b.widths), **common)
+            g.add_node(f"{k}.op", kind="choice", label=f"{k} " + " | ".join(o.op.signature for o in b.options),
+                       in_shape=[max(b.widths), *b.in_hw], out_shape=mid, stride=b.stride,
+                       ops=[o.op.signature for o in b.options],
+                       heads={o.op.signature: list(o.heads) for o in b.options if o.heads},
+                       widths=list(b.widths), choices=[choice_label(c) for c in b.choices],
+                       num_choices=b.num_choices, **common)
+        else:
+            c = fixed[i]
+            mid = [c.width, *b.out_hw]
+            g.add_node(f"{k}.reduce", kind="conv1x1", label=f"{k} 1x1 -> {c.width}",
+                       in_shape=in_shape, out_shape=[c.width, *b.in_hw], widths=[c.width], **common)
+            g.add_node(f"{k}.op", kind="op", label=f"{k} {choice_label(c)}", in_shape=[c.width, *b.in_hw],
+                       out_shape=mid, stride=b.stride, op=c.op.signature, width=c.width, heads=c.heads,
+                       **common)
         g.add_node(f"{k}.expand", kind="conv1x1", label=f"{k} 1x1 -> {b.out_channels}",
                    in_shape=mid, out_shape=out_shape, **common)
         g.add_node(f"{k}.add", kind="add", label=f"{k} +", out_shape=out_shape, **common)
@@ -76,7 +92,7 @@ def build_graph(rs: ResolvedSpace) -> nx.DiGraph:
 
 
 def space_size(g: nx.DiGraph) -> int:
-    """Exact number of architectures: the product of the choice nodes' counts."""
+    """Exact number of architectures: the product of the choice nodes' counts (1 for an arch's graph)."""
     return math.prod(d["num_choices"] for _, d in g.nodes(data=True) if d["kind"] == "choice")
 
 
@@ -98,14 +114,14 @@ def stage_summaries(g: nx.DiGraph) -> list[StageSummary]:
     out: dict[str, list[dict]] = {}
     for n in nx.topological_sort(g):
         d = g.nodes[n]
-        if d["kind"] == "choice":
+        if d["kind"] in ("choice", "op"):
             out.setdefault(d["stage"], []).append(d | {"id": n})
     res = []
     for name, nodes in out.items():
         first, last = nodes[0]["block"], nodes[-1]["block"]
         res.append(StageSummary(name, len(nodes), tuple(g.nodes[f"{first}.reduce"]["in_shape"]),
                                 tuple(g.nodes[f"{last}.add"]["out_shape"]),
-                                tuple(d["num_choices"] for d in nodes)))
+                                tuple(d.get("num_choices", 1) for d in nodes)))
     return res
 
 
@@ -115,13 +131,15 @@ def to_json(g: nx.DiGraph) -> dict:
 
 
 def to_dot(g: nx.DiGraph) -> str:
-    """Graphviz dot text via pydot (residual edges dashed, choice nodes highlighted)."""
+    """Graphviz dot text via pydot (residual edges dashed, choice and operator nodes highlighted)."""
     h = nx.DiGraph(name=g.graph.get("name", "space"))
     for n, d in g.nodes(data=True):
         attrs = {"label": d.get("label", n), "shape": "box"}
         if d["kind"] == "choice":
             attrs.update(style="filled", fillcolor="lightyellow", shape="box3d",
                          label=f"{d['label']}\\n{d['num_choices']} choices")
+        elif d["kind"] == "op":
+            attrs.update(style="filled", fillcolor="lightblue")
         h.add_node(n, **{k: f'"{v}"' for k, v in attrs.items()})
     for u, v, d in g.edges(data=True):
         style = {"residual": "dashed", "downsample": "dotted"}.get(d["kind"], "solid")
