@@ -33,9 +33,26 @@ def _fail(err: SpaceError) -> None:
     text = err.render()
     first, _, rest = text.partition("\n")
     con.print(f"[bold red]{_esc(first)}[/]")
+    if rest and err.excerpt() and sys.stderr.isatty():  # colour the source line; plain text otherwise
+        line, _, rest = rest.partition("\n")
+        con.print(_highlighted(line, err))
     if rest:
         con.print(_esc(rest))
     raise typer.Exit(2)
+
+
+def _highlighted(line: str, err: SpaceError) -> Any:
+    """The excerpt's ``   9 | source`` line with the source coloured by the TrioNet lexer."""
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    from trionet_dsl.lang.lexer import source_line_tokens
+
+    theme = Syntax.get_theme("ansi_dark")
+    out = Text(line[: line.index("| ") + 2])
+    for ttype, value in source_line_tokens(err.source or "", err.line):
+        out.append(value, None if value.isspace() else theme.get_style_for_token(ttype))
+    return out if out.plain == line else Text(line)
 
 
 def _esc(s: str) -> str:
