@@ -258,8 +258,9 @@ def test_cli_error_excerpt_is_highlighted_only_on_a_terminal(tty, monkeypatch):
     cli = _cli()
     src = (ROOT / "tests" / "data" / "tiny.space").read_text().replace("| local(", "| locl(")
     line = next(i for i, ln in enumerate(src.split("\n"), 1) if "locl" in ln)
-    err = SpaceError("unknown operator 'locl'", file="bad.space", line=line,
-                     column=src.split("\n")[line - 1].index("locl") + 1, source=src, width=4, hint="did you mean 'local'?")
+    column = src.split("\n")[line - 1].index("locl") + 1
+    err = SpaceError("unknown operator 'locl'", file="bad.space", line=line, column=column, source=src, width=4,
+                     hint="did you mean 'local'?")
     for var in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TERM", "xterm-256color")
