@@ -164,3 +164,15 @@ def test_compile_arch_graph_draws_the_arch(tmp_path):
     assert r.exit_code == 0, r.output
     dot = (tmp_path / "a.dot").read_text()
     assert "s1.0 conv(kernel=3) w64" in dot and "choices" not in dot and "local" not in dot
+
+
+def test_weak_inputs_get_located_errors_naming_the_cause(tmp_path):
+    empty = tmp_path / "empty.space"
+    empty.write_text("")
+    r = runner.invoke(app, ["compile", str(empty)])
+    assert r.exit_code == 2 and f"{empty}:1:1: error: the file is empty" in r.output
+    bad = tmp_path / "bad.space"
+    bad.write_text((SPACES / "trionet_small.space").read_text().replace("stage s1 blocks 2 width 16",
+                                                                        "stage s1 blocks 2 width -16"))
+    r = runner.invoke(app, ["compile", str(bad)])
+    assert r.exit_code == 2 and "error: negative width -16" in r.output and "Traceback" not in r.output

@@ -318,9 +318,89 @@ def test_missing_brace_is_unexpected_end_of_file():
     assert "'}' is probably missing" in e.hint
 
 
-def test_empty_input_is_unexpected_end_of_file():
-    assert err("").message == "unexpected end of file"
-    assert err("   \n# only a comment\n").message == "unexpected end of file"
+def test_empty_file_says_so():
+    for text, message in (("", "the file is empty"), (" \n\t\n", "the file is empty"),
+                          ("   \n# only a comment\n", "the file has only comments")):
+        e = err(text)
+        assert (e.message, e.line, e.column) == (message, 1, 1)
+        assert "space NAME {" in e.hint and "arch NAME of SPACE {" in e.hint
+        assert str(e).startswith(f"f.space:1:1: error: {message}")
+    # a file that starts a document and stops is still an unclosed document
+    assert err("# c\nspace x {").message == "unexpected end of file"
+
+
+# ------------------------------------------------------------------ negative: hints that name the cause
+def test_arch_block_inside_a_space():
+    for where, text in (
+        ("space level", MINI.replace("  stage s2", "  s1.0 conv(kernel=3) width 8\n  stage s2")),
+        ("block defaults", MINI.replace("    heads 2 | 4\n", "    heads 2 | 4\n    s1.0 conv(kernel=3) width 8\n")),
+        ("stage body", MINI.replace("stage s2 blocks 2 width 32 stride 2",
+                                    "stage s2 blocks 2 width 32 stride 2 {\n    s1.0 conv(kernel=3) width 8\n  }")),
+    ):
+        e = err(text)
+        assert e.message == "arch block 's1.0' inside space 'mini'", where
+        assert (e.line, e.column, e.width) == (*at(text, "s1.0"), 2), where
+        assert ".arch file" in e.hint and "arch NAME of mini" in e.hint
+        assert "'block 0 { op ...; width ... }' in the body of stage s1" in e.hint
+        rendered = str(e).splitlines()
+        assert rendered[2].index("^^") == rendered[1].index("s1.0")
+
+
+def test_arch_block_or_document_after_the_space():
+    text = MINI + "s1.0 conv(kernel=3) width 8\n"
+    e = err(text)
+    assert e.message == "arch block 's1.0' after the end of space 'mini'"
+    assert (e.line, e.column) == at(text, "s1.0") and "arch NAME of mini {" in e.hint
+    text = MINI + "# the best one\narch best of mini {\n  s1.0 conv(kernel=3) width 8\n}\n"
+    e = err(text)
+    assert e.message == "a second document ('arch') after the end of space 'mini'"
+    assert (e.line, e.column) == at(text, "arch best") and "file of its own" in e.hint
+    arch = "arch a of mini {\n  s1.0 conv width 8\n}\n  s1.1 conv width 8\n"
+    e = err(arch)
+    assert e.message == "arch block 's1.1' after the end of arch 'a'" and "inside arch 'a'" in e.hint
+    e = err(MINI.replace("stride 2\n}", "stride 2\n}\n}"))
+    assert e.message == "unexpected '}' after the end of space 'mini'" and "a '}' too many" in e.hint
+
+
+@pytest.mark.parametrize("old, new, message, hint", [
+    ("stage s1 blocks 2 width 16", "stage s1 blocks 2 width -16", "negative width -16", "channel counts >= 1"),
+    ("width 0.5x | 1.0x", "width 0.5x | -8", "negative width -8", "channel counts >= 1"),
+    ("width 0.5x | 1.0x", "width -0.5x", "negative width -0.5x", "such as 0.5x"),
+    ("heads 2 | 4", "heads -2 | 4", "negative heads -2", "head counts are >= 1"),
+    ("local(span=5)", "local(span=-5)", "negative span -5", "odd numbers >= 1"),
+    ("stride 2\n}", "stride -2\n}", "negative stride -2", "strides are >= 1"),
+])
+def test_negative_numbers(old, new, message, hint):
+    text = MINI.replace(old, new)
+    e = err(text)
+    number = message.split()[-1]
+    assert e.message == message and (e.line, e.column, e.width) == (*at(text, number), len(number))
+    assert hint in e.hint
+    e = err("arch a of mini {\n  s1.0 conv width -8\n}\n")
+    assert e.message == "negative width -8" and (e.line, e.column) == (2, 19)
+
+
+def test_block_override_outside_a_stage():
+    text = MINI.replace("  stage s2", "  block 0 { op axial; heads 4 }\n  stage s2")
+    e = err(text)
+    assert e.message == "block override 'block 0 { ... }' outside a stage"
+    assert (e.line, e.column, e.width) == (*at(text, "block 0"), 5)
+    assert "stage s1 ... { block 0 { ... } }" in e.hint and "block bottleneck" in e.hint
+    # an override inside a stage body is fine
+    ok = MINI.replace("stage s2 blocks 2 width 32 stride 2", "stage s2 blocks 2 width 32 stride 2 { block 0 { op axial } }")
+    assert parse(ok).stages[1].overrides[0].index == 0
+
+
+@pytest.mark.parametrize("widths, number", [("0.5 | 1.0x", "0.5"), ("1.0x | 0.5", "0.5"), ("1.5", "1.5"),
+                                            ("16 | 0.75", "0.75")])
+def test_multiplier_without_x(widths, number):
+    text = MINI.replace("width 0.5x | 1.0x", f"width {widths}")
+    e = err(text)
+    assert e.message == f"width {number} needs an 'x' to be a multiplier"
+    assert (e.line, e.column, e.width) == (*at(text, number), len(number))
+    assert e.hint.startswith(f"write {number}x for {number} times the stage's width")
+    e = err(MINI.replace("heads 2 | 4", "heads 2.5"))
+    assert e.message == "2.5 is not a whole number" and "0.5x" in e.hint
 
 
 def test_stray_character():

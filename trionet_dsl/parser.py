@@ -448,19 +448,125 @@ class _Builder:
         return {k: tuple(v) for k, v in leading.items()}, trailing
 
 
+_NUMBER_WORDS = {
+    "width": "widths are channel counts >= 1, or multiples of the stage width such as 0.5x",
+    "heads": "head counts are >= 1",
+    "blocks": "a stage has 1 or more blocks",
+    "stride": "strides are >= 1",
+    "expansion": "expansions are >= 1",
+    "classes": "classes is a count >= 1",
+    "kernel": "kernel sizes are odd numbers >= 1",
+    "span": "spans are odd numbers >= 1",
+    "step": "a range's step is >= 1",
+    "block": "block indices run from 0",
+    "input": "input is CxHxW with every size >= 1",
+}
+
+
+def _code(text: str) -> str:
+    """``text`` with comments blanked out (same length, so positions still match)."""
+    return re.sub(r"#[^\n]*", lambda m: " " * len(m.group(0)), text)
+
+
+def _word_before(code: str, pos: int) -> str | None:
+    """The last word before ``pos`` on its line (``width`` in ``width 32 | -8``; not the x of ``1.0x``)."""
+    words = re.findall(r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*", code[code.rfind("\n", 0, pos) + 1:pos])
+    return words[-1] if words else None
+
+
+def _context_error(text: str, file: str, pos: int) -> SpaceError | None:
+    """A message naming the likely cause of a syntax error at ``pos``, where one is known."""
+    code = _code(text)
+    rest = code[pos:]
+    head = re.match(r"\s*(space|arch)\s+([A-Za-z_][A-Za-z0-9_]*)", code)
+
+    def error(at: int, message: str, hint: str, width: int = 1) -> SpaceError:
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
+        return SpaceError(message, file=file, line=line, column=col, source=text, hint=hint, width=width)
+
+    # a negative number: '-' where a number may start
+    neg = re.match(r"-[0-9]+(?:\.[0-9]+)?x?", rest)
+    if neg and not re.match(r"[A-Za-z0-9_.]", code[pos - 1:pos]):
+        word = _word_before(code, pos)
+        what = word if word in _NUMBER_WORDS else "number"
+        return error(pos, f"negative {what} {neg.group(0)}",
+                     _NUMBER_WORDS.get(word or "", "numbers are counts and sizes, never negative"), len(neg.group(0)))
+    # a decimal number without 'x': the '.' of '0.5'
+    digits = re.search(r"(?<![A-Za-z0-9_.])[0-9]+$", code[:pos])
+    dec = re.match(r"\.[0-9]+(?![0-9x])", rest)
+    if digits and dec:
+        number, start = digits.group(0) + dec.group(0), digits.start()
+        if _word_before(code, start) == "width":
+            return error(start, f"width {number} needs an 'x' to be a multiplier",
+                         f"write {number}x for {number} times the stage's width, or a whole channel count", len(number))
+        return error(start, f"{number} is not a whole number",
+                     "only width multipliers are decimal (0.5x); every other number is whole", len(number))
+    arch_line = re.match(r"([A-Za-z_][A-Za-z0-9_]*)\.([0-9]+)", rest)
+    depth = code[:pos].count("{") - code[:pos].count("}")
+    if head and depth <= 0 and "{" in code[:pos]:
+        kind, name = head.groups()
+        if arch_line:
+            hint = (f"move it inside arch '{name}', before its closing '}}'" if kind == "arch" else
+                    f"a file holds one space or one arch: arch blocks go in an .arch file, inside "
+                    f"'arch NAME of {name} {{ ... }}'")
+            return error(pos, f"arch block '{arch_line.group(0)}' after the end of {kind} '{name}'", hint,
+                         len(arch_line.group(1)))
+        word = re.match(r"\S+", rest)
+        shown = word.group(0) if word else rest[:1]
+        if shown in ("space", "arch"):
+            return error(pos, f"a second document ('{shown}') after the end of {kind} '{name}'",
+                         f"a file holds one space or one arch: put this {shown} in a file of its own", len(shown))
+        return error(pos, f"unexpected {shown!r} after the end of {kind} '{name}'",
+                     f"the '}}' before it closed {kind} '{name}': is a '{{' missing above, or a '}}' too many?",
+                     len(shown))
+    if head and head.group(1) == "space":
+        block_stmt = re.search(r"\bblock\s+$", code[:pos])
+        index = re.match(r"[0-9]+", rest)
+        if block_stmt and index and depth == 1:
+            stages = re.findall(r"\bstage\s+([A-Za-z_][A-Za-z0-9_]*)", code[:pos])
+            where = f"stage {stages[-1]}" if stages else "stage s1"
+            i = index.group(0)
+            return error(block_stmt.start(), f"block override 'block {i} {{ ... }}' outside a stage",
+                         f"an override goes inside the body of the stage it changes: {where} ... {{ block {i} "
+                         "{ ... } }; at space level, 'block bottleneck { ... }' sets every block's defaults", 5)
+        if arch_line:
+            stage, i = arch_line.groups()
+            return error(pos, f"arch block '{arch_line.group(0)}' inside space '{head.group(2)}'",
+                         f"'{stage}.{i} OPERATOR width W' lines belong in an .arch file (arch NAME of {head.group(2)} "
+                         f"{{ ... }}); to narrow block {i}'s choices here, write 'block {i} {{ op ...; width ... }}' "
+                         f"in the body of stage {stage}", len(stage))
+        if re.match(r"arch\b", rest):
+            return error(pos, f"an arch inside space '{head.group(2)}'",
+                         "a file holds one space or one arch: put the arch in an .arch file of its own", 4)
+    return None
+
+
 def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
     line, col = exc.line, exc.column
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        if not _code(text).strip():
+            return SpaceError("the file is empty" if not text.strip() else "the file has only comments",
+                              file=file, line=1, column=1, source=text,
+                              hint="a space starts with 'space NAME {', an arch with 'arch NAME of SPACE {' "
+                                   "(see spaces/trionet_small.space)")
         lines = text.rstrip().split("\n")  # the end of the last non-blank line
         line, col = len(lines), len(lines[-1].rstrip("\r")) + 1
         return SpaceError("unexpected end of file", file=file, line=line, column=col, source=text,
                           hint="a '}' is probably missing")
     if isinstance(exc, UnexpectedCharacters):
+        known = _context_error(text, file, exc.pos_in_stream)
+        if known is not None:
+            return known
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
         return SpaceError(f"unexpected character {ch!r}", file=file, line=line, column=col, source=text,
                           hint="names are letters, digits and '_'; comments start with '#'")
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
+    if tok.start_pos is not None:
+        known = _context_error(text, file, tok.start_pos)
+        if known is not None:
+            return known
     expected = sorted({_KEYWORD_TEXT.get(e, f"'{e.lower()}'") for e in exc.expected if not e.startswith("__")})
     hint = f"expected {', '.join(expected)}" if expected else None
     if tok.type == "NAME":
