@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from trionet_dsl import load
-from trionet_dsl.cost import CostModel
-from trionet_dsl.sampling import sample
+from trionet_dsl.space.cost import CostModel
+from trionet_dsl.space.sampling import sample
 
 ROOT = Path(__file__).resolve().parent.parent
 

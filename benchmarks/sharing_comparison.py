@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from trionet_dsl import load
-from trionet_dsl.checkpoint import load_checkpoint
-from trionet_dsl.jobs import load_dataset
-from trionet_dsl.sampling import sample
+from trionet_dsl.train.checkpoint import load_checkpoint
+from trionet_dsl.app.datasets import load_dataset
+from trionet_dsl.space.sampling import sample
 from trionet_dsl.search.evaluators import SupernetEvaluator
-from trionet_dsl.supernet import Supernet
+from trionet_dsl.nn.supernet import Supernet
 from trionet_dsl.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,11 +22,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from trionet_dsl.cost import CostModel
-from trionet_dsl.emit import emit_arch
-from trionet_dsl.jobs import export_job, load_dataset, search_job
-from trionet_dsl.loader import LoadedArch, load_space
-from trionet_dsl.sampling import uniform_op
+from trionet_dsl.space.cost import CostModel
+from trionet_dsl.lang.emit import emit_arch
+from trionet_dsl.app.datasets import load_dataset
+from trionet_dsl.app.export import export_job
+from trionet_dsl.app.searching import search_job
+from trionet_dsl.space.loader import LoadedArch, load_space
+from trionet_dsl.space.sampling import uniform_op
 from trionet_dsl.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent

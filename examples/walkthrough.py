@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from trionet_dsl import SpaceError, compile_space_text, load
-from trionet_dsl.cost import CostModel, supernet_params
-from trionet_dsl.diff import diff_archs
-from trionet_dsl.emit import emit_arch
-from trionet_dsl.graph import build_graph, choice_label, space_size, stage_summaries
-from trionet_dsl.loader import compile_arch_text
-from trionet_dsl.sampling import sample, uniform_op
-from trionet_dsl.supernet import Supernet, extract
+from trionet_dsl.space.cost import CostModel, supernet_params
+from trionet_dsl.space.diff import diff_archs
+from trionet_dsl.lang.emit import emit_arch
+from trionet_dsl.space.graph import build_graph, choice_label, space_size, stage_summaries
+from trionet_dsl.space.loader import compile_arch_text
+from trionet_dsl.space.sampling import sample, uniform_op
+from trionet_dsl.nn.supernet import Supernet, extract
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from trionet_dsl.errors import SpaceError
+from trionet_dsl.lang.errors import SpaceError
 
 
 def raised(fn: Callable[..., object], *args: object) -> SpaceError:

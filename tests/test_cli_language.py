@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from trionet_dsl.cli import app
-from trionet_dsl.io import atomic_write_text
+from trionet_dsl.app.cli import app
+from trionet_dsl.lang.files import atomic_write_text
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 
@@ -176,3 +176,42 @@ def test_weak_inputs_get_located_errors_naming_the_cause(tmp_path):
                                                                         "stage s1 blocks 2 width -16"))
     r = runner.invoke(app, ["compile", str(bad)])
     assert r.exit_code == 2 and "error: negative width -16" in r.output and "Traceback" not in r.output
+
+
+# ------------------------------------------------------------------ the README's language section
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_language_example() -> str:
+    text = README.read_text()
+    section = text[text.index("## The language"):]
+    block = section[section.index("```\n") + 4:]
+    return block[:block.index("```\n")]
+
+
+def test_readme_language_example_is_canonical(tmp_path):
+    from trionet_dsl.lang.emit import emit
+    from trionet_dsl.space.loader import compile_space_text
+    from trionet_dsl.lang.parser import parse
+
+    example = _readme_language_example()
+    assert "space trionet_r50 {" in example and "# per-block override" in example
+    assert emit(parse(example)) == example
+    rs = compile_space_text(example)
+    assert len(rs.blocks) == 16 and rs.stem_hw == (56, 56)
+    f = tmp_path / "example.space"
+    f.write_text(example)
+    r = runner.invoke(app, ["fmt", "--check", str(f)])
+    assert r.exit_code == 0, r.output
+
+
+def test_readme_stem_examples_compile():
+    from trionet_dsl.space.loader import compile_space_text
+
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| `stem { ... }`"))
+    examples = [ex.strip() for ex in row.split("|")[2].replace("`", "").split(",")]
+    assert "avgpool 2x2 stride 2" in examples
+    for ex in examples:
+        rs = compile_space_text(f"space t {{ input 3x32x32 classes 10 stem {{ {ex} }} "
+                                "block bottleneck { op conv } stage s1 blocks 1 width 8 }")
+        assert rs.stem_hw == (16, 16), ex

@@ -114,7 +114,7 @@ def test_lexer_is_registered_as_entry_point():
 
 
 def test_source_line_tokens_match_the_error_excerpt():
-    from trionet_dsl.errors import SpaceError
+    from trionet_dsl.lang.errors import SpaceError
 
     src = "space s {\r\n\tinput 3x8x8 # c\r\n  stem {\n    conv 3x3 8\n  }\n}"
     for line in range(1, 7):
@@ -232,7 +232,7 @@ def test_vscode_extension_manifest():
 
 
 def _cli():
-    for mod in ("trionet_dsl.app.cli", "trionet_dsl.cli"):
+    for mod in ("trionet_dsl.app.cli", "trionet_dsl.app.cli"):
         try:
             return importlib.import_module(mod)
         except ModuleNotFoundError:
@@ -253,7 +253,7 @@ class _Stream(io.StringIO):
 def test_cli_error_excerpt_is_highlighted_only_on_a_terminal(tty, monkeypatch):
     import typer
 
-    from trionet_dsl.errors import SpaceError
+    from trionet_dsl.lang.errors import SpaceError
 
     cli = _cli()
     src = (ROOT / "tests" / "data" / "tiny.space").read_text().replace("| local(", "| locl(")

@@ -8,8 +8,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.graph import build_graph, space_size, stage_summaries, to_dot, to_json, write_graph
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.space.graph import build_graph, space_size, stage_summaries, to_dot, to_json, write_graph
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 
@@ -62,7 +62,7 @@ def test_render_without_graphviz_is_a_clear_error(small_space, tmp_path, monkeyp
 
 
 def test_stem_nodes_carry_the_resolvers_geometry():
-    from trionet_dsl.loader import compile_space_text
+    from trionet_dsl.space.loader import compile_space_text
 
     rs = compile_space_text("""space e {
   input 3x35x35

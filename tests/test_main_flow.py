@@ -15,10 +15,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from trionet_dsl.cli import app
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.jobs import export_job, load_dataset, search_job
-from trionet_dsl.loader import load_space
+from trionet_dsl.app.cli import app
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.app.datasets import load_dataset
+from trionet_dsl.app.export import export_job
+from trionet_dsl.app.searching import search_job
+from trionet_dsl.space.loader import load_space
 
 HERE = Path(__file__).resolve().parent
 TINY = HERE / "data" / "tiny.space"
@@ -60,7 +62,7 @@ def flow(tmp_path_factory):
 
 def _history_accuracy(d: Path) -> float:
     from trionet_dsl.search.base import arch_key
-    from trionet_dsl.loader import load_arch
+    from trionet_dsl.space.loader import load_arch
 
     best = load_arch(d / "best.arch", d / "dig.space").arch
     recs = [json.loads(line) for line in (d / "best.history.jsonl").read_text().splitlines()]
@@ -90,7 +92,7 @@ def test_exported_onnx_from_raw_pixels_scores_what_search_reported(flow):
 
 @pytest.mark.parametrize("fmt", ["pt", "torchscript"])
 def test_every_format_scores_the_same_and_carries_metadata(flow, fmt):
-    from trionet_dsl.export import load_exported, read_metadata
+    from trionet_dsl.app.export import load_exported, read_metadata
 
     d, space = flow
     res = export_job(d / "best.arch", d / f"m_{fmt}.{'ts' if fmt == 'torchscript' else 'pt'}",
@@ -130,7 +132,7 @@ def test_checkpoint_records_its_data_and_search_refuses_other_data(flow, tmp_pat
 
 def test_best_epoch_checkpoint_is_kept(flow):
     d, _ = flow
-    from trionet_dsl.checkpoint import load_checkpoint
+    from trionet_dsl.train.checkpoint import load_checkpoint
 
     last, best = load_checkpoint(d / "run" / "supernet.pt"), load_checkpoint(d / "run" / "best.pt")
     accs = [m["val_acc"] for m in last["metrics"]]
@@ -165,7 +167,7 @@ def test_small_budget_warns_that_the_strategy_is_random(flow, tmp_path):
 
 
 def test_ties_are_broken_by_cost_then_text_not_by_order():
-    from trionet_dsl.ir import Arch, ArchBlock, Op
+    from trionet_dsl.lang.ir import Arch, ArchBlock, Op
     from trionet_dsl.search.base import Observation
     from trionet_dsl.search.driver import select_best
 
@@ -202,11 +204,11 @@ def test_val_fraction_outside_0_1_is_one_line(tmp_path, vf):
 
 
 def test_train_out_is_a_file(tmp_path, monkeypatch):
-    import trionet_dsl.jobs
+    import trionet_dsl.app.training
 
     f = tmp_path / "taken"
     f.write_text("x")
-    monkeypatch.setattr(trionet_dsl.jobs, "load_dataset", lambda *a, **k: pytest.fail("loaded data first"))
+    monkeypatch.setattr(trionet_dsl.app.training, "load_dataset", lambda *a, **k: pytest.fail("loaded data first"))
     r = runner.invoke(app, ["train", str(TINY), "--out", str(f)])
     assert r.exit_code == 2 and "is a file" in r.output
 
@@ -247,8 +249,8 @@ def test_threads_option_sets_torch_threads(tmp_path):
 
 def test_readme_use_the_exported_model_snippet_runs(tmp_path, monkeypatch):
     """The README's 'Using the exported model' code, run as written on freshly exported files."""
-    from trionet_dsl.emit import emit_arch
-    from trionet_dsl.sampling import uniform_op
+    from trionet_dsl.lang.emit import emit_arch
+    from trionet_dsl.space.sampling import uniform_op
 
     readme = (HERE.parent / "README.md").read_text()
     section = readme[readme.index("## Using the exported model"):]

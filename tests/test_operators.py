@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trionet_dsl.ops import (AxialAttention2d, LocalAttention2d, SlicedBatchNorm2d, SuperAxialAttention,
+from trionet_dsl.nn.ops import (AxialAttention2d, LocalAttention2d, SlicedBatchNorm2d, SuperAxialAttention,
                              SuperLocalAttention)
-from trionet_dsl.ops.costs import op_macs, op_params
+from trionet_dsl.nn.ops.costs import op_macs, op_params
 
 
 def naive_local(x, m):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from helpers import at, raised
-from trionet_dsl.emit import emit
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.ir import (
+from trionet_dsl.lang.emit import emit
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.ir import (
     Arch,
     ArchBlock,
     BlockOverride,
@@ -23,7 +23,7 @@ from trionet_dsl.ir import (
     StemConv,
     StemPool,
 )
-from trionet_dsl.parser import MAX_INT, parse, parse_document
+from trionet_dsl.lang.parser import MAX_INT, parse, parse_document
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trionet_dsl.emit import emit, fmt_float
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.ir import (
+from trionet_dsl.lang.emit import emit, fmt_float
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.ir import (
     Arch,
     ArchBlock,
     BlockDefaults,
@@ -27,8 +27,8 @@ from trionet_dsl.ir import (
     StemConv,
     StemPool,
 )
-from trionet_dsl.loader import compile_arch_text, compile_space_text, load_space
-from trionet_dsl.parser import parse
+from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_space
+from trionet_dsl.lang.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = ROOT / "spaces"

@@ -6,7 +6,7 @@ import random
 from collections import Counter
 
 from trionet_dsl import check_arch
-from trionet_dsl.sampling import extreme, sample, sandwich, uniform_op
+from trionet_dsl.space.sampling import extreme, sample, sandwich, uniform_op
 
 
 def _op_freq(space, strategy, n=4000, seed=0):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trionet_dsl import check_arch
-from trionet_dsl.errors import SpaceError
+from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.search.base import Limits, arch_key
 from trionet_dsl.search.driver import pareto_front, run_search
 from trionet_dsl.search.registry import make_strategy
@@ -101,7 +101,7 @@ def test_supernet_evaluator_calibrates_on_a_split_smaller_than_a_batch(small_spa
     import torch
 
     from trionet_dsl.search.evaluators import SupernetEvaluator
-    from trionet_dsl.supernet import Supernet
+    from trionet_dsl.nn.supernet import Supernet
 
     x = torch.randn(72, 3, 32, 32)
     data = types.SimpleNamespace(train_x=x, train_y=torch.zeros(72, dtype=torch.long), val_x=x[:8],

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from helpers import at, raised
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.ir import Op, Space, Stage
-from trionet_dsl.loader import compile_arch_text, compile_space_text, load_arch, load_space
-from trionet_dsl.parser import parse
-from trionet_dsl.semantics import arch_choices, check_arch, conv_out, resolve, stem_padding
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.ir import Op, Space, Stage
+from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_arch, load_space
+from trionet_dsl.lang.parser import parse
+from trionet_dsl.space.resolve import arch_choices, check_arch, conv_out, resolve, stem_padding
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = ROOT / "spaces"

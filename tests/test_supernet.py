@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trionet_dsl import load_arch
-from trionet_dsl.cost import CostModel, arch_cost, supernet_params
-from trionet_dsl.model import build
-from trionet_dsl.sampling import sample, uniform_op
-from trionet_dsl.supernet import Supernet, extract
+from trionet_dsl.space.cost import CostModel, arch_cost, supernet_params
+from trionet_dsl.nn.network import build
+from trionet_dsl.space.sampling import sample, uniform_op
+from trionet_dsl.nn.supernet import Supernet, extract
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 
@@ -117,7 +117,7 @@ def test_fvcore_agrees_on_conv_archs(small_space):
 def test_multihead_outputs_keep_their_place_after_the_operator(small_space):
     """Under Multi-head Sharing, (head i, channel j) of an attention operator meets the same BN
     entry and the same 1x1-expand column in every sub-network that has it."""
-    from trionet_dsl.ops.heads import grid_index
+    from trionet_dsl.nn.ops.heads import grid_index
 
     net = Supernet(small_space, seed=0)
     blk = net.blocks[0]
@@ -154,8 +154,8 @@ EVEN_STEM = """space even_stem {
 
 
 def test_even_stem_kernels_build_and_cost_what_the_resolver_says():
-    from trionet_dsl.cost import fixed_cost
-    from trionet_dsl.loader import compile_space_text
+    from trionet_dsl.space.cost import fixed_cost
+    from trionet_dsl.space.loader import compile_space_text
 
     rs = compile_space_text(EVEN_STEM)
     assert rs.stem_hw == (4, 4)  # 35 -> 4x4/2 pad 1 -> 17 -> 2x2/2 -> 8 -> 2x2/2 -> 4

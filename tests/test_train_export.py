@@ -11,10 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 from trionet_dsl import load, load_arch
-from trionet_dsl.checkpoint import load_checkpoint
-from trionet_dsl.cli import app
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.jobs import export_job, load_dataset, search_job
+from trionet_dsl.train.checkpoint import load_checkpoint
+from trionet_dsl.app.cli import app
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.app.datasets import load_dataset
+from trionet_dsl.app.export import export_job
+from trionet_dsl.app.searching import search_job
 from trionet_dsl.train import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
@@ -134,7 +136,7 @@ def test_export_reloads_with_same_outputs(trained, tmp_path, fmt):
     arch.write_text("arch a of tiny {\n  s1.0 local(span=3) width 8 heads 2\n  s2.0 axial width 8 heads 1\n}\n")
     res = export_job(arch, tmp_path / f"m.{fmt}", out / "supernet.pt", fmt=fmt, space=TINY)
     assert res.max_abs_diff < 1e-4
-    from trionet_dsl.cost import arch_cost
+    from trionet_dsl.space.cost import arch_cost
 
     assert res.params == arch_cost(space, load_arch(arch, space).arch).params
 
@@ -176,12 +178,12 @@ def test_cli_train_with_a_separate_validation_set(npz, tmp_path):
 
 
 def test_ctrl_c_says_what_was_saved(npz, tmp_path, monkeypatch):
-    import trionet_dsl.jobs
+    import trionet_dsl.app.training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trionet_dsl.jobs, "train_job", interrupted)
+    monkeypatch.setattr(trionet_dsl.app.training, "train_job", interrupted)
     r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--out", str(tmp_path / "run")])
     assert r.exit_code == 130 and "Traceback" not in r.output
     assert "nothing was saved" in r.output and "--resume" not in r.output  # no epoch finished: no promise
@@ -190,7 +192,7 @@ def test_ctrl_c_says_what_was_saved(npz, tmp_path, monkeypatch):
 def test_ctrl_c_after_an_epoch_points_to_resume(trained, npz, tmp_path, monkeypatch):
     import shutil
 
-    import trionet_dsl.jobs
+    import trionet_dsl.app.training
 
     run = tmp_path / "run"
     run.mkdir()
@@ -199,7 +201,7 @@ def test_ctrl_c_after_an_epoch_points_to_resume(trained, npz, tmp_path, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trionet_dsl.jobs, "train_job", interrupted)
+    monkeypatch.setattr(trionet_dsl.app.training, "train_job", interrupted)
     r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--out", str(run)])
     assert r.exit_code == 130
     assert "epoch 2 is saved" in r.output and "--resume" in r.output

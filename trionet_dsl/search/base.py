@@ -15,9 +15,9 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from trionet_dsl.ir import Arch
-from trionet_dsl.sampling import sample
-from trionet_dsl.semantics import ResolvedSpace
+from trionet_dsl.lang.ir import Arch
+from trionet_dsl.space.sampling import sample
+from trionet_dsl.space.resolve import ResolvedSpace
 
 
 class Limits(BaseModel):

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.ir import Arch
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.ir import Arch
 from trionet_dsl.search.base import Limits, Observation, SearchStrategy, arch_key
 from trionet_dsl.search.registry import make_strategy
-from trionet_dsl.semantics import ResolvedSpace
+from trionet_dsl.space.resolve import ResolvedSpace
 
 
 @dataclass

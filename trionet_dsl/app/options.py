@@ -1,0 +1,36 @@
+"""Command-line values shared by the jobs: counts with K/M/G suffixes, shares, threads."""
+
+from __future__ import annotations
+
+import re
+
+from trionet_dsl.lang.errors import SpaceError
+
+_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def parse_count(text: str | int | None, what: str = "value") -> int | None:
+    """``300M`` -> 300_000_000; ``1.5G``; plain integers; None stays None."""
+    if text is None or isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)\s*", str(text))
+    if not m:
+        raise SpaceError(f"cannot read {what} '{text}'", hint="write a number with an optional K/M/G suffix, e.g. 300M")
+    return int(round(float(m.group(1)) * _SUFFIX[m.group(2).upper()]))
+
+
+def check_val_fraction(val_fraction: float) -> None:
+    if not 0 < val_fraction < 1:
+        raise SpaceError(f"--val-fraction {val_fraction} is not a share of the data",
+                         hint="use a number strictly between 0 and 1, e.g. 0.2 (or give --val FILE)")
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's intra-op threads (None: torch's default, one per core)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise SpaceError(f"--threads {threads} must be >= 1")
+    import torch
+
+    torch.set_num_threads(threads)

@@ -1,0 +1,145 @@
+"""``trionet search``: the best sub-network under cost limits, written back as DSL text.
+
+Validates every option before any work (a typo fails in a second, not after an hour),
+evaluates on the checkpoint's own validation split, and writes the winner (and the Pareto
+front) with a provenance header that ``export`` reads back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trionet_dsl.app.datasets import checkpoint_data
+from trionet_dsl.app.options import check_val_fraction, parse_count, set_threads
+from trionet_dsl.lang.emit import emit_arch
+from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.files import atomic_write_text
+from trionet_dsl.space.loader import LoadedArch, load_arch
+
+
+@dataclass
+class SearchOutcome:
+    best: LoadedArch
+    best_text: str
+    accuracy: float | None
+    params: int
+    flops: int
+    front: list[tuple[Path, float | None, int, int]]
+    evaluated: int
+    history: Path | None
+    data: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"arch": str(self.best.path), "accuracy": self.accuracy, "params": self.params, "flops": self.flops,
+                "evaluated": self.evaluated, "history": None if self.history is None else str(self.history),
+                "data": self.data, "warnings": self.warnings,
+                "front": [{"arch": str(p), "accuracy": a, "params": prm, "flops": fl} for p, a, prm, fl in self.front]}
+
+
+def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str | Path, data: str | None = None,
+               strategy: str = "evolution", budget: int = 50, max_flops: str | int | None = None,
+               max_params: str | int | None = None, evaluator: str = "supernet", seed: int = 0,
+               history: str | Path | None = None, resume: bool = False, multi_objective: bool = False,
+               bn_batches: int = 8, val_fraction: float | None = None, progress: bool = True,
+               strategy_options: dict | None = None, val_data: str | None = None, force: bool = False,
+               overwrite: bool = False, threads: int | None = None,
+               warn: Callable[[str], None] | None = None) -> SearchOutcome:
+    """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
+
+    The supernet evaluator measures on the checkpoint's own validation split (see
+    :func:`checkpoint_data`), BN recalibrated on ``bn_batches`` training batches; the
+    arch's header says both, and ``export`` reproduces the number.
+    """
+    from trionet_dsl.space.cost import CostModel
+    from trionet_dsl.space.loader import load_space
+    from trionet_dsl.search.base import Limits
+    from trionet_dsl.search.driver import run_search
+    from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
+
+    set_threads(threads)
+    if budget < 1:
+        raise SpaceError(f"--budget {budget}: the search must evaluate at least one architecture",
+                         hint="use --budget 1 or more")
+    if bn_batches < 1:
+        raise SpaceError(f"--bn-batches {bn_batches}: BatchNorm recalibration needs at least one batch",
+                         hint="use the default 8 (0 would reset BN statistics and measure noise)")
+    if val_fraction is not None:
+        check_val_fraction(val_fraction)
+    out = Path(out)
+    if out.is_dir():
+        raise SpaceError(f"--out {out} is a folder", hint=f"give a file name, e.g. {out / 'best.arch'}")
+    rs = load_space(space_file)
+    limits = Limits(max_flops=parse_count(max_flops, "--max-flops"), max_params=parse_count(max_params, "--max-params"))
+    cost = CostModel(rs)
+    ext = cost.extremes()
+    if limits.max_flops is not None and limits.max_flops < ext["flops_min"]:
+        raise SpaceError(f"--max-flops {limits.max_flops:,} is below the smallest sub-network ({ext['flops_min']:,})",
+                         hint="raise the limit; `trionet compile` prints the space's FLOPs range")
+    if limits.max_params is not None and limits.max_params < ext["params_min"]:
+        raise SpaceError(f"--max-params {limits.max_params:,} is below the smallest sub-network "
+                         f"({ext['params_min']:,})", hint="raise the limit")
+    objective = "accuracy"
+    described = None
+    if evaluator == "supernet":
+        if checkpoint is None:
+            raise SpaceError("the supernet evaluator needs --checkpoint", hint="train first: trionet train SPACE --out run/")
+        from trionet_dsl.train.checkpoint import load_checkpoint, require_space
+        from trionet_dsl.lang.emit import emit_space
+        from trionet_dsl.nn.supernet import Supernet
+
+        ck = load_checkpoint(checkpoint)
+        require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
+        net = Supernet.from_checkpoint(ck, rs)
+        bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force)
+        evaluate = SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed)
+    elif evaluator in ("flops", "params"):
+        evaluate = CostOnlyEvaluator(evaluator)
+        objective = evaluator
+    else:
+        raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops or params")
+    if multi_objective and strategy == "tpe":
+        strategy = "nsga2"
+    hist = Path(history) if history else out.with_suffix(".history.jsonl")
+    notes: list[str] = []
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        if warn is not None:
+            warn(msg)
+
+    res = run_search(rs, strategy, evaluate, cost, limits, budget, seed=seed, objective=objective,
+                     history_path=hist, resume=resume, progress=progress, strategy_options=strategy_options,
+                     overwrite=overwrite, warn=note)
+
+    def write(obs, path: Path, name: str) -> Path:
+        arch = obs.arch.model_copy(update={"name": name})
+        acc = "n/a" if obs.accuracy is None else f"{obs.accuracy:.4f}"
+        header = [f"searched by trionet-dsl: strategy {strategy}, seed {seed}, "
+                  f"{len(res.history)} archs evaluated (accuracy ties -> fewer FLOPs, params, text order)",
+                  f"accuracy {acc} (one-shot, {evaluator}), FLOPs {obs.flops:,} (multiply-adds), "
+                  f"params {obs.params:,}",
+                  f"limits: max-flops {limits.max_flops or 'none'}, max-params {limits.max_params or 'none'}"]
+        if described:
+            header.append(f"evaluated on {described}; BN recalibrated on {bn_batches} training batches")
+        atomic_write_text(path, emit_arch(arch, header))
+        return path
+
+    name = re.sub(r"\W", "_", out.stem) or "best"
+    write(res.best, out, name)
+    front = []
+    if multi_objective:
+        fdir = out.with_suffix(".front")
+        fdir.mkdir(parents=True, exist_ok=True)
+        for k, o in enumerate(res.front):
+            p = write(o, fdir / f"front_{k:02d}.arch", f"{name}_front_{k:02d}")
+            front.append((p, o.accuracy, o.params, o.flops))
+    best = load_arch(out, rs)
+    return SearchOutcome(best, out.read_text(), res.best.accuracy, res.best.params, res.best.flops, front,
+                         len(res.history), hist, described, notes)
+
+
+search = search_job

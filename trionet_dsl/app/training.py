@@ -1,0 +1,25 @@
+"""``trionet train``: a `.space` trains its supernet, an `.arch` trains from scratch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trionet_dsl.app.datasets import load_dataset
+from trionet_dsl.app.options import check_val_fraction, set_threads
+from trionet_dsl.space.loader import load_any
+from trionet_dsl.space.resolve import ResolvedSpace
+
+
+def train_job(file: str | Path, data: str, cfg, out: str | Path, resume: bool = False, progress: bool = True,
+              val_fraction: float = 0.2, space: str | Path | None = None, stop_after_epoch: int | None = None,
+              val_data: str | None = None, threads: int | None = None):
+    """Train the supernet of a `.space` file, or an `.arch` from scratch."""
+    from trionet_dsl.train.loop import check_out_dir, train
+
+    set_threads(threads)
+    check_out_dir(Path(out))
+    check_val_fraction(val_fraction)
+    target = load_any(file, space)
+    rs = target if isinstance(target, ResolvedSpace) else target.space
+    bundle = load_dataset(data, rs, val_fraction, cfg.seed, val_source=val_data)
+    return train(target, bundle, cfg, out, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)

@@ -1,0 +1,225 @@
+"""Stand-alone local self-attention (SASA: Ramachandran et al. 2019, "Stand-Alone
+Self-Attention in Vision Models"), multi-head, with relative position embeddings.
+
+Pixel ``(i, j)`` attends to its ``K x K`` neighbourhood ``N(i, j)`` (``K`` = span, odd; zero
+padding ``K // 2``; padded positions are masked out of the softmax with ``-inf``, never
+attended as zero keys). Per head, with ``q = Wq x``, ``k = Wk x``, ``v = Wv x`` (1x1, no bias):
+
+    y_ij = sum_{(a,b) in N(i,j)} softmax_ab( q_ij . k_ab + q_ij . r_{a-i, b-j} ) v_ab
+
+``r`` has SASA's row/column halves: the first ``ceil(d/2)`` channels of the head's query
+meet a row-offset embedding ``r_row[a-i]``, the other ``floor(d/2)`` a column-offset
+embedding ``r_col[b-j]`` (so any head dim ``d`` works, odd included).
+
+Logits are **not** scaled by ``1/sqrt(d)``: SASA's formula has no scale, and we keep it.
+The usual temperature lives in the initialisation instead: ``Wq`` is drawn with std
+``1/sqrt(C_in * d)`` (``Wk``, ``Wv``: ``1/sqrt(C_in)``), so at init ``q . k`` has about unit
+variance and the softmax is not saturated; training may then sharpen it freely. The
+position embeddings are drawn with std 1, which (against ``q``'s ``1/d`` variance and the
+``d/2`` channels of each half) gives the position term unit variance too: at init a head
+attends by content and by position in equal measure.
+
+A stride ``s > 1`` is an ``s x s`` average pool after the attention (``ceil_mode=True``, so
+the output is ``ceil(H/s) x ceil(W/s)``), as SASA does.
+
+Multiply-adds (MACs), input ``N x C_in x H x W``, ``w`` output channels, ``h`` heads,
+span ``K`` (independent of ``h`` and of the stride — attention runs at full resolution,
+pooling is not counted)::
+
+    N * H * W * (3 * C_in * w  +  2 * K^2 * w  +  K * w)
+
+projections (``3 C_in w``), content logits and weighted sum of values (``K^2 w`` each),
+and the relative logits (each head: ``K`` row offsets x ``ceil(d/2)`` plus ``K`` column
+offsets x ``floor(d/2)`` = ``K d``; the ``K^2`` row+column sums are additions).
+
+Parameters of the plain operator: ``3 * C_in * w + w * K``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trionet_dsl.nn.ops.heads import (GridOutputs, check_mode, check_sub, grid_dims, slice_rows, split_halves,
+                                   stored_rows)
+
+
+def local_attention(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor,
+                    rel_row: torch.Tensor, rel_col: torch.Tensor, heads: int, span: int,
+                    stride: int) -> torch.Tensor:
+    """Functional SASA core shared by the super and plain modules.
+
+    x (N, C, H, W); wq/wk/wv (w, C); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
+    Returns (N, w, ceil(H/stride), ceil(W/stride)), channels head-major.
+    """
+    n, _, height, width = x.shape
+    w = wq.shape[0]
+    d = w // heads
+    dr = rel_row.shape[1]
+    kk = span * span
+    hw = height * width
+    pad = span // 2
+    # NCHW-contiguous: under channels_last, unfold and the broadcast products below run 3-4x slower
+    qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None]).contiguous()
+    # split/unbind, not indexing: their backward concatenates, where slicing's backward
+    # zero-fills a full-size gradient per slice (measured: a third of the step time)
+    q, kv_in = qkv.split([w, 2 * w], dim=1)
+    q = q.reshape(n, heads, d, 1, hw)
+    # one unfold for keys and values: (N, 2w * K^2, HW), channel-major, then row offset, then column offset
+    k, v = F.unfold(kv_in, span, padding=pad).reshape(n, 2, heads, d, kk, hw).unbind(1)
+    # broadcast-multiply-and-sum: an einsum here lowers to HW tiny (1 x d)(d x K^2) matmuls, slower on CPU
+    logits = (q * k).sum(2)  # (N, h, K^2, HW)
+    row = torch.einsum("nhdl,hda->nhal", q[:, :, :dr, 0], rel_row)  # (N, h, K, HW)
+    col = torch.einsum("nhdl,hdb->nhbl", q[:, :, dr:, 0], rel_col)
+    rel = (row[:, :, :, None, :] + col[:, :, None, :, :]).reshape(n, heads, kk, hw)  # index a*K + b, as unfold
+    valid = F.unfold(torch.ones(1, 1, height, width, dtype=x.dtype, device=x.device), span, padding=pad)
+    logits = (logits + rel).masked_fill(valid.reshape(1, 1, kk, hw) < 0.5, float("-inf"))
+    attn = torch.softmax(logits, dim=2)  # the centre is always valid: no all -inf rows
+    out = (attn[:, :, None] * v).sum(3).reshape(n, w, height, width)
+    if stride > 1:
+        out = F.avg_pool2d(out, stride, stride, ceil_mode=True)
+    return out
+
+
+def _init_proj(t: torch.Tensor, fan_in: int, head_dim: int = 1) -> None:
+    # head_dim > 1 for Wq: the 1/sqrt(d) softmax temperature is put into the init, not the forward
+    nn.init.normal_(t, std=1.0 / math.sqrt(fan_in * head_dim))
+
+
+def _init_rel(t: torch.Tensor) -> None:
+    # std 1: the position logit q . r gets unit variance at init, like q . k (see module docstring)
+    nn.init.normal_(t, std=1.0)
+
+
+def _check_span(span: int) -> None:
+    if span < 1 or span % 2 == 0:
+        raise ValueError(f"local attention span must be odd and >= 1, got {span}")
+
+
+class LocalAttention2d(nn.Module):
+    """A plain SASA layer of fixed size: what extraction and ``build`` produce.
+
+    Parameters: ``wq, wk, wv`` (width, in_channels), ``rel_row`` (heads, ceil(d/2), span),
+    ``rel_col`` (heads, floor(d/2), span). TorchScript- and ONNX-exportable.
+    """
+
+    def __init__(self, in_channels: int, width: int, heads: int, span: int, stride: int = 1) -> None:
+        super().__init__()
+        if heads < 1 or width % heads:
+            raise ValueError(f"{heads} heads do not divide width {width}")
+        _check_span(span)
+        self.in_channels, self.width = in_channels, width
+        self.heads, self.span, self.stride = heads, span, stride
+        d = width // heads
+        dr, dc = split_halves(d)
+        self.wq = nn.Parameter(torch.empty(width, in_channels))
+        self.wk = nn.Parameter(torch.empty(width, in_channels))
+        self.wv = nn.Parameter(torch.empty(width, in_channels))
+        self.rel_row = nn.Parameter(torch.empty(heads, dr, span))
+        self.rel_col = nn.Parameter(torch.empty(heads, dc, span))
+        _init_proj(self.wq, in_channels, d)
+        _init_proj(self.wk, in_channels)
+        _init_proj(self.wv, in_channels)
+        _init_rel(self.rel_row)
+        _init_rel(self.rel_col)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return local_attention(x, self.wq, self.wk, self.wv, self.rel_row, self.rel_col, self.heads, self.span,
+                               self.stride)
+
+    @staticmethod
+    def param_count(in_channels: int, width: int, heads: int, span: int) -> int:
+        """``3 C_in w + w K``: the q/k/v projections and ``K`` offsets x ``d`` channels per head."""
+        return 3 * width * in_channels + width * span
+
+    @staticmethod
+    def macs(height: int, width_px: int, in_channels: int, width: int, heads: int, span: int,
+             batch: int = 1) -> int:
+        """``N H W (3 C_in w + 2 K^2 w + K w)`` (see the module docstring)."""
+        hw = height * width_px
+        return batch * hw * (3 * in_channels * width + 2 * span * span * width + span * width)
+
+
+class SuperLocalAttention(GridOutputs, nn.Module):
+    """Every (width, heads) of a block's local operator in one set of weights (see ``ops.heads``).
+
+    ``sharing="multihead"``: ``wq/wk/wv`` (H*D, in_max) read as an H x D grid, ``rel_row``
+    (H, ceil(D/2), K), ``rel_col`` (H, floor(D/2), K). ``sharing="prefix"``: ``wq/wk/wv``
+    (W, in_max) and one flat ``rel`` (W, K) whose per-head rows split into row/column halves.
+    """
+
+    def __init__(self, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], span: int, stride: int = 1,
+                 sharing: str = "multihead") -> None:
+        super().__init__()
+        _check_span(span)
+        self.in_max, self.widths, self.head_choices = in_max, tuple(widths), tuple(heads)
+        self.span, self.stride, self.sharing = span, stride, check_mode(sharing)
+        self.grid = grid_dims(self.widths, self.head_choices)
+        big_h, big_d = self.grid
+        rows = stored_rows(self.widths, self.head_choices, sharing)
+        self.wq = nn.Parameter(torch.empty(rows, in_max))
+        self.wk = nn.Parameter(torch.empty(rows, in_max))
+        self.wv = nn.Parameter(torch.empty(rows, in_max))
+        _init_proj(self.wq, in_max, big_d)
+        _init_proj(self.wk, in_max)
+        _init_proj(self.wv, in_max)
+        if sharing == "multihead":
+            dr, dc = split_halves(big_d)
+            self.rel_row = nn.Parameter(torch.empty(big_h, dr, span))
+            self.rel_col = nn.Parameter(torch.empty(big_h, dc, span))
+            _init_rel(self.rel_row)
+            _init_rel(self.rel_col)
+        else:
+            self.rel = nn.Parameter(torch.empty(max(self.widths), span))
+            _init_rel(self.rel)
+
+    def weights(self, in_channels: int, width: int, heads: int) -> dict[str, torch.Tensor]:
+        """The sliced tensors sub-operator (width, heads) computes with, as the core takes them."""
+        if in_channels > self.in_max:
+            raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
+        d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
+        dr, dc = split_halves(d)
+        out = {n: slice_rows(getattr(self, n), self.sharing, self.grid, width, heads)[:, :in_channels]
+               for n in ("wq", "wk", "wv")}
+        if self.sharing == "multihead":
+            out["rel_row"] = self.rel_row[:heads, :dr]
+            out["rel_col"] = self.rel_col[:heads, :dc]
+        else:
+            r = self.rel[:width].reshape(heads, d, self.span)
+            out["rel_row"], out["rel_col"] = r[:, :dr], r[:, dr:]
+        return out
+
+    def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
+        """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
+        t = self.weights(x.shape[1], width, heads)
+        return local_attention(x, t["wq"], t["wk"], t["wv"], t["rel_row"], t["rel_col"], heads, self.span,
+                               self.stride)
+
+    def extract(self, width: int, heads: int, in_channels: int | None = None) -> LocalAttention2d:
+        """A plain copy (cloned weights) of sub-operator (width, heads).
+
+        ``in_channels`` defaults to ``width``: in a bottleneck the operator's input is the
+        1x1 reduce's output, which has the sub-network's width.
+        """
+        cin = width if in_channels is None else in_channels
+        m = LocalAttention2d(cin, width, heads, self.span, self.stride)
+        with torch.no_grad():
+            for name, t in self.weights(cin, width, heads).items():
+                getattr(m, name).copy_(t)
+        return m.train(self.training)
+
+    def head_weights(self, i: int, width: int, heads: int) -> dict[str, torch.Tensor]:
+        """What head ``i`` of sub-operator (width, heads) reads: q/k/v rows (d, in_max) and embeddings.
+
+        Under Multi-head Sharing these are the leading ``d`` channels of grid row ``i`` in every
+        sub-operator that has head ``i``.
+        """
+        if not 0 <= i < heads:
+            raise ValueError(f"head {i} not in a {heads}-head operator")
+        d = width // heads
+        t = self.weights(self.in_max, width, heads)
+        return {"wq": t["wq"][i * d:(i + 1) * d], "wk": t["wk"][i * d:(i + 1) * d],
+                "wv": t["wv"][i * d:(i + 1) * d], "rel_row": t["rel_row"][i], "rel_col": t["rel_col"][i]}

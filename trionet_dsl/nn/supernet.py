@@ -1,0 +1,163 @@
+"""Resolved space -> weight-sharing supernet; ``activate(arch)`` picks the sub-network.
+
+Sharing, block by block:
+* the 1x1 reduce/expand convs and their BNs are shared by every operator choice; a
+  sub-network of width ``w`` uses their leading ``w`` channels (Once-for-All / BigNAS
+  width slicing);
+* each operator choice (``conv(kernel=3)``, ``local(span=7)``, ``axial``) has its own
+  weights and its own BN after it (sliced by width; under Multi-head Sharing, by grid
+  position, and the 1x1 expand reads the same positions — see :mod:`trionet_dsl.nn.ops.heads`); attention operators share across widths and head counts by Multi-head
+  Sharing (see :mod:`trionet_dsl.nn.ops`) or, with ``sharing="prefix"``, by a flat
+  channel prefix.
+
+The forward pass slices weights to the active sub-network: it costs what that
+sub-network costs, never the full supernet.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trionet_dsl.lang.ir import Arch
+from trionet_dsl.nn.ops import SlicedBatchNorm2d, SuperConv2d, super_op
+from trionet_dsl.nn.ops.heads import check_mode
+from trionet_dsl.nn.network import Bottleneck, TrioNet, init_weights, make_stem
+from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
+
+Sharing = Literal["multihead", "prefix"]
+
+
+def _op_key(signature: str) -> str:
+    """ModuleDict keys may not contain '.'; signatures never do, but keep them tidy."""
+    return signature.replace("(", "_").replace(")", "").replace("=", "").replace(",", "_").replace(" ", "")
+
+
+class SuperBottleneck(nn.Module):
+    """A bottleneck holding every operator choice of one block at its largest size."""
+
+    def __init__(self, block: ResolvedBlock, sharing: Sharing) -> None:
+        super().__init__()
+        self.block = block
+        wmax = block.max_width
+        self.conv1 = SuperConv2d(block.in_channels, wmax, 1, 1)
+        self.bn1 = SlicedBatchNorm2d(wmax)
+        self.ops = nn.ModuleDict({
+            _op_key(o.op.signature): super_op(o.op.kind, in_max=wmax, widths=block.widths, heads=o.heads,
+                                              stride=block.stride, kernel=o.op.kernel, span=o.op.span,
+                                              max_len=max(block.in_hw), sharing=sharing)
+            for o in block.options
+        })
+        # one BN per operator choice: conv, local and axial outputs have different statistics,
+        # and a shared BN's running averages would describe none of them (SPOS-style choice block).
+        # Under Multi-head Sharing an attention operator's outputs are addressed by grid position
+        # (``output_index``), so its BN and the 1x1 expand's input columns span the whole grid.
+        self.bn2 = nn.ModuleDict({key: SlicedBatchNorm2d(op.output_rows) for key, op in self.ops.items()})
+        self.conv3 = SuperConv2d(max(op.output_rows for op in self.ops.values()), block.out_channels, 1, 1)
+        self.bn3 = nn.BatchNorm2d(block.out_channels)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride, bias=False),
+                          nn.BatchNorm2d(block.out_channels))
+            if block.has_projection else None
+        )
+        self.select(block.choices[-1])
+
+    def select(self, choice: Choice) -> None:
+        """Make ``choice`` the block's active sub-block (its operator key is looked up once, here)."""
+        self.active = choice
+        self._key = _op_key(choice.op.signature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, key = self.active, self._key
+        y = F.relu(self.bn1(self.conv1(x, c.width)), inplace=True)
+        op = self.ops[key]
+        idx = op.output_index(c.width, c.heads)
+        y = op(y, c.width, c.heads)
+        y = F.relu(self.bn2[key](y, idx), inplace=True)
+        y = self.bn3(self.conv3(y, self.block.out_channels, in_index=idx))
+        sc = x if self.downsample is None else self.downsample(x)
+        return F.relu(y + sc, inplace=True)
+
+    def extract(self) -> Bottleneck:
+        """The active choice as a plain :class:`Bottleneck` with copied weights."""
+        c, b, key = self.active, self.block, self._key
+        idx = self.ops[key].output_index(c.width, c.heads)
+        op = self.ops[key].extract(c.width, c.heads)
+        out = Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, op, b.has_projection)
+        with torch.no_grad():
+            out.conv1.weight.copy_(self.conv1.sliced_weight(c.width, b.in_channels))
+            out.bn1.load_state_dict(self.bn1.extract(c.width).state_dict())
+            out.bn2.load_state_dict(self.bn2[key].extract(c.width, idx).state_dict())
+            out.conv3.weight.copy_(self.conv3.sliced_weight(b.out_channels, c.width, idx))
+            out.bn3.load_state_dict(self.bn3.state_dict())
+            if self.downsample is not None:
+                out.downsample.load_state_dict(self.downsample.state_dict())
+        return out
+
+
+class Supernet(nn.Module):
+    """All sub-networks of a space in one module; see the module docstring for the sharing."""
+
+    def __init__(self, space: ResolvedSpace, sharing: Sharing = "multihead", seed: int | None = None) -> None:
+        super().__init__()
+        check_mode(sharing)
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.space = space
+        self.sharing = sharing
+        self.stem = make_stem(space)
+        self.blocks = nn.ModuleList(SuperBottleneck(b, sharing) for b in space.blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(space.final_channels, space.space.classes)
+        init_weights(self)
+        self._arch: Arch | None = None
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, space: ResolvedSpace) -> Supernet:
+        """The supernet a ``trionet train`` checkpoint (as ``load_checkpoint`` returns it) holds.
+
+        The caller checks that the checkpoint belongs to ``space``; the messages differ by use.
+        """
+        net = cls(space, sharing=checkpoint.get("sharing", "multihead"))
+        net.load_state_dict(checkpoint["model"])
+        return net
+
+    def activate(self, arch: Arch) -> Supernet:
+        """Select the sub-network ``arch`` (checked against the space) for later forwards."""
+        arch = check_arch(self.space, arch)
+        for blk, c in zip(self.blocks, arch_choices(self.space, arch)):
+            blk.select(c)
+        self._arch = arch
+        return self
+
+    @property
+    def active_arch(self) -> Arch | None:
+        return self._arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def extract(supernet: Supernet, arch: Arch | None = None) -> TrioNet:
+    """A standalone copy of one sub-network: only its operators, weights sliced and cloned.
+
+    In eval mode its outputs equal the supernet's with ``arch`` active.
+    """
+    if arch is not None:
+        supernet.activate(arch)
+    if supernet.active_arch is None:
+        raise ValueError("no sub-network is active: pass an arch or call supernet.activate(arch) first")
+    space = supernet.space
+    blocks = [blk.extract() for blk in supernet.blocks]
+    model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
+    with torch.no_grad():
+        model.stem.load_state_dict(supernet.stem.state_dict())
+        model.fc.load_state_dict(supernet.fc.state_dict())
+    model.train(supernet.training)
+    return model

@@ -1,0 +1,121 @@
+"""Analytic cost model: exact parameters and FLOPs of any sub-network, from the IR alone.
+
+FLOPs are multiply-accumulates (MACs), the convention of the ResNet paper (He et al.
+2016, "3.8 x 10^9 FLOPs" for ResNet-50) and of torchvision/fvcore: convolutions, linear
+layers and attention products count; BatchNorm, ReLU, softmax, pooling and residual
+additions do not. Parameters count trainable tensors only (BN running statistics are
+buffers). Operator formulas live beside the operators (:mod:`trionet_dsl.nn.ops.costs`).
+
+Costs are tabulated once per (block, choice) when a :class:`CostModel` is made, so
+costing an architecture is one table lookup per block (search needs >10k archs/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trionet_dsl.lang.ir import Arch
+from trionet_dsl.nn.ops.costs import op_macs, op_params
+from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    flops: int  # multiply-accumulates
+
+
+def block_cost(b: ResolvedBlock, c: Choice) -> Cost:
+    """One bottleneck: 1x1 reduce, spatial operator, 1x1 expand, BNs, projection shortcut."""
+    (h, w), (oh, ow) = b.in_hw, b.out_hw
+    params = b.in_channels * c.width + 2 * c.width  # conv1 + bn1
+    flops = h * w * b.in_channels * c.width
+    params += op_params(c.op.kind, width=c.width, heads=c.heads, kernel=c.op.kernel, span=c.op.span,
+                        max_len=max(b.in_hw))
+    flops += op_macs(c.op.kind, height=h, width_px=w, channels=c.width, heads=c.heads, kernel=c.op.kernel,
+                     span=c.op.span, stride=b.stride)
+    params += 2 * c.width + c.width * b.out_channels + 2 * b.out_channels  # bn2, conv3, bn3
+    flops += oh * ow * c.width * b.out_channels
+    if b.has_projection:
+        params += b.in_channels * b.out_channels + 2 * b.out_channels
+        flops += oh * ow * b.in_channels * b.out_channels
+    return Cost(params, flops)
+
+
+def fixed_cost(space: ResolvedSpace) -> Cost:
+    """Stem and classifier: the same for every sub-network."""
+    sp = space.space
+    params = flops = 0
+    for step in space.stem:
+        if step.layer.kind == "conv":
+            (c, _, _), (oc, oh, ow), k = step.in_shape, step.out_shape, step.layer.kernel
+            params += c * oc * k * k + 2 * oc  # conv (no bias) + BN
+            flops += oh * ow * c * oc * k * k
+    params += space.final_channels * sp.classes + sp.classes
+    flops += space.final_channels * sp.classes
+    return Cost(params, flops)
+
+
+class CostModel:
+    """Per-block cost tables of one space; ``model(arch)`` -> (params, flops)."""
+
+    def __init__(self, space: ResolvedSpace) -> None:
+        self.space = space
+        self.fixed = fixed_cost(space)
+        self.tables: list[dict[tuple[str, int, int | None], tuple[int, int]]] = []
+        for b in space.blocks:
+            table = {}
+            for c in b.choices:
+                bc = block_cost(b, c)
+                table[(c.op.signature, c.width, c.heads)] = (bc.params, bc.flops)
+            self.tables.append(table)
+
+    def __call__(self, arch: Arch) -> tuple[int, int]:
+        p, f = self.fixed.params, self.fixed.flops
+        for table, ab in zip(self.tables, arch.blocks):
+            bp, bf = table[(ab.op.signature, ab.width, ab.heads)]
+            p += bp
+            f += bf
+        return p, f
+
+    def cost(self, arch: Arch) -> Cost:
+        return Cost(*self(arch))
+
+    def extremes(self) -> dict[str, int]:
+        """Exact min/max params and FLOPs over the whole space (blocks are independent)."""
+        out = {}
+        for i, key in ((0, "params"), (1, "flops")):
+            out[f"{key}_min"] = getattr(self.fixed, key) + sum(min(v[i] for v in t.values()) for t in self.tables)
+            out[f"{key}_max"] = getattr(self.fixed, key) + sum(max(v[i] for v in t.values()) for t in self.tables)
+        return out
+
+
+def arch_cost(space: ResolvedSpace, arch: Arch) -> Cost:
+    """Cost of one (checked) arch; build a CostModel once instead when costing many."""
+    from trionet_dsl.space.resolve import check_arch
+
+    return CostModel(space).cost(check_arch(space, arch))
+
+
+def supernet_params(space: ResolvedSpace, sharing: str = "multihead") -> int:
+    """Parameters of the supernet itself (every operator at its largest), without building it."""
+    from trionet_dsl.nn.ops.costs import super_op_params
+    from trionet_dsl.nn.ops.heads import stored_rows
+
+    total = fixed_cost(space).params
+    for b in space.blocks:
+        wm = b.max_width
+        # outputs each operator's BN and the 1x1 expand address: the head grid under Multi-head Sharing
+        rows = [wm if o.op.kind == "conv" else stored_rows(b.widths, o.heads, sharing) for o in b.options]
+        total += b.in_channels * wm + 2 * wm + 2 * sum(rows) + max(rows) * b.out_channels + 2 * b.out_channels
+        if b.has_projection:
+            total += b.in_channels * b.out_channels + 2 * b.out_channels
+        for o in b.options:
+            total += super_op_params(o.op.kind, widths=b.widths, heads=o.heads, kernel=o.op.kernel,
+                                     span=o.op.span, max_len=max(b.in_hw), sharing=sharing)
+    return total
+
+
+def space_cost_range(space: ResolvedSpace) -> dict[str, int]:
+    """What ``trionet compile`` prints: min/max params and FLOPs, and the supernet's size."""
+    return CostModel(space).extremes() | {"supernet_params": supernet_params(space)}

@@ -1,0 +1,374 @@
+"""Semantic checks and resolution: IR -> concrete per-block choice sets.
+
+Resolution applies the three levels of defaults (space ``block`` -> stage -> ``block N``
+override), turns widths written as ranges and multipliers into channel counts, and
+propagates channels and spatial sizes through the backbone. Everything downstream
+(graph, supernet, cost model, sampling) reads the resolved form, never re-deriving it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from trionet_dsl.lang.errors import SpaceError, did_you_mean
+from trionet_dsl.lang.ir import Arch, ArchBlock, BlockSpec, ChannelRange, Channels, Multiplier, Op, Space, StemConv, StemPool
+from trionet_dsl.lang.parser import SourceMap
+
+
+@dataclass(frozen=True)
+class OpOption:
+    """An operator of a block with the head counts it may use (``()`` for conv)."""
+
+    op: Op  # heads stripped: identity only
+    heads: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One (operator, width, heads) point of a block."""
+
+    op: Op
+    width: int
+    heads: int | None
+
+
+@dataclass(frozen=True)
+class ResolvedBlock:
+    """A bottleneck block with every default applied and every shape known."""
+
+    stage: str
+    index: int
+    in_channels: int
+    out_channels: int
+    stride: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    widths: tuple[int, ...]
+    options: tuple[OpOption, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}.{self.index}"
+
+    @property
+    def has_projection(self) -> bool:
+        """A 1x1 projection shortcut is needed when the shape changes (as in ResNet)."""
+        return self.stride != 1 or self.in_channels != self.out_channels
+
+    @cached_property
+    def choices(self) -> tuple[Choice, ...]:
+        """Every (op, width, heads) combination, operator-major, in declaration order."""
+        out = []
+        for opt in self.options:
+            for w in self.widths:
+                for h in opt.heads or (None,):
+                    out.append(Choice(opt.op, w, h))
+        return tuple(out)
+
+    def arch_block(self, choice: Choice) -> ArchBlock:
+        """This block fixed to ``choice``, as an arch file states it."""
+        return ArchBlock(stage=self.stage, index=self.index, op=choice.op, width=choice.width, heads=choice.heads)
+
+    @property
+    def num_choices(self) -> int:
+        return sum(len(self.widths) * max(1, len(o.heads)) for o in self.options)
+
+    def option(self, op: Op) -> OpOption | None:
+        sig = op.signature
+        for o in self.options:
+            if o.op.signature == sig:
+                return o
+        return None
+
+    @property
+    def max_width(self) -> int:
+        return max(self.widths)
+
+
+@dataclass(frozen=True)
+class StemStep:
+    """One stem layer with its padding and the (C, H, W) shapes around it."""
+
+    index: int
+    layer: StemConv | StemPool
+    padding: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ResolvedSpace:
+    """A validated space: the IR plus its resolved blocks and stem geometry."""
+
+    space: Space
+    stem_channels: int
+    stem_hw: tuple[int, int]
+    blocks: tuple[ResolvedBlock, ...]
+
+    @cached_property
+    def stem(self) -> tuple[StemStep, ...]:
+        """The stem's layers with padding and shapes (what the model, graph and cost model use)."""
+        return stem_steps(self.space)
+
+    @cached_property
+    def by_key(self) -> dict[str, ResolvedBlock]:
+        return {b.key: b for b in self.blocks}
+
+    @property
+    def name(self) -> str:
+        return self.space.name
+
+    @property
+    def final_channels(self) -> int:
+        return self.blocks[-1].out_channels if self.blocks else self.stem_channels
+
+    @property
+    def size(self) -> int:
+        """Number of distinct architectures: the product of per-block choice counts (exact)."""
+        return math.prod(b.num_choices for b in self.blocks)
+
+
+MAX_BLOCKS = 4096
+"""Most blocks a space may have in all (resolution is linear in it)."""
+MAX_WIDTH_CHOICES = 4096
+"""Most width choices one block may have."""
+
+
+def stem_padding(kernel: int) -> int:
+    """Padding of a stem conv or pool: ``(k - 1) // 2``.
+
+    That is ``k // 2`` for an odd kernel (the size is kept at stride 1: torchvision's ResNet
+    stem pads its 7x7 conv by 3 and its 3x3 max-pool by 1) and ``k // 2 - 1`` for an even one
+    (0 for 2x2, as 2x2/2 pooling layers are used; 1 for 4x4), so ``k x k / k`` layers tile
+    the input exactly.
+    """
+    return (kernel - 1) // 2
+
+
+def conv_out(size: int, kernel: int, stride: int) -> int:
+    """Output length of a stem conv/pool padded by :func:`stem_padding` (PyTorch's floor formula)."""
+    return (size + 2 * stem_padding(kernel) - kernel) // stride + 1
+
+
+def stem_steps(space: Space) -> tuple[StemStep, ...]:
+    """Stem geometry, the single source of truth: padding and shapes of each layer.
+
+    Assumes kernels and strides >= 1 (``resolve`` checks them first); sizes below 1 are
+    returned as computed, for ``resolve`` to report.
+    """
+    c, h, w = space.input.channels, space.input.height, space.input.width
+    out = []
+    for i, layer in enumerate(space.stem):
+        oc = layer.channels if isinstance(layer, StemConv) else c
+        oh, ow = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
+        out.append(StemStep(i, layer, stem_padding(layer.kernel), (c, h, w), (oc, oh, ow)))
+        c, h, w = oc, oh, ow
+    return tuple(out)
+
+
+def _merge(*specs: BlockSpec) -> BlockSpec:
+    fields: dict = {}
+    for s in specs:
+        for k in ("ops", "width", "heads"):
+            v = getattr(s, k)
+            if v is not None:
+                fields[k] = v
+    return BlockSpec(**fields)
+
+
+def _spec_path(space: Space, stage_i: int, index: int, field: str) -> str:
+    """The most specific place in the source where ``field`` of a block was set."""
+    st = space.stages[stage_i]
+    for o in st.overrides:
+        if o.index == index and getattr(o.spec, {"op": "ops"}.get(field, field)) is not None:
+            return f"stage.{st.name}.block.{index}.{field}"
+    if getattr(st.spec, {"op": "ops"}.get(field, field)) is not None:
+        return f"stage.{st.name}.{field}"
+    if getattr(space.block.spec, {"op": "ops"}.get(field, field)) is not None:
+        return f"block.{field}"
+    return f"stage.{st.name}"
+
+
+def _widths(items, base: int, err) -> tuple[int, ...]:
+    out: list[int] = []
+    seen: set[int] = set()
+    for it in items:
+        if isinstance(it, Channels):
+            vals: range | list[int] = [it.value]
+        elif isinstance(it, ChannelRange):
+            if it.step < 1 or it.stop < it.start:
+                raise err(f"width range {it.start}..{it.stop} step {it.step} is empty",
+                          "write start..stop with start <= stop and a step >= 1")
+            vals = range(it.start, it.stop + 1, it.step)
+            if len(out) + len(vals) > MAX_WIDTH_CHOICES:
+                raise err(f"more than {MAX_WIDTH_CHOICES} width choices", "use a larger step")
+        else:
+            assert isinstance(it, Multiplier)
+            exact = it.factor * base
+            if not math.isfinite(exact) or exact >= 2**31:
+                raise err(f"width {it.factor}x of base width {base} is too large",
+                          "use a smaller multiplier or an absolute width")
+            v = round(exact)
+            if v < 1:
+                raise err(f"width {it.factor}x of base width {base} is {exact:g} < 1 channel",
+                          "use a larger multiplier or an absolute width")
+            vals = [v]
+        for v in vals:
+            if v < 1:
+                raise err(f"width {v} is not a channel count", "widths must be >= 1")
+            if v in seen:
+                raise err(f"width choices resolve to {v} channels twice",
+                          "multipliers are rounded to whole channels; list each width once")
+            seen.add(v)
+            out.append(v)
+    return tuple(sorted(out))
+
+
+def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
+    """Validate a space and resolve every block; raises SpaceError pointing at the cause."""
+
+    def error(path: str, message: str, hint: str | None = None) -> SpaceError:
+        if smap is None:
+            return SpaceError(message, file=space.name, hint=hint)
+        return smap.error(path, message, hint)
+
+    for i, layer in enumerate(space.stem):
+        if layer.stride < 1 or layer.kernel < 1:
+            raise error(f"stem.{i}", "stem kernel and stride must be >= 1")
+    c, h, w = space.input.channels, space.input.height, space.input.width
+    for step in stem_steps(space):
+        c, h, w = step.out_shape
+        if h < 1 or w < 1:
+            raise error(f"stem.{step.index}", "the stem shrinks the input below 1 pixel",
+                        "use a larger input or fewer strides")
+    stem_c, stem_hw = c, (h, w)
+    # structural checks the parser also makes, repeated for IR built in Python
+    names: set[str] = set()
+    total = 0
+    for st in space.stages:
+        if st.name in names:
+            raise error(f"stage.{st.name}", f"duplicate stage name '{st.name}'", "every stage needs its own name")
+        names.add(st.name)
+        if min(st.blocks, st.width, st.stride, st.expansion or 1) < 1:
+            raise error(f"stage.{st.name}", f"stage '{st.name}': blocks, width, stride and expansion must be >= 1")
+        total += st.blocks
+        if total > MAX_BLOCKS:
+            raise error(f"stage.{st.name}.attr.blocks", f"the space has more than {MAX_BLOCKS} blocks",
+                        "use fewer blocks per stage")
+        seen_ov: set[int] = set()
+        for o in st.overrides:
+            if not 0 <= o.index < st.blocks or o.index in seen_ov:
+                raise error(f"stage.{st.name}.block.{o.index}",
+                            f"stage '{st.name}': bad or repeated override of block {o.index}",
+                            f"block indices run from 0 to {st.blocks - 1}, each overridden at most once")
+            seen_ov.add(o.index)
+    blocks: list[ResolvedBlock] = []
+    for si, st in enumerate(space.stages):
+        expansion = st.expansion if st.expansion is not None else space.block.expansion
+        out_c = st.width * expansion
+        overrides = {o.index: o.spec for o in st.overrides}
+        for bi in range(st.blocks):
+            spec = _merge(space.block.spec, st.spec, overrides.get(bi, BlockSpec()))
+            key = f"{st.name}.{bi}"
+
+            def err_at(field: str, sub: str = ""):
+                # sub: e.g. ".1" or ".1.heads" -> the operator (argument) itself when recorded
+                path = _spec_path(space, si, bi, field) + (sub if field == "op" else "")
+                return lambda m, hint=None: error(path, f"block {key}: {m}", hint)
+
+            if not spec.ops:
+                raise error(f"stage.{st.name}", f"block {key} has no operator",
+                            "add 'op conv(kernel=3)' to the space's block defaults or the stage")
+            widths = _widths(spec.width or (Multiplier(factor=1.0),), st.width, err_at("width"))
+            options = []
+            for j, op in enumerate(spec.ops):
+                size = op.kernel if op.kind == "conv" else op.span
+                if size is not None and size % 2 == 0:
+                    raise err_at("op", f".{j}")(f"{op.signature} has an even size", "kernels and spans must be odd")
+                heads: tuple[int, ...] = ()
+                if op.is_attention:
+                    heads = op.heads or spec.heads or ()
+                    if not heads:
+                        raise err_at("op", f".{j}")(f"attention operator {op.signature} has no head choices",
+                                           "add e.g. 'heads 4 | 8' or write it as "
+                                           f"{op.kind}(heads=8)")
+                    if min(heads) < 1:
+                        raise err_at("heads" if op.heads is None else "op", f".{j}.heads")("head counts must be >= 1")
+                    for wd in widths:
+                        bad = [hd for hd in heads if wd % hd]
+                        if bad:
+                            good = [d for d in range(1, min(wd, 64) + 1) if wd % d == 0]
+                            raise err_at("heads" if op.heads is None else "op", f".{j}.heads")(
+                                f"{bad[0]} heads do not divide width {wd} ({op.signature})",
+                                f"head counts dividing {wd}: {', '.join(map(str, good))}")
+                elif op.heads:
+                    raise err_at("op", f".{j}")("conv takes no heads")
+                options.append(OpOption(op.without_heads(), tuple(sorted(heads))))
+            stride = st.stride if bi == 0 else 1
+            in_c = blocks[-1].out_channels if blocks else stem_c
+            oh, ow = -(-h // stride), -(-w // stride)
+            blocks.append(ResolvedBlock(st.name, bi, in_c, out_c, stride, (h, w), (oh, ow), widths, tuple(options)))
+            h, w = oh, ow
+    return ResolvedSpace(space, stem_c, stem_hw, tuple(blocks))
+
+
+def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> Arch:
+    """Check every block of ``arch`` is a point of the space; fills in fixed blocks.
+
+    Returns the arch with blocks in space order (so equal architectures compare equal).
+    """
+
+    def error(path: str, message: str, hint: str | None = None) -> SpaceError:
+        if smap is None:
+            return SpaceError(message, file=arch.name, hint=hint)
+        return smap.error(path, message, hint)
+
+    if arch.space != rs.name:
+        raise error("arch", f"arch '{arch.name}' is of space '{arch.space}', not '{rs.name}'",
+                    "check the 'of <space>' part of the header")
+    given = {b.key: b for b in arch.blocks}
+    for key, b in given.items():
+        path = f"arch.{key}"
+        rb = rs.by_key.get(key)
+        if rb is None:
+            raise error(path, f"space '{rs.name}' has no block {key}", did_you_mean(key, list(rs.by_key)))
+        opt = rb.option(b.op)
+        if opt is None:
+            raise error(f"{path}.op", f"block {key}: {b.op.signature} is not a choice of this block",
+                        f"choices: {' | '.join(o.op.signature for o in rb.options)}")
+        if b.width not in rb.widths:
+            raise error(f"{path}.width", f"block {key}: width {b.width} is not a choice of this block",
+                        f"widths: {', '.join(map(str, rb.widths))}")
+        if opt.heads:
+            if b.heads is None:
+                raise error(path, f"block {key}: {b.op.signature} needs 'heads N'",
+                            f"heads: {', '.join(map(str, opt.heads))}")
+            if b.heads not in opt.heads:
+                raise error(f"{path}.heads", f"block {key}: {b.heads} heads is not a choice of {b.op.signature}",
+                            f"heads: {', '.join(map(str, opt.heads))}")
+        elif b.heads is not None:
+            raise error(f"{path}.heads", f"block {key}: {b.op.signature} takes no heads")
+    blocks = []
+    missing = []
+    for rb in rs.blocks:
+        if rb.key in given:
+            blocks.append(given[rb.key])
+        elif rb.num_choices == 1:
+            blocks.append(rb.arch_block(rb.choices[0]))
+        else:
+            missing.append(rb.key)
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise error("end", f"arch '{arch.name}' does not fix block{'s' if len(missing) > 1 else ''} {shown}",
+                    "every searchable block needs a line such as: "
+                    f"{missing[0]} {rs.by_key[missing[0]].options[0].op.signature} width "
+                    f"{rs.by_key[missing[0]].widths[-1]}")
+    return arch.model_copy(update={"blocks": tuple(blocks)})
+
+
+def arch_choices(rs: ResolvedSpace, arch: Arch) -> tuple[Choice, ...]:
+    """The arch as one Choice per resolved block (assumes ``check_arch`` passed)."""
+    by = {b.key: b for b in arch.blocks}
+    return tuple(Choice(by[rb.key].op, by[rb.key].width, by[rb.key].heads) for rb in rs.blocks)

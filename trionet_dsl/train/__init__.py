@@ -1,0 +1,8 @@
+"""Stage 4, training: config and loop (``loop``), BatchNorm recalibration and evaluation
+(``bn``), atomic checkpoints (``checkpoint``) and datasets (``data``)."""
+
+from trionet_dsl.train.config import TrainConfig
+from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.loop import EpochMetrics, train
+
+__all__ = ["EpochMetrics", "TrainConfig", "calibration_batches", "evaluate", "recalibrate_bn", "train"]

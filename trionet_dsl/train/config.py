@@ -1,0 +1,25 @@
+"""What decides a training run: one pydantic model, validated up front and saved in the checkpoint."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a training run (saved in the checkpoint)."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    sampling: Literal["hierarchical", "uniform", "sandwich"] = "hierarchical"
+    sandwich_random: int = Field(2, ge=0)
+    sharing: Literal["multihead", "prefix"] = "multihead"
+    seed: int = 0
+    channels_last: bool = True
+    augment: bool = True

@@ -1,0 +1,54 @@
+"""Measuring a network: top-1 accuracy, and BatchNorm recalibration for a sub-network.
+
+A supernet's running BN statistics mix every sampled sub-network; before a sub-network is
+measured (search) or shipped (export), its statistics are re-estimated on fixed training
+batches. Search and export use these same functions and batches, so they agree.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+             channels_last: bool = True) -> float:
+    """Top-1 accuracy in eval mode."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        correct += (model(xb).argmax(1) == y[i:i + batch_size]).sum().item()
+    return correct / max(1, len(x))
+
+
+def calibration_batches(data, n: int, batch_size: int, seed: int, channels_last: bool = True) -> list[torch.Tensor]:
+    """The first ``n`` un-augmented training batches of epoch 0: fixed inputs for ``recalibrate_bn``.
+
+    The last batch may be short: with drop_last a split smaller than one batch gave no
+    batches at all, and recalibration then reset BN to mean 0 / variance 1.
+    """
+    from trionet_dsl.train.data import iterate
+
+    batches = iterate(data, "train", batch_size, 0, seed, augment=False)
+    return [xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
+            for _, (xb, _) in zip(range(n), batches)]
+
+
+def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Reset BN running stats and re-estimate them as a plain average over ``batches``."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    model.train()
+    with torch.no_grad():
+        for xb in batches:
+            model(xb)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
