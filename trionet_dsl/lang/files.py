@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from importlib import resources
-from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import IO
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # Python 3.10 keeps it in importlib.abc
+    from importlib.abc import Traversable
 
 from trionet_dsl.lang.errors import SpaceError
 
