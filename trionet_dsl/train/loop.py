@@ -74,6 +74,111 @@ def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: in
     return [sample(space, rng, cfg.sampling)]
 
 
+class _Run:
+    """One training run's state: model, optimizer, schedule, history; one method per phase."""
+
+    def __init__(self, target: ResolvedSpace | LoadedArch, data, cfg: TrainConfig, out: Path) -> None:
+        self.data, self.cfg, self.out = data, cfg, out
+        self.is_supernet = isinstance(target, ResolvedSpace)
+        self.space: ResolvedSpace = target if isinstance(target, ResolvedSpace) else target.space
+        self.arch_text = None if isinstance(target, ResolvedSpace) else emit_arch(target.arch)
+        self.ckpt_path = out / ("supernet.pt" if self.is_supernet else "model.pt")
+        self.space_text = emit_space(self.space.space)
+        self.steps_per_epoch = len(data.train_x) // cfg.batch_size
+        torch.manual_seed(cfg.seed)
+        model: nn.Module = (Supernet(self.space, cfg.sharing, seed=cfg.seed) if isinstance(target, ResolvedSpace)
+                            else build(self.space, target.arch, seed=cfg.seed))
+        self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+        self.opt = make_optimizer(self.model, cfg)
+        total = cfg.epochs * self.steps_per_epoch
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
+        self.history: list[EpochMetrics] = []
+        self.start_epoch = 0
+        if self.is_supernet:  # validation measures the largest sub-network with its own BN statistics
+            self.eval_arch = extreme(self.space, random.Random(cfg.seed), largest=True, name="largest")
+            self.calib = calibration_batches(data, 8, 128, cfg.seed, cfg.channels_last)
+
+    def resume(self) -> None:
+        """Continue from the run's checkpoint: same space, same settings, or a clear refusal."""
+        if not self.ckpt_path.exists():
+            raise SpaceError(f"nothing to resume: {self.ckpt_path} does not exist",
+                             hint="drop --resume to start a new run")
+        ck = load_checkpoint(self.ckpt_path)
+        require_space(ck, self.space_text, self.space.name, self.ckpt_path)
+        mine = self.cfg.model_dump(mode="json")
+        if ck.get("config") != mine:
+            diff = {k: (ck["config"].get(k), v) for k, v in mine.items() if ck["config"].get(k) != v}
+            raise SpaceError(f"--resume with different settings than the checkpoint: {diff}",
+                             hint="use the same options as the interrupted run")
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.start_epoch = ck["epoch"]
+        self.history = [EpochMetrics(**m) for m in ck.get("metrics", [])]
+
+    def train_epoch(self, epoch: int, tick: Callable[[float, float, float], None]) -> tuple[float, float, float]:
+        """One epoch of steps; returns (mean loss, accuracy, images/s) over the sampled sub-networks."""
+        from trionet_dsl.train.data import iterate
+
+        cfg, model = self.cfg, self.model
+        model.train()
+        t0 = time.perf_counter()
+        seen = correct = 0
+        loss_sum = 0.0
+        for step, (xb, yb) in enumerate(iterate(self.data, "train", cfg.batch_size, epoch, cfg.seed,
+                                                augment=cfg.augment, drop_last=True)):
+            if cfg.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            self.opt.zero_grad(set_to_none=True)
+            archs = _archs_for_step(self.space, cfg, epoch, step) if self.is_supernet else [None]
+            for arch in archs:
+                if arch is not None:
+                    model.activate(arch)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+                (loss / len(archs)).backward()
+                correct += (logits.argmax(1) == yb).sum().item()
+                seen += len(yb)
+                loss_sum += loss.item() * len(yb)
+            self.opt.step()
+            self.sched.step()
+            tick(loss_sum / seen, correct / seen, seen / max(1e-9, time.perf_counter() - t0))
+        return loss_sum / max(1, seen), correct / max(1, seen), seen / max(1e-9, time.perf_counter() - t0)
+
+    def validate(self) -> float:
+        """Validation accuracy; a supernet's running BN statistics are put back afterwards."""
+        saved = None
+        if self.is_supernet:  # running BN stats mix every sub-network: measure with its own, then put them back
+            self.model.activate(self.eval_arch)
+            saved = {k: v.clone() for k, v in self.model.state_dict().items() if "running_" in k or "batches" in k}
+            recalibrate_bn(self.model, self.calib)
+        val = evaluate(self.model, self.data.val_x, self.data.val_y, channels_last=self.cfg.channels_last)
+        if saved is not None:
+            self.model.load_state_dict(saved, strict=False)
+        return val
+
+    def save(self, epoch: int) -> None:
+        """The epoch's checkpoint (and ``best.pt`` when it is the best so far), written atomically."""
+        payload = {
+            "kind": "supernet" if self.is_supernet else "arch",
+            "space_text": self.space_text,
+            "arch_text": self.arch_text,
+            "sharing": self.cfg.sharing,
+            "config": self.cfg.model_dump(mode="json"),
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "metrics": [h.as_dict() for h in self.history],
+            "data": self.data.meta() if hasattr(self.data, "meta") else {},
+        }
+        save_checkpoint(self.ckpt_path, payload)
+        if self.history[-1].val_acc >= max(h.val_acc for h in self.history):  # ties: the later epoch
+            save_checkpoint(self.out / BEST_NAME, payload)
+        atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h.as_dict()) + "\n" for h in self.history))
+
+
 def train(
     target: ResolvedSpace | LoadedArch,
     data,  # trionet_dsl.train.data.DataBundle
@@ -84,120 +189,37 @@ def train(
     stop_after_epoch: int | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> list[EpochMetrics]:
-    """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``metrics.jsonl``)."""
-    from trionet_dsl.train.data import iterate
+    """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     out = Path(out_dir)
     check_out_dir(out)
-    steps_per_epoch = len(data.train_x) // cfg.batch_size
-    if steps_per_epoch == 0:
+    if len(data.train_x) // cfg.batch_size == 0:
         raise SpaceError(f"an epoch would have no training step: {len(data.train_x)} training image(s) but "
                          f"--batch-size {cfg.batch_size} (incomplete batches are dropped)",
                          hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data")
     out.mkdir(parents=True, exist_ok=True)
-    is_supernet = isinstance(target, ResolvedSpace)
-    space = target if is_supernet else target.space
-    ckpt_path = out / ("supernet.pt" if is_supernet else "model.pt")
-    metrics_path = out / "metrics.jsonl"
-    torch.manual_seed(cfg.seed)
-    model: nn.Module = (Supernet(space, cfg.sharing, seed=cfg.seed) if is_supernet
-                        else build(space, target.arch, seed=cfg.seed))
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg)
-    total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
-    history: list[EpochMetrics] = []
-    start_epoch = 0
-    space_text = emit_space(space.space)
-    if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        require_space(ck, space_text, space.name, ckpt_path)
-        if ck.get("config") != cfg.model_dump(mode="json"):
-            diff = {k: (ck["config"].get(k), v) for k, v in cfg.model_dump(mode="json").items()
-                    if ck["config"].get(k) != v}
-            raise SpaceError(f"--resume with different settings than the checkpoint: {diff}",
-                             hint="use the same options as the interrupted run")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start_epoch = ck["epoch"]
-        history = [EpochMetrics(**m) for m in ck.get("metrics", [])]
-    elif resume:
-        raise SpaceError(f"nothing to resume: {ckpt_path} does not exist", hint="drop --resume to start a new run")
-
-    eval_arch = None
-    if is_supernet:
-        eval_arch = extreme(space, random.Random(cfg.seed), largest=True, name="largest")
-        calib = calibration_batches(data, 8, 128, cfg.seed, cfg.channels_last)
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    run = _Run(target, data, cfg, out)
+    if resume:
+        run.resume()
     columns = [TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} {task.fields[ips]:.0f} img/s"),
                TimeRemainingColumn()]
     with Progress(*columns, disable=not progress, transient=False) as bar:
-        for epoch in range(start_epoch, cfg.epochs):
-            task = bar.add_task("train", total=steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0,
+        for epoch in range(run.start_epoch, cfg.epochs):
+            task = bar.add_task("train", total=run.steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0,
                                 acc=0.0, ips=0.0)
-            model.train()
-            t0 = time.perf_counter()
-            seen = correct = 0
-            loss_sum = 0.0
-            for step, (xb, yb) in enumerate(iterate(data, "train", cfg.batch_size, epoch, cfg.seed,
-                                                    augment=cfg.augment, drop_last=True)):
-                if cfg.channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                opt.zero_grad(set_to_none=True)
-                archs = _archs_for_step(space, cfg, epoch, step) if is_supernet else [None]
-                for arch in archs:
-                    if arch is not None:
-                        model.activate(arch)
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-                    (loss / len(archs)).backward()
-                    correct += (logits.argmax(1) == yb).sum().item()
-                    seen += len(yb)
-                    loss_sum += loss.item() * len(yb)
-                opt.step()
-                sched.step()
-                ips = seen / max(1e-9, time.perf_counter() - t0)
-                bar.update(task, advance=1, loss=loss_sum / seen, acc=correct / seen, ips=ips)
-            saved = None
-            if is_supernet:  # running BN stats mix every sub-network: measure with its own, then put them back
-                model.activate(eval_arch)
-                saved = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "batches" in k}
-                recalibrate_bn(model, calib)
-            val = evaluate(model, data.val_x, data.val_y, channels_last=cfg.channels_last)
-            if saved is not None:
-                model.load_state_dict(saved, strict=False)
-            m = EpochMetrics(epoch + 1, loss_sum / max(1, seen), correct / max(1, seen), val,
-                             seen / max(1e-9, time.perf_counter() - t0), sched.get_last_lr()[0])
-            history.append(m)
-            bar.update(task, description="done")
+            loss, acc, ips = run.train_epoch(epoch, lambda lo, ac, ip: bar.update(task, advance=1, loss=lo, acc=ac,
+                                                                               ips=ip))
+            m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, run.sched.get_last_lr()[0])
+            run.history.append(m)
             if progress:
-                note = " (largest sub-network, BN recalibrated)" if is_supernet else ""
+                note = " (largest sub-network, BN recalibrated)" if run.is_supernet else ""
                 bar.console.print(f"epoch {m.epoch}: loss {m.train_loss:.4f} train acc {m.train_acc:.4f} "
                                   f"val acc {m.val_acc:.4f}{note}")
-            payload = {
-                "kind": "supernet" if is_supernet else "arch",
-                "space_text": space_text,
-                "arch_text": None if is_supernet else emit_arch(target.arch),
-                "sharing": cfg.sharing,
-                "config": cfg.model_dump(mode="json"),
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "metrics": [h.as_dict() for h in history],
-                "data": data.meta() if hasattr(data, "meta") else {},
-            }
-            save_checkpoint(ckpt_path, payload)
-            if m.val_acc >= max(h.val_acc for h in history):  # ties: the later epoch (trained longer)
-                save_checkpoint(out / BEST_NAME, payload)
-            atomic_write_text(metrics_path, "".join(json.dumps(h.as_dict()) + "\n" for h in history))
+            run.save(epoch + 1)
             if on_epoch is not None:
                 on_epoch(m)
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
                 raise KeyboardInterrupt
-    return history
+    return run.history
