@@ -108,3 +108,32 @@ def test_supernet_evaluator_calibrates_on_a_split_smaller_than_a_batch(small_spa
                                  val_y=torch.zeros(8, dtype=torch.long), pad=4, flip=False)
     ev = SupernetEvaluator(Supernet(small_space, seed=0), data, bn_batches=8, batch_size=128)
     assert [len(b) for b in ev.calib] == [72]
+
+
+def test_resume_after_a_cut_line_drops_the_fragment(small_space, tmp_path):
+    """kill -9 mid-write leaves half a line: resume must not append onto it (the file stays valid JSON lines)."""
+    hist = tmp_path / "h.jsonl"
+    full = run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 12, seed=4, progress=False,
+                      history_path=tmp_path / "full.jsonl")
+    run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 6, seed=4, progress=False,
+               history_path=hist)
+    lines = hist.read_text().splitlines()
+    hist.write_text("\n".join(lines[:5]) + "\n" + lines[5][:17])  # the 6th record cut short
+    res = run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 12, seed=4, progress=False,
+                     history_path=hist, resume=True)
+    recs = [json.loads(line) for line in hist.read_text().splitlines()]  # every line parses
+    assert [r["i"] for r in recs] == list(range(12))
+    assert [arch_key(o.arch) for o in res.history] == [arch_key(o.arch) for o in full.history]
+
+
+def test_existing_history_is_not_truncated_without_resume(small_space, tmp_path):
+    hist = tmp_path / "h.jsonl"
+    run_search(small_space, "random", fake_accuracy, fake_cost, Limits(), 3, seed=1, progress=False, history_path=hist)
+    before = hist.read_text()
+    with pytest.raises(SpaceError, match="already exists"):
+        run_search(small_space, "random", fake_accuracy, fake_cost, Limits(), 3, seed=1, progress=False,
+                   history_path=hist)
+    assert hist.read_text() == before
+    run_search(small_space, "random", fake_accuracy, fake_cost, Limits(), 2, seed=1, progress=False,
+               history_path=hist, overwrite=True)
+    assert len(hist.read_text().splitlines()) == 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.lang.files import atomic_write_text
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.search.base import Limits, Observation, SearchStrategy, arch_key
 from trionet_dsl.search.registry import make_strategy
@@ -71,6 +72,59 @@ def read_history(path: Path) -> list[dict]:
     return records
 
 
+class _History:
+    """The JSON-lines log of a search: refuses to clobber, replays on resume, appends with fsync.
+
+    On resume a last line cut short by an interruption is dropped from the file too, so the
+    next record does not land on the fragment.
+    """
+
+    def __init__(self, path: Path | None, resume: bool, overwrite: bool, strategy: str, seed: int) -> None:
+        self.path, self.strategy, self.seed = path, strategy, seed
+        self.replay: list[dict] = []
+        self.fh = None
+        if path is None:
+            return
+        if not resume and not overwrite and path.exists() and path.stat().st_size > 0:
+            raise SpaceError(f"search history {path} already exists", file=str(path),
+                             hint="continue it with --resume, replace it with --overwrite, or choose --history/--out")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.replay = read_history(path)
+            clean = "".join(json.dumps(r) + "\n" for r in self.replay)
+            if not path.exists() or path.read_text() != clean:
+                atomic_write_text(path, clean)
+        else:
+            path.write_text("")
+
+    def __enter__(self) -> _History:
+        self.fh = self.path.open("a") if self.path else None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+    def replayed(self, i: int, arch: Arch, cost: Callable[[Arch], tuple[int, int]]) -> Observation | None:
+        """The logged observation of proposal ``i`` (None past the log's end)."""
+        if i >= len(self.replay):
+            return None
+        rec = self.replay[i]
+        if rec.get("arch_key") != arch_key(arch):
+            raise SpaceError(f"{self.path}: entry {i + 1} does not match what this strategy proposes",
+                             hint="resume with the same space, strategy, limits and --seed")
+        return Observation(arch, rec.get("accuracy"), *cost(arch))
+
+    def append(self, i: int, obs: Observation) -> None:
+        if self.fh is None:
+            return
+        self.fh.write(json.dumps({"i": i, "arch_key": arch_key(obs.arch), "accuracy": obs.accuracy,
+                                  "params": obs.params, "flops": obs.flops, "strategy": self.strategy,
+                                  "seed": self.seed}) + "\n")
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+
 def run_search(
     space: ResolvedSpace,
     strategy: str | SearchStrategy,
@@ -103,53 +157,31 @@ def run_search(
         (warn or _warn)(f"--budget {budget} is within the {warmup} random warm-up proposals of strategy "
                         f"'{strat.name}' ({getattr(strat, 'warmup_name', 'warm-up')}): this search is a random "
                         "search; raise --budget above it")
-    hist_path = Path(history_path) if history_path else None
-    if hist_path and not resume and not overwrite and hist_path.exists() and hist_path.stat().st_size > 0:
-        raise SpaceError(f"search history {hist_path} already exists", file=str(hist_path),
-                         hint="continue it with --resume, replace it with --overwrite, or choose --history/--out")
-    replay = read_history(hist_path) if (resume and hist_path) else []
-    if hist_path and not resume:
-        hist_path.parent.mkdir(parents=True, exist_ok=True)
-        hist_path.write_text("")
+    log = _History(Path(history_path) if history_path else None, resume, overwrite, strat.name, seed)
     history: list[Observation] = []
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     cols = [TextColumn(f"[bold]search ({strat.name})"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]}"), TimeRemainingColumn()]
-    with Progress(*cols, disable=not progress) as bar:
+    with Progress(*cols, disable=not progress) as bar, log:
         task = bar.add_task("search", total=budget, best="-")
-        fh = hist_path.open("a") if hist_path else None
-        try:
-            for i in range(budget):
-                arch = strat.ask()
-                if arch is None:
-                    break
+        for i in range(budget):
+            arch = strat.ask()
+            if arch is None:
+                break
+            obs = log.replayed(i, arch, cost)
+            if obs is None:
                 params, flops = cost(arch)
-                if i < len(replay):
-                    rec = replay[i]
-                    if rec.get("arch_key") != arch_key(arch):
-                        raise SpaceError(f"{hist_path}: entry {i + 1} does not match what this strategy proposes",
-                                         hint="resume with the same space, strategy, limits and --seed")
-                    obs = Observation(arch, rec.get("accuracy"), params, flops)
-                else:
-                    result = evaluate(arch)
-                    obs = Observation(arch, result.get("accuracy"), params, flops,
-                                      {k: v for k, v in result.items() if k != "accuracy"})
-                    if fh is not None:
-                        fh.write(json.dumps({"i": i, "arch_key": arch_key(arch), "accuracy": obs.accuracy,
-                                             "params": params, "flops": flops, "strategy": strat.name,
-                                             "seed": seed}) + "\n")
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                strat.tell(obs)
-                history.append(obs)
-                best = select_best(history, objective)
-                acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
-                bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
-        finally:
-            if fh is not None:
-                fh.close()
+                result = evaluate(arch)
+                obs = Observation(arch, result.get("accuracy"), params, flops,
+                                  {k: v for k, v in result.items() if k != "accuracy"})
+                log.append(i, obs)
+            strat.tell(obs)
+            history.append(obs)
+            best = select_best(history, objective)
+            acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
+            bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
     if not history:
         raise SpaceError("the search evaluated no architecture",
                          hint="the limits may exclude the whole space: check --max-flops / --max-params "
