@@ -40,6 +40,46 @@ class SearchOutcome:
                 "front": [{"arch": str(p), "accuracy": a, "params": prm, "flops": fl} for p, a, prm, fl in self.front]}
 
 
+def _limits(rs, max_flops: str | int | None, max_params: str | int | None):
+    """The cost limits, refused up front when no sub-network can meet them."""
+    from trionet_dsl.search.base import Limits
+    from trionet_dsl.space.cost import CostModel
+
+    limits = Limits(max_flops=parse_count(max_flops, "--max-flops"), max_params=parse_count(max_params, "--max-params"))
+    cost = CostModel(rs)
+    ext = cost.extremes()
+    if limits.max_flops is not None and limits.max_flops < ext["flops_min"]:
+        raise SpaceError(f"--max-flops {limits.max_flops:,} is below the smallest sub-network ({ext['flops_min']:,})",
+                         hint="raise the limit; `trionet compile` prints the space's FLOPs range")
+    if limits.max_params is not None and limits.max_params < ext["params_min"]:
+        raise SpaceError(f"--max-params {limits.max_params:,} is below the smallest sub-network "
+                         f"({ext['params_min']:,})", hint="raise the limit")
+    return limits, cost
+
+
+def _evaluator(evaluator: str, rs, checkpoint: str | Path | None, bn_batches: int, data: str | None,
+               val_fraction: float | None, val_data: str | None, force: bool):
+    """(evaluate, objective, description of the evaluation data) for ``--evaluator``."""
+    from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
+
+    if evaluator == "supernet":
+        if checkpoint is None:
+            raise SpaceError("the supernet evaluator needs --checkpoint", hint="train first: trionet train SPACE --out run/")
+        from trionet_dsl.train.checkpoint import load_checkpoint, require_space
+        from trionet_dsl.lang.emit import emit_space
+        from trionet_dsl.nn.supernet import Supernet
+
+        ck = load_checkpoint(checkpoint)
+        require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
+        net = Supernet.from_checkpoint(ck, rs)
+        bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force)
+        return SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed), "accuracy", described
+    if evaluator in ("flops", "params"):
+        return CostOnlyEvaluator(evaluator), evaluator, None
+
+    raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops or params")
+
+
 def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str | Path, data: str | None = None,
                strategy: str = "evolution", budget: int = 50, max_flops: str | int | None = None,
                max_params: str | int | None = None, evaluator: str = "supernet", seed: int = 0,
@@ -54,11 +94,8 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
     :func:`checkpoint_data`), BN recalibrated on ``bn_batches`` training batches; the
     arch's header says both, and ``export`` reproduces the number.
     """
-    from trionet_dsl.space.cost import CostModel
-    from trionet_dsl.space.loader import load_space
-    from trionet_dsl.search.base import Limits
     from trionet_dsl.search.driver import run_search
-    from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
+    from trionet_dsl.space.loader import load_space
 
     set_threads(threads)
     if budget < 1:
@@ -69,38 +106,17 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
                          hint="use the default 8 (0 would reset BN statistics and measure noise)")
     if val_fraction is not None:
         check_val_fraction(val_fraction)
+    if strategy in ("tpe", "nsga2"):
+        from trionet_dsl.search.optuna_search import require_optuna
+
+        require_optuna()  # before the checkpoint and data are loaded
     out = Path(out)
     if out.is_dir():
         raise SpaceError(f"--out {out} is a folder", hint=f"give a file name, e.g. {out / 'best.arch'}")
     rs = load_space(space_file)
-    limits = Limits(max_flops=parse_count(max_flops, "--max-flops"), max_params=parse_count(max_params, "--max-params"))
-    cost = CostModel(rs)
-    ext = cost.extremes()
-    if limits.max_flops is not None and limits.max_flops < ext["flops_min"]:
-        raise SpaceError(f"--max-flops {limits.max_flops:,} is below the smallest sub-network ({ext['flops_min']:,})",
-                         hint="raise the limit; `trionet compile` prints the space's FLOPs range")
-    if limits.max_params is not None and limits.max_params < ext["params_min"]:
-        raise SpaceError(f"--max-params {limits.max_params:,} is below the smallest sub-network "
-                         f"({ext['params_min']:,})", hint="raise the limit")
-    objective = "accuracy"
-    described = None
-    if evaluator == "supernet":
-        if checkpoint is None:
-            raise SpaceError("the supernet evaluator needs --checkpoint", hint="train first: trionet train SPACE --out run/")
-        from trionet_dsl.train.checkpoint import load_checkpoint, require_space
-        from trionet_dsl.lang.emit import emit_space
-        from trionet_dsl.nn.supernet import Supernet
-
-        ck = load_checkpoint(checkpoint)
-        require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
-        net = Supernet.from_checkpoint(ck, rs)
-        bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force)
-        evaluate = SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed)
-    elif evaluator in ("flops", "params"):
-        evaluate = CostOnlyEvaluator(evaluator)
-        objective = evaluator
-    else:
-        raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops or params")
+    limits, cost = _limits(rs, max_flops, max_params)
+    evaluate, objective, described = _evaluator(evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data,
+                                                force)
     if multi_objective and strategy == "tpe":
         strategy = "nsga2"
     hist = Path(history) if history else out.with_suffix(".history.jsonl")
