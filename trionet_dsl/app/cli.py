@@ -16,11 +16,29 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from trionet_dsl.app.shipped import resolve_file
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Compile, train, search and export TrioNet search spaces written in the .space language.")
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compile, train, search and export TrioNet search spaces written in the .space language. "
+                       "FILE arguments also take the name of a shipped space or arch (see `trionet spaces`).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from trionet_dsl import __version__
+
+        typer.echo(f"trionet-dsl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    pass  # the group's options; its help is the Typer(help=...) above
 
 
 def _console(stderr: bool = False) -> Console:
@@ -135,7 +153,7 @@ def compile_cmd(
     from trionet_dsl.app.compile_report import report
     from trionet_dsl.space.loader import LoadedArch, load_any
 
-    doc = load_any(file, space)
+    doc = load_any(resolve_file(file), space)
     rep = report(doc, with_costs=costs)
     if graph is not None:
         from trionet_dsl.space.graph import build_graph, write_graph
@@ -235,7 +253,7 @@ def diff_cmd(
     """What changed between two archs (per block) or two spaces (choices added/removed)."""
     from trionet_dsl.app.diff_report import diff_report
 
-    rep = diff_report(a, b, space=space, histories=history)
+    rep = diff_report(resolve_file(a), resolve_file(b), space=space, histories=history)
     if as_json:
         typer.echo(json.dumps(rep, indent=1))
         return
@@ -309,7 +327,7 @@ def train_cmd(
         e = exc.errors()[0]
         raise SpaceError(f"bad option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
     try:
-        hist = train_job(file, data, cfg, out, resume=resume, progress=not (no_progress or as_json),
+        hist = train_job(resolve_file(file), data, cfg, out, resume=resume, progress=not (no_progress or as_json),
                          val_fraction=val_fraction, space=space, val_data=val_data, threads=threads)
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
@@ -360,7 +378,7 @@ def search_cmd(
     err = _console(stderr=True)
     hist_path = history or out.with_suffix(".history.jsonl")
     try:
-        res = search_job(space_file, checkpoint, out, data=data, strategy=strategy, budget=budget,
+        res = search_job(resolve_file(space_file), checkpoint, out, data=data, strategy=strategy, budget=budget,
                          max_flops=max_flops, max_params=max_params, evaluator=evaluator, seed=seed,
                          history=history, resume=resume, multi_objective=multi_objective, bn_batches=bn_batches,
                          val_fraction=val_fraction, progress=not (no_progress or as_json), val_data=val_data,
@@ -411,7 +429,7 @@ def export_cmd(
     """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.app.export import export_job
 
-    res = export_job(arch, out, checkpoint, fmt, fresh=fresh, seed=seed, space=space, data=data,
+    res = export_job(resolve_file(arch), out, checkpoint, fmt, fresh=fresh, seed=seed, space=space, data=data,
                      val_fraction=val_fraction, val_data=val_data, force=force, recalibrate=recalibrate,
                      bn_batches=bn_batches, threads=threads)
     if as_json:
@@ -425,6 +443,35 @@ def export_cmd(
     if res.accuracy is not None:
         con.print(f"validation accuracy of the written file: {res.accuracy:.4f} on {_esc(str(res.metadata['data']))}"
                   f" (BN {res.metadata['bn']})")
+
+
+# ----------------------------------------------------------------------------- spaces
+@app.command("spaces")
+@guarded
+def spaces_cmd(
+    name: Optional[str] = typer.Argument(None, help="a shipped space (e.g. trionet_small) or arch (e.g. resnet50.arch)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable list"),
+) -> None:
+    """List the spaces and archs shipped with trionet-dsl, or print one (copy it: trionet spaces NAME > my.space)."""
+    from trionet_dsl.app.shipped import shipped_names, shipped_text
+    from trionet_dsl.lang.errors import did_you_mean
+
+    names = shipped_names()
+    if name is not None:
+        text = shipped_text(name)
+        if text is None:
+            raise SpaceError(f"no shipped space or arch called '{name}'", file=name,
+                             hint=did_you_mean(name, names["spaces"] + names["archs"]))
+        typer.echo(text, nl=False)
+        return
+    if as_json:
+        _emit_json(names)
+        return
+    con = _console()
+    con.print("shipped spaces: " + ", ".join(names["spaces"]))
+    con.print("shipped archs:  " + ", ".join(names["archs"]))
+    con.print("use a name wherever a FILE is asked (trionet compile trionet_small), "
+              "or copy one: trionet spaces trionet_small > my.space")
 
 
 # ----------------------------------------------------------------------------- schema

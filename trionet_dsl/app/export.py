@@ -250,6 +250,8 @@ def export_job(arch_file: str | Path, out: str | Path | None = None, checkpoint:
     set_threads(threads)
     arch_path = Path(arch_file)
     fmt = format_for(Path(out) if out is not None else None, fmt)
+    if fmt == "onnx":
+        _require_onnx()  # before any loading: a missing extra fails in a second
     target = Path(out) if out is not None else arch_path.with_suffix(SUFFIX[fmt])
     if target.is_dir():
         raise SpaceError(f"--out {target} is a folder", hint=f"give a file name, e.g. {target / (arch_path.stem + SUFFIX[fmt])}")

@@ -13,13 +13,20 @@ from trionet_dsl.search.base import CostFn, Limits, Observation, arch_key
 from trionet_dsl.space.resolve import Choice, ResolvedSpace
 
 
+def require_optuna() -> None:
+    """A one-line error naming the pip command when optuna (the ``search`` extra) is missing."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise SpaceError("the tpe and nsga2 strategies need optuna", hint="pip install 'trionet-dsl[search]'") from None
+
+
 class OptunaSearch:
     def __init__(self, space: ResolvedSpace, cost: CostFn, limits: Limits, seed: int = 0,
                  sampler: str = "tpe", **_: object) -> None:
-        try:
-            import optuna
-        except ImportError:
-            raise SpaceError("the optuna strategies need optuna", hint="pip install 'trionet-dsl[search]'") from None
+        require_optuna()
+        import optuna
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space, self.cost, self.limits = space, cost, limits
         self.multi = sampler == "nsga2"
