@@ -10,14 +10,20 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trionet_dsl.nn.ops import (AxialAttention2d, LocalAttention2d, SlicedBatchNorm2d, SuperAxialAttention,
-                             SuperLocalAttention)
-from trionet_dsl.nn.ops.costs import op_macs, op_params
+from trionet_dsl.lang.ir import Op
+from trionet_dsl.lang.operators import operator
+from trionet_dsl.nn.ops import (
+    AxialAttention2d,
+    LocalAttention2d,
+    SlicedBatchNorm2d,
+    SuperAxialAttention,
+    SuperLocalAttention,
+)
 
 
 def naive_local(x, m):
     n, _, hh, ww = x.shape
-    heads, k, p = m.heads, m.span, m.span // 2
+    heads, p = m.heads, m.span // 2
     w = m.wq.shape[0]
     d = w // heads
     dr = m.rel_row.shape[1]
@@ -184,8 +190,9 @@ def test_sliced_batchnorm_updates_only_its_slice():
 def test_param_and_mac_formulas(kind):
     w, h, span, max_len, hh, ww = 12, 4, 5, 9, 9, 7
     m = (LocalAttention2d(w, w, h, span) if kind == "local" else AxialAttention2d(w, w, h, max_len))
-    assert sum(p.numel() for p in m.parameters()) == op_params(kind, width=w, heads=h, kernel=None, span=span,
-                                                               max_len=max_len)
+    op = Op(kind="local", span=span) if kind == "local" else Op(kind="axial")
+    assert sum(p.numel() for p in m.parameters()) == operator(kind).count_params(op, width=w, heads=h,
+                                                                                 in_hw=(max_len, max_len))
     # count the multiply-adds of every product from the tensor sizes the operator uses
     hw, d = hh * ww, w // h
     if kind == "local":
@@ -198,7 +205,7 @@ def test_param_and_mac_formulas(kind):
         expected = 0
         for length in (hh, ww):
             expected += 3 * hw * w * w + 5 * (hw * length * h * d)  # qk, q.rq, k.rk, attn.v, attn.rv
-    assert op_macs(kind, height=hh, width_px=ww, channels=w, heads=h, kernel=None, span=span, stride=1) == expected
+    assert operator(kind).count_macs(op, width=w, heads=h, in_hw=(hh, ww), stride=1) == expected
 
 
 @pytest.mark.parametrize("kind", ["local", "axial"])

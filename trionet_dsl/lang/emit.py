@@ -33,12 +33,13 @@ def fmt_ints(values: Iterable[int], sep: str = " | ") -> str:
 
 
 def fmt_op(op: Op) -> str:
-    """``conv(kernel=3)``, ``local(span=7, heads=4|8)``, ``axial``, ``axial(span=15)``."""
-    args = []
-    if op.kind == "conv":
-        args.append(f"kernel={op.kernel}")
-    elif op.span is not None:
-        args.append(f"span={op.span}")
+    """``conv(kernel=3)``, ``local(span=7, heads=4|8)``, ``axial``, ``axial(span=15)``.
+
+    The operator's arguments in the order its registry entry declares them (defaults
+    written out: the IR holds them), then ``heads``; KeyError for an unregistered kind.
+    """
+    values = dict(op.args)
+    args = [f"{k}={values[k]}" for k in op.operator.arg_names if k in values]
     if op.heads:
         args.append(f"heads={fmt_ints(op.heads, '|')}")
     return f"{op.kind}({', '.join(args)})" if args else op.kind
@@ -158,7 +159,7 @@ def emit_arch(arch: Arch, header: Iterable[str] = ()) -> str:
     ops = [fmt_op(b.op) for b in arch.blocks]
     kw = max((len(k) for k in keys), default=0)
     ow = max((len(o) for o in ops), default=0)
-    for b, k, o in zip(arch.blocks, keys, ops):
+    for b, k, o in zip(arch.blocks, keys, ops, strict=True):
         text = f"{k.ljust(kw)} {o.ljust(ow)} width {b.width}"
         if b.heads is not None:
             text += f" heads {b.heads}"

@@ -10,43 +10,89 @@ path -> the comment written at the end of that statement's line).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import functools
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-OP_KINDS: tuple[str, ...] = ("conv", "local", "axial")
-ATTENTION_KINDS: frozenset[str] = frozenset({"local", "axial"})
-DEFAULT_CONV_KERNEL = 3
-DEFAULT_LOCAL_SPAN = 7
+from trionet_dsl.lang.operators import REGISTRY, Operator
 
 
 class _Node(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+@functools.lru_cache(maxsize=4096)
+def _signature(kind: str, args: tuple[tuple[str, int], ...]) -> str:
+    return f"{kind}({', '.join(f'{k}={v}' for k, v in args)})" if args else kind
+
+
 class Op(_Node):
     """One spatial operator choice: ``conv(kernel=3)``, ``local(span=7)``, ``axial`` …
 
-    ``heads`` overrides the block's head choices for this operator only.
+    ``kind`` names an operator of the registry (:mod:`trionet_dsl.lang.operators`), which
+    declares its arguments: ``args`` holds their values in declared order, defaults filled
+    in (``Op(kind="conv")`` is ``conv(kernel=3)``). Arguments may also be passed by name
+    (``Op(kind="conv", kernel=5)``) and read by name (``op.kernel``, ``op.span``,
+    ``op.arg("dilation")``). An unknown kind or argument is a ValueError naming the known
+    ones. ``heads`` overrides the block's head choices for this operator only.
     """
 
-    kind: Literal["conv", "local", "axial"]
-    kernel: int | None = None
-    span: int | None = None
+    kind: str
+    args: tuple[tuple[str, int], ...] = ()
     heads: tuple[int, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        kind = data.get("kind")
+        spec = REGISTRY.get(kind) if isinstance(kind, str) else None
+        if spec is None:
+            raise ValueError(f"unknown operator {kind!r}; registered operators: {', '.join(REGISTRY.names)}")
+        given: dict[str, int | None] = dict(data.pop("args", None) or ())
+        for key in [k for k in data if k not in ("kind", "heads")]:
+            given[key] = data.pop(key)
+        data["args"] = spec.normalise({k: v for k, v in given.items() if v is not None})
+        return data
+
+    def arg(self, name: str) -> int | None:
+        """The value of argument ``name`` (None when absent or not an argument of this operator)."""
+        for k, v in self.args:
+            if k == name:
+                return v
+        return None
+
+    def require(self, name: str) -> int:
+        """The value of argument ``name``; ValueError when it has none (a formula needs it)."""
+        value = self.arg(name)
+        if value is None:
+            raise ValueError(f"{self.signature} has no {name}")
+        return value
+
+    @property
+    def kernel(self) -> int | None:
+        return self.arg("kernel")
+
+    @property
+    def span(self) -> int | None:
+        return self.arg("span")
+
+    @property
+    def operator(self) -> Operator:
+        """Its registry entry (KeyError naming the registered operators if it was removed)."""
+        return REGISTRY[self.kind]
 
     @property
     def is_attention(self) -> bool:
-        return self.kind in ATTENTION_KINDS
+        return self.operator.attention
 
     @property
     def signature(self) -> str:
         """The operator's identity without head choices, as written in arch files."""
-        if self.kind == "conv":
-            return f"conv(kernel={self.kernel})"
-        if self.kind == "local":
-            return f"local(span={self.span})"
-        return "axial" if self.span is None else f"axial(span={self.span})"
+        return _signature(self.kind, self.args)
 
     def without_heads(self) -> Op:
         return self.model_copy(update={"heads": None})
@@ -75,7 +121,7 @@ class Multiplier(_Node):
     factor: float
 
 
-WidthItem = Annotated[Union[Channels, ChannelRange, Multiplier], Field(discriminator="kind")]
+WidthItem = Annotated[Channels | ChannelRange | Multiplier, Field(discriminator="kind")]
 
 
 class BlockSpec(_Node):
@@ -104,7 +150,7 @@ class StemPool(_Node):
     stride: int = 1
 
 
-StemLayer = Annotated[Union[StemConv, StemPool], Field(discriminator="kind")]
+StemLayer = Annotated[StemConv | StemPool, Field(discriminator="kind")]
 
 
 class BlockDefaults(_Node):
@@ -189,4 +235,4 @@ class Arch(_Node):
         raise KeyError(key)
 
 
-Document = Union[Space, Arch]
+Document = Space | Arch

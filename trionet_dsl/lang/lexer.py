@@ -14,6 +14,7 @@ an argument (``Name.Attribute``), so ``heads=`` there is not the ``heads`` state
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from pygments.lexer import RegexLexer, bygroups, default, include, words
 from pygments.token import (
@@ -27,6 +28,8 @@ from pygments.token import (
     _TokenType,
 )
 
+from trionet_dsl.lang.operators import REGISTRY
+
 __all__ = ["TrioNetLexer", "source_line_tokens"]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"  # the grammar's NAME (common.CNAME)
@@ -35,7 +38,7 @@ KEYWORDS = (
     "space", "arch", "of", "input", "classes", "stem", "block", "stage", "op",
     "width", "heads", "blocks", "stride", "expansion", "step", "bottleneck",
 )
-OPERATORS = ("conv", "local", "axial")
+OPERATORS = REGISTRY.names  # the built-in operators (the registry when this module is imported)
 STEM_LAYERS = ("conv", "maxpool", "avgpool")
 
 
@@ -43,11 +46,11 @@ class TrioNetLexer(RegexLexer):
     """Lexer for TrioNet search spaces (``.space``) and architectures (``.arch``)."""
 
     name = "TrioNet"
-    aliases = ["trionet", "trionet-space"]
-    filenames = ["*.space", "*.arch"]
-    mimetypes = ["text/x-trionet"]
+    aliases: ClassVar[list[str]] = ["trionet", "trionet-space"]
+    filenames: ClassVar[list[str]] = ["*.space", "*.arch"]
+    mimetypes: ClassVar[list[str]] = ["text/x-trionet"]
 
-    tokens = {
+    tokens: ClassVar[dict[str, list]] = {
         "common": [
             (r"\s+", Whitespace),
             (r"#[^\n]*", Comment.Single),
@@ -85,7 +88,7 @@ class TrioNetLexer(RegexLexer):
         "stem": [
             include("common"),
             (r"\}", Punctuation, "#pop"),
-            (words(STEM_LAYERS + ("stride",), prefix=r"\b", suffix=r"\b"), Keyword),
+            (words((*STEM_LAYERS, "stride"), prefix=r"\b", suffix=r"\b"), Keyword),
             include("values"),
             (r"[;,]", Punctuation),
             default("#pop"),

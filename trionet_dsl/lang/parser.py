@@ -20,9 +20,6 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from trionet_dsl.lang.errors import SpaceError, did_you_mean
 from trionet_dsl.lang.ir import (
-    DEFAULT_CONV_KERNEL,
-    DEFAULT_LOCAL_SPAN,
-    OP_KINDS,
     Arch,
     ArchBlock,
     BlockDefaults,
@@ -38,6 +35,7 @@ from trionet_dsl.lang.ir import (
     StemConv,
     StemPool,
 )
+from trionet_dsl.lang.operators import REGISTRY
 
 _KEYWORD_TEXT = {
     "BLOCKS": "'blocks'", "WIDTH": "'width'", "STRIDE": "'stride'", "EXPANSION": "'expansion'",
@@ -290,30 +288,31 @@ class _Builder:
         return BlockSpec(**fields)
 
     def op(self, t: Tree, path: str) -> Op:
+        """An operator as the registry declares it: its arguments, ``heads`` if it is an attention one."""
         name_tok, args = t.children
         name = str(name_tok)
         self.at(path, t)
-        if name not in OP_KINDS:
-            raise self.err(name_tok, f"unknown operator '{name}'", did_you_mean(name, OP_KINDS))
-        allowed = {"conv": ("kernel",), "local": ("span", "heads"), "axial": ("span", "heads")}[name]
+        spec = REGISTRY.get(name)
+        if spec is None:
+            raise self.err(name_tok, f"unknown operator '{name}'", did_you_mean(name, REGISTRY.names))
+        allowed = spec.keywords
         given: dict[str, tuple[int, ...]] = {}
         for arg in _children(args) if args is not None else []:
             key_tok, *vals = arg.children
             key = str(key_tok)
             if key not in allowed:
                 raise self.err(key_tok, f"operator '{name}' has no argument '{key}'",
-                               did_you_mean(key, allowed))
+                               did_you_mean(key, allowed) if allowed else f"'{name}' takes no arguments")
             if key in given:
                 raise self.err(key_tok, f"argument '{key}' given twice")
             self.at(f"{path}.{key}", arg)
             given[key] = self.ints(vals, key)
-        for key in ("kernel", "span"):
+        for key in spec.arg_names:
             if key in given and len(given[key]) != 1:
                 raise self.err(t, f"'{key}' takes one value; list separate operators to search it",
                                f"e.g. op {name}({key}=3) | {name}({key}=5)")
-        kernel = given.get("kernel", (DEFAULT_CONV_KERNEL,))[0] if name == "conv" else None
-        span = given["span"][0] if "span" in given else (DEFAULT_LOCAL_SPAN if name == "local" else None)
-        return Op(kind=name, kernel=kernel, span=span, heads=given.get("heads"))
+        values = {k: v[0] for k, v in given.items() if k != "heads"}
+        return Op(kind=name, args=spec.normalise(values), heads=given.get("heads"))
 
     def width_item(self, t: Tree):
         if t.data == "w_abs":

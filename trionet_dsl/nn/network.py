@@ -11,15 +11,15 @@ import torch
 from torch import nn
 
 from trionet_dsl.lang.ir import Arch
+from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
 
 
 def make_op(block: ResolvedBlock, choice: Choice) -> nn.Module:
-    """The plain spatial operator of ``choice`` (stride included) with fresh weights."""
-    from trionet_dsl.nn.ops import plain_op
-
-    return plain_op(choice.op.kind, width=choice.width, heads=choice.heads, stride=block.stride,
-                    kernel=choice.op.kernel, span=choice.op.span, max_len=max(block.in_hw))
+    """The plain spatial operator of ``choice`` (stride included) with fresh weights, as its
+    registry entry (:mod:`trionet_dsl.lang.operators`) builds it."""
+    return REGISTRY[choice.op.kind].make_plain(choice.op, width=choice.width, heads=choice.heads,
+                                               in_hw=block.in_hw, stride=block.stride)
 
 
 class Bottleneck(nn.Module):
@@ -110,7 +110,7 @@ def build(space: ResolvedSpace, arch: Arch, seed: int | None = None) -> TrioNet:
         torch.manual_seed(seed)
     blocks = [
         Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, make_op(b, c), b.has_projection)
-        for b, c in zip(space.blocks, arch_choices(space, arch))
+        for b, c in zip(space.blocks, arch_choices(space, arch), strict=True)
     ]
     model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
     init_weights(model)

@@ -5,10 +5,11 @@ Sharing, block by block:
   sub-network of width ``w`` uses their leading ``w`` channels (Once-for-All / BigNAS
   width slicing);
 * each operator choice (``conv(kernel=3)``, ``local(span=7)``, ``axial``) has its own
-  weights and its own BN after it (sliced by width; under Multi-head Sharing, by grid
-  position, and the 1x1 expand reads the same positions — see :mod:`trionet_dsl.nn.ops.heads`); attention operators share across widths and head counts by Multi-head
-  Sharing (see :mod:`trionet_dsl.nn.ops`) or, with ``sharing="prefix"``, by a flat
-  channel prefix.
+  weights (the super module its registry entry builds: :mod:`trionet_dsl.lang.operators`)
+  and its own BN after it (sliced by width; under Multi-head Sharing, by grid position, and
+  the 1x1 expand reads the same positions — see :mod:`trionet_dsl.nn.ops.heads`); attention
+  operators share across widths and head counts by Multi-head Sharing (see
+  :mod:`trionet_dsl.nn.ops`) or, with ``sharing="prefix"``, by a flat channel prefix.
 
 The forward pass slices weights to the active sub-network: it costs what that
 sub-network costs, never the full supernet.
@@ -23,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from trionet_dsl.lang.ir import Arch
-from trionet_dsl.nn.ops import SlicedBatchNorm2d, SuperConv2d, super_op
-from trionet_dsl.nn.ops.heads import check_mode
+from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.nn.network import Bottleneck, TrioNet, init_weights, make_stem
+from trionet_dsl.nn.ops import SlicedBatchNorm2d, SuperConv2d
+from trionet_dsl.nn.ops.heads import check_mode
 from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
 
 Sharing = Literal["multihead", "prefix"]
@@ -45,10 +47,10 @@ class SuperBottleneck(nn.Module):
         wmax = block.max_width
         self.conv1 = SuperConv2d(block.in_channels, wmax, 1, 1)
         self.bn1 = SlicedBatchNorm2d(wmax)
-        self.ops = nn.ModuleDict({
-            _op_key(o.op.signature): super_op(o.op.kind, in_max=wmax, widths=block.widths, heads=o.heads,
-                                              stride=block.stride, kernel=o.op.kernel, span=o.op.span,
-                                              max_len=max(block.in_hw), sharing=sharing)
+        self.ops = nn.ModuleDict({  # each operator's super module, as its registry entry builds it
+            _op_key(o.op.signature): REGISTRY[o.op.kind].make_super(
+                o.op, in_max=wmax, widths=block.widths, heads=o.heads, in_hw=block.in_hw, stride=block.stride,
+                sharing=sharing)
             for o in block.options
         })
         # one BN per operator choice: conv, local and axial outputs have different statistics,
@@ -128,7 +130,7 @@ class Supernet(nn.Module):
     def activate(self, arch: Arch) -> Supernet:
         """Select the sub-network ``arch`` (checked against the space) for later forwards."""
         arch = check_arch(self.space, arch)
-        for blk, c in zip(self.blocks, arch_choices(self.space, arch)):
+        for blk, c in zip(self.blocks, arch_choices(self.space, arch), strict=True):
             blk.select(c)
         self._arch = arch
         return self

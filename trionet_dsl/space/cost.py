@@ -4,7 +4,9 @@ FLOPs are multiply-accumulates (MACs), the convention of the ResNet paper (He et
 2016, "3.8 x 10^9 FLOPs" for ResNet-50) and of torchvision/fvcore: convolutions, linear
 layers and attention products count; BatchNorm, ReLU, softmax, pooling and residual
 additions do not. Parameters count trainable tensors only (BN running statistics are
-buffers). Operator formulas live beside the operators (:mod:`trionet_dsl.nn.ops.costs`).
+buffers). Each operator's formulas come from its registry entry
+(:mod:`trionet_dsl.lang.operators`; the built-ins' are in :mod:`trionet_dsl.space.op_costs`):
+plain Python, so the cost model never imports torch.
 
 Costs are tabulated once per (block, choice) when a :class:`CostModel` is made, so
 costing an architecture is one table lookup per block (search needs >10k archs/s).
@@ -15,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trionet_dsl.lang.ir import Arch
-from trionet_dsl.nn.ops.costs import op_macs, op_params
+from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace
+from trionet_dsl.space.sharing import check_mode
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,9 @@ def block_cost(b: ResolvedBlock, c: Choice) -> Cost:
     (h, w), (oh, ow) = b.in_hw, b.out_hw
     params = b.in_channels * c.width + 2 * c.width  # conv1 + bn1
     flops = h * w * b.in_channels * c.width
-    params += op_params(c.op.kind, width=c.width, heads=c.heads, kernel=c.op.kernel, span=c.op.span,
-                        max_len=max(b.in_hw))
-    flops += op_macs(c.op.kind, height=h, width_px=w, channels=c.width, heads=c.heads, kernel=c.op.kernel,
-                     span=c.op.span, stride=b.stride)
+    spec = REGISTRY[c.op.kind]
+    params += spec.count_params(c.op, width=c.width, heads=c.heads, in_hw=b.in_hw)
+    flops += spec.count_macs(c.op, width=c.width, heads=c.heads, in_hw=b.in_hw, stride=b.stride)
     params += 2 * c.width + c.width * b.out_channels + 2 * b.out_channels  # bn2, conv3, bn3
     flops += oh * ow * c.width * b.out_channels
     if b.has_projection:
@@ -72,7 +74,7 @@ class CostModel:
 
     def __call__(self, arch: Arch) -> tuple[int, int]:
         p, f = self.fixed.params, self.fixed.flops
-        for table, ab in zip(self.tables, arch.blocks):
+        for table, ab in zip(self.tables, arch.blocks, strict=True):
             bp, bf = table[(ab.op.signature, ab.width, ab.heads)]
             p += bp
             f += bf
@@ -99,20 +101,19 @@ def arch_cost(space: ResolvedSpace, arch: Arch) -> Cost:
 
 def supernet_params(space: ResolvedSpace, sharing: str = "multihead") -> int:
     """Parameters of the supernet itself (every operator at its largest), without building it."""
-    from trionet_dsl.nn.ops.costs import super_op_params
-    from trionet_dsl.nn.ops.heads import stored_rows
-
+    check_mode(sharing)
     total = fixed_cost(space).params
     for b in space.blocks:
         wm = b.max_width
         # outputs each operator's BN and the 1x1 expand address: the head grid under Multi-head Sharing
-        rows = [wm if o.op.kind == "conv" else stored_rows(b.widths, o.heads, sharing) for o in b.options]
+        rows = [REGISTRY[o.op.kind].count_output_rows(o.op, widths=b.widths, heads=o.heads, sharing=sharing)
+                for o in b.options]
         total += b.in_channels * wm + 2 * wm + 2 * sum(rows) + max(rows) * b.out_channels + 2 * b.out_channels
         if b.has_projection:
             total += b.in_channels * b.out_channels + 2 * b.out_channels
         for o in b.options:
-            total += super_op_params(o.op.kind, widths=b.widths, heads=o.heads, kernel=o.op.kernel,
-                                     span=o.op.span, max_len=max(b.in_hw), sharing=sharing)
+            total += REGISTRY[o.op.kind].count_super_params(o.op, widths=b.widths, heads=o.heads, in_hw=b.in_hw,
+                                                            sharing=sharing)
     return total
 
 

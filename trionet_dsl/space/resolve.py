@@ -9,17 +9,30 @@ propagates channels and spatial sizes through the backbone. Everything downstrea
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 from trionet_dsl.lang.errors import SpaceError, did_you_mean
-from trionet_dsl.lang.ir import Arch, ArchBlock, BlockSpec, ChannelRange, Channels, Multiplier, Op, Space, StemConv, StemPool
+from trionet_dsl.lang.ir import (
+    Arch,
+    ArchBlock,
+    BlockSpec,
+    ChannelRange,
+    Channels,
+    Multiplier,
+    Op,
+    Space,
+    StemConv,
+    StemPool,
+)
+from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.lang.parser import SourceMap
 
 
 @dataclass(frozen=True)
 class OpOption:
-    """An operator of a block with the head counts it may use (``()`` for conv)."""
+    """An operator of a block with the head counts it may use (``()`` for one without heads)."""
 
     op: Op  # heads stripped: identity only
     heads: tuple[int, ...]
@@ -226,6 +239,42 @@ def _widths(items, base: int, err) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def _option(op: Op, j: int, widths: tuple[int, ...], block_heads: tuple[int, ...] | None,
+            err_at: Callable[..., Callable[..., SpaceError]]) -> OpOption:
+    """Operator ``j`` of a block checked by its registry entry: sizes, heads, its own rule."""
+    spec = REGISTRY.get(op.kind)
+    if spec is None:
+        raise err_at("op", f".{j}")(f"unknown operator '{op.kind}'", did_you_mean(op.kind, REGISTRY.names))
+    for a in spec.args:
+        size = op.arg(a.name)
+        if size is not None and size < 1:
+            raise err_at("op", f".{j}")(f"{op.signature}: {a.name} must be >= 1")
+        if a.odd and size is not None and size % 2 == 0:
+            raise err_at("op", f".{j}")(f"{op.signature} has an even size", "kernels and spans must be odd")
+    heads: tuple[int, ...] = ()
+    if spec.attention:
+        heads = op.heads or block_heads or ()
+        if not heads:
+            raise err_at("op", f".{j}")(f"attention operator {op.signature} has no head choices",
+                                        f"add e.g. 'heads 4 | 8' or write it as {op.kind}(heads=8)")
+        if min(heads) < 1:
+            raise err_at("heads" if op.heads is None else "op", f".{j}.heads")("head counts must be >= 1")
+        for wd in widths:
+            bad = [hd for hd in heads if wd % hd]
+            if bad:
+                good = [d for d in range(1, min(wd, 64) + 1) if wd % d == 0]
+                raise err_at("heads" if op.heads is None else "op", f".{j}.heads")(
+                    f"{bad[0]} heads do not divide width {wd} ({op.signature})",
+                    f"head counts dividing {wd}: {', '.join(map(str, good))}")
+    elif op.heads:
+        raise err_at("op", f".{j}")(f"{op.kind} takes no heads")
+    heads = tuple(sorted(heads))
+    problem = spec.validate(op, widths=widths, heads=heads)
+    if problem:
+        raise err_at("op", f".{j}")(f"{op.signature}: {problem}")
+    return OpOption(op.without_heads(), heads)
+
+
 def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
     """Validate a space and resolve every block; raises SpaceError pointing at the cause."""
 
@@ -273,7 +322,7 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
             spec = _merge(space.block.spec, st.spec, overrides.get(bi, BlockSpec()))
             key = f"{st.name}.{bi}"
 
-            def err_at(field: str, sub: str = ""):
+            def err_at(field: str, sub: str = "", si: int = si, bi: int = bi, key: str = key):
                 # sub: e.g. ".1" or ".1.heads" -> the operator (argument) itself when recorded
                 path = _spec_path(space, si, bi, field) + (sub if field == "op" else "")
                 return lambda m, hint=None: error(path, f"block {key}: {m}", hint)
@@ -282,30 +331,7 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
                 raise error(f"stage.{st.name}", f"block {key} has no operator",
                             "add 'op conv(kernel=3)' to the space's block defaults or the stage")
             widths = _widths(spec.width or (Multiplier(factor=1.0),), st.width, err_at("width"))
-            options = []
-            for j, op in enumerate(spec.ops):
-                size = op.kernel if op.kind == "conv" else op.span
-                if size is not None and size % 2 == 0:
-                    raise err_at("op", f".{j}")(f"{op.signature} has an even size", "kernels and spans must be odd")
-                heads: tuple[int, ...] = ()
-                if op.is_attention:
-                    heads = op.heads or spec.heads or ()
-                    if not heads:
-                        raise err_at("op", f".{j}")(f"attention operator {op.signature} has no head choices",
-                                           "add e.g. 'heads 4 | 8' or write it as "
-                                           f"{op.kind}(heads=8)")
-                    if min(heads) < 1:
-                        raise err_at("heads" if op.heads is None else "op", f".{j}.heads")("head counts must be >= 1")
-                    for wd in widths:
-                        bad = [hd for hd in heads if wd % hd]
-                        if bad:
-                            good = [d for d in range(1, min(wd, 64) + 1) if wd % d == 0]
-                            raise err_at("heads" if op.heads is None else "op", f".{j}.heads")(
-                                f"{bad[0]} heads do not divide width {wd} ({op.signature})",
-                                f"head counts dividing {wd}: {', '.join(map(str, good))}")
-                elif op.heads:
-                    raise err_at("op", f".{j}")("conv takes no heads")
-                options.append(OpOption(op.without_heads(), tuple(sorted(heads))))
+            options = [_option(op, j, widths, spec.heads, err_at) for j, op in enumerate(spec.ops)]
             stride = st.stride if bi == 0 else 1
             in_c = blocks[-1].out_channels if blocks else stem_c
             oh, ow = -(-h // stride), -(-w // stride)

@@ -14,6 +14,7 @@ import random
 from typing import Literal
 
 from trionet_dsl.lang.ir import Arch, ArchBlock
+from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.space.resolve import Choice, OpOption, ResolvedBlock, ResolvedSpace
 
 Strategy = Literal["hierarchical", "uniform"]
@@ -65,8 +66,10 @@ def sandwich(space: ResolvedSpace, rng: random.Random, n_random: int = 2,
 def uniform_op(space: ResolvedSpace, kind: str, largest: bool = True, name: str | None = None) -> Arch:
     """Every block with the first operator of ``kind`` at its largest (or smallest) width/heads.
 
-    Gives the single-operator baselines (all-conv, all-local, all-axial) of a space.
+    Gives the single-operator baselines (all-conv, all-local, all-axial) of a space. A
+    ``kind`` the operator registry does not know is a KeyError naming the ones it does.
     """
+    REGISTRY[kind]
     blocks = []
     for b in space.blocks:
         opts = [o for o in b.options if o.op.kind == kind]

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trionet_dsl.nn.ops.heads import GridOutputs, check_mode, check_sub, grid_dims, slice_rows, stored_rows
+from trionet_dsl.space.op_costs import axial_attention_macs, axial_attention_params
 
 _NAMES = ("wq", "wk", "wv", "rq", "rk", "rv")
 
@@ -127,15 +128,12 @@ class AxialAttention2d(nn.Module):
     @staticmethod
     def param_count(in_channels: int, width: int, heads: int, max_len: int) -> int:
         """``3 C_in w + 3 w^2 + 6 w (2 max_len - 1)``: two layers' projections and three embeddings each."""
-        rel = 3 * width * (2 * max_len - 1)
-        return 3 * width * in_channels + rel + 3 * width * width + rel
+        return axial_attention_params(in_channels, width, heads, max_len)
 
     @staticmethod
     def macs(height: int, width_px: int, in_channels: int, width: int, heads: int, batch: int = 1) -> int:
         """``N H W (3 C_in w + 5 H w) + N H W (3 w^2 + 5 W w)`` (see the module docstring)."""
-        hw = height * width_px
-        return batch * (hw * (3 * in_channels * width + 5 * height * width)
-                        + hw * (3 * width * width + 5 * width_px * width))
+        return axial_attention_macs(height, width_px, in_channels, width, heads, batch)
 
 
 class SuperAxialAttention(GridOutputs, nn.Module):
@@ -203,7 +201,7 @@ class SuperAxialAttention(GridOutputs, nn.Module):
         hw, ww = self.weights(cin, width, heads)
         with torch.no_grad():
             for prefix, ts in (("h_", hw), ("w_", ww)):
-                for name, t in zip(_NAMES, ts):
+                for name, t in zip(_NAMES, ts, strict=True):
                     getattr(m, prefix + name).copy_(t)
         return m.train(self.training)
 
@@ -219,7 +217,7 @@ class SuperAxialAttention(GridOutputs, nn.Module):
         hw, ww = self.weights(self.in_max, width, heads)
         out: dict[str, torch.Tensor] = {}
         for prefix, ts in (("h_", hw), ("w_", ww)):
-            for name, t in zip(_NAMES, ts):
+            for name, t in zip(_NAMES, ts, strict=True):
                 if name.startswith("r"):
                     out[prefix + name] = t[i]
                 elif prefix == "w_":

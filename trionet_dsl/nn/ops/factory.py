@@ -1,10 +1,19 @@
-"""Operator construction by kind: the one place that maps DSL operators to modules."""
+"""The built-in operators' modules, as the operator registry (:mod:`trionet_dsl.lang.operators`)
+names them: for each kind a *plain* builder (one size, fresh weights) and a *super* builder
+(every width and head count of a block in one set of weights).
+
+A super module's interface, for every kind: ``forward(x, width, heads)``, ``output_rows``
+(outputs the BN after it stores), ``output_index(width, heads)`` (where those outputs sit
+among them; ``None``: the leading ``width``) and ``extract(width, heads)`` (a plain copy).
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from trionet_dsl.lang.ir import Op
+from trionet_dsl.lang.operators import head_count
 from trionet_dsl.nn.ops.axial_attention import AxialAttention2d, SuperAxialAttention
 from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAttention
 from trionet_dsl.nn.ops.sliced import SuperConv2d
@@ -33,27 +42,31 @@ class SuperConvOp(nn.Module):
         return self.conv.extract(width, in_channels=width if in_channels is None else in_channels)
 
 
-def plain_op(kind: str, *, width: int, heads: int | None, stride: int, kernel: int | None, span: int | None,
-             max_len: int) -> nn.Module:
-    """A standalone operator (input channels = width) with fresh weights."""
-    if kind == "conv":
-        conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, bias=False)
-        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-        return conv
-    if kind == "local":
-        return LocalAttention2d(width, width, heads, span, stride)
-    if kind == "axial":
-        return AxialAttention2d(width, width, heads, max_len, span or 0, stride)
-    raise ValueError(f"unknown operator kind {kind!r}")
+def conv_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
+    kernel = op.require("kernel")
+    conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
 
 
-def super_op(kind: str, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], stride: int,
-             kernel: int | None, span: int | None, max_len: int, sharing: str) -> nn.Module:
-    """The supernet's operator for every (width, heads) of one block's choice."""
-    if kind == "conv":
-        return SuperConvOp(in_max, max(widths), kernel, stride)
-    if kind == "local":
-        return SuperLocalAttention(in_max, widths, heads, span, stride, sharing)
-    if kind == "axial":
-        return SuperAxialAttention(in_max, widths, heads, max_len, span or 0, stride, sharing)
-    raise ValueError(f"unknown operator kind {kind!r}")
+def conv_super(op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
+               stride: int, sharing: str) -> nn.Module:
+    return SuperConvOp(in_max, max(widths), op.require("kernel"), stride)
+
+
+def local_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
+    return LocalAttention2d(width, width, head_count(heads), op.require("span"), stride)
+
+
+def local_super(op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
+                stride: int, sharing: str) -> nn.Module:
+    return SuperLocalAttention(in_max, widths, heads, op.require("span"), stride, sharing)
+
+
+def axial_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
+    return AxialAttention2d(width, width, head_count(heads), max(in_hw), op.span or 0, stride)
+
+
+def axial_super(op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
+                stride: int, sharing: str) -> nn.Module:
+    return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing)

@@ -32,38 +32,20 @@ positions (``H * D`` of them stored). With prefix sharing channel ``c`` is alway
 ``c``. Measured before this was done (``benchmarks/sharing_comparison.py``): Multi-head
 Sharing trailed prefix sharing by 13 points of one-shot accuracy, because the 1x1 expand
 saw a different channel order for every head count.
+
+The integer arithmetic of the grid (``grid_dims``, ``stored_rows``, ``grid_index``, ...) is
+in :mod:`trionet_dsl.space.sharing` (torch-free: the cost model needs it) and re-exported
+here; this module adds what slices tensors.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-MODES = ("multihead", "prefix")
+from trionet_dsl.space.sharing import MODES, check_mode, grid_dims, grid_index, split_halves, stored_rows
 
-
-def check_mode(mode: str) -> str:
-    """Reject unknown sharing modes early (a typo would silently pick a default otherwise)."""
-    if mode not in MODES:
-        raise ValueError(f"sharing must be one of {MODES}, not {mode!r}")
-    return mode
-
-
-def grid_dims(widths: tuple[int, ...], heads: tuple[int, ...]) -> tuple[int, int]:
-    """(H, D): most heads and widest head over every valid (w, h) of a block."""
-    pairs = [(w, h) for w in widths for h in heads if w % h == 0]
-    if not pairs:
-        raise ValueError(f"no head count in {tuple(heads)} divides a width in {tuple(widths)}")
-    return max(heads), max(w // h for w, h in pairs)
-
-
-def stored_rows(widths: tuple[int, ...], heads: tuple[int, ...], mode: str) -> int:
-    """Output rows a projection stores: H*D for multihead sharing, max width for prefix."""
-    if check_mode(mode) == "multihead":
-        h, d = grid_dims(widths, heads)
-        return h * d
-    return max(widths)
+__all__ = ["MODES", "GridOutputs", "check_mode", "check_sub", "grid_dims", "grid_index", "output_index", "slice_rows",
+           "split_halves", "stored_rows"]
 
 
 def check_sub(mode: str, grid: tuple[int, int], max_width: int, width: int, heads: int) -> int:
@@ -88,13 +70,6 @@ def slice_rows(weight: torch.Tensor, mode: str, grid: tuple[int, int], width: in
     return weight[:width]
 
 
-def grid_index(grid: tuple[int, int], width: int, heads: int) -> list[int]:
-    """Stored grid rows (head-major) that the ``width`` outputs of sub-operator (width, heads) occupy."""
-    big_d = grid[1]
-    d = width // heads
-    return [i * big_d + j for i in range(heads) for j in range(d)]
-
-
 def output_index(mode: str, grid: tuple[int, int], width: int, heads: int,
                  device: torch.device | None = None) -> torch.Tensor | None:
     """Where the layers after the operator read its outputs: ``grid_index`` under Multi-head
@@ -105,11 +80,6 @@ def output_index(mode: str, grid: tuple[int, int], width: int, heads: int,
     if idx == list(range(width)):
         return None
     return torch.tensor(idx, dtype=torch.long, device=device)
-
-
-def split_halves(d: int) -> tuple[int, int]:
-    """SASA's row/column halves of a head's channels: ceil(d/2) row, floor(d/2) column."""
-    return math.ceil(d / 2), d // 2
 
 
 class GridOutputs:

@@ -43,8 +43,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trionet_dsl.nn.ops.heads import (GridOutputs, check_mode, check_sub, grid_dims, slice_rows, split_halves,
-                                   stored_rows)
+from trionet_dsl.nn.ops.heads import (
+    GridOutputs,
+    check_mode,
+    check_sub,
+    grid_dims,
+    slice_rows,
+    split_halves,
+    stored_rows,
+)
+from trionet_dsl.space.op_costs import local_attention_macs, local_attention_params
 
 
 def local_attention(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor,
@@ -133,14 +141,13 @@ class LocalAttention2d(nn.Module):
     @staticmethod
     def param_count(in_channels: int, width: int, heads: int, span: int) -> int:
         """``3 C_in w + w K``: the q/k/v projections and ``K`` offsets x ``d`` channels per head."""
-        return 3 * width * in_channels + width * span
+        return local_attention_params(in_channels, width, heads, span)
 
     @staticmethod
     def macs(height: int, width_px: int, in_channels: int, width: int, heads: int, span: int,
              batch: int = 1) -> int:
         """``N H W (3 C_in w + 2 K^2 w + K w)`` (see the module docstring)."""
-        hw = height * width_px
-        return batch * hw * (3 * in_channels * width + 2 * span * span * width + span * width)
+        return local_attention_macs(height, width_px, in_channels, width, heads, span, batch)
 
 
 class SuperLocalAttention(GridOutputs, nn.Module):

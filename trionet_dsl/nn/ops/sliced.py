@@ -14,17 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trionet_dsl.space.op_costs import conv2d_macs, conv2d_param_count
 
-def conv2d_param_count(in_channels: int, width: int, kernel: int) -> int:
-    """Parameters of a bias-free KxK conv."""
-    return width * in_channels * kernel * kernel
-
-
-def conv2d_macs(height: int, width_px: int, in_channels: int, width: int, kernel: int, stride: int = 1,
-                batch: int = 1) -> int:
-    """``N ceil(H/s) ceil(W/s) C_in w K^2`` (padding K//2, odd K)."""
-    oh, ow = -(-height // stride), -(-width_px // stride)
-    return batch * oh * ow * in_channels * width * kernel * kernel
+__all__ = ["SlicedBatchNorm2d", "SuperConv2d", "conv2d_macs", "conv2d_param_count"]
 
 
 class SuperConv2d(nn.Module):

@@ -1,0 +1,104 @@
+"""Parameter and multiply-add formulas of the built-in operators: plain, torch-free functions.
+
+The operator registry (:mod:`trionet_dsl.lang.operators`) names these per operator; the
+cost model calls them through it. The derivations are in each operator module's docstring
+(:mod:`trionet_dsl.nn.ops.sliced`, ``local_attention``, ``axial_attention``), whose
+``param_count``/``macs`` static methods call the formula functions below, and the tests
+check them against module parameter counts, loops and fvcore.
+
+Each operator has three registry functions (``<kind>_params``, ``<kind>_macs``,
+``<kind>_super_params``, signatures in the registry's docstring); they call the general
+formulas (``conv2d_*``, ``local_attention_*``, ``axial_attention_*``) with input channels = width, as in a
+bottleneck.
+"""
+
+from __future__ import annotations
+
+from trionet_dsl.lang.ir import Op
+from trionet_dsl.lang.operators import head_count
+from trionet_dsl.space.sharing import grid_dims, split_halves, stored_rows
+
+
+# ---------------------------------------------------------------------------- formulas
+def conv2d_param_count(in_channels: int, width: int, kernel: int) -> int:
+    """Parameters of a bias-free KxK conv."""
+    return width * in_channels * kernel * kernel
+
+
+def conv2d_macs(height: int, width_px: int, in_channels: int, width: int, kernel: int, stride: int = 1,
+                batch: int = 1) -> int:
+    """``N ceil(H/s) ceil(W/s) C_in w K^2`` (padding K//2, odd K)."""
+    oh, ow = -(-height // stride), -(-width_px // stride)
+    return batch * oh * ow * in_channels * width * kernel * kernel
+
+
+def local_attention_params(in_channels: int, width: int, heads: int, span: int) -> int:
+    """``3 C_in w + w K``: the q/k/v projections and ``K`` offsets x ``d`` channels per head."""
+    return 3 * width * in_channels + width * span
+
+
+def local_attention_macs(height: int, width_px: int, in_channels: int, width: int, heads: int, span: int,
+               batch: int = 1) -> int:
+    """``N H W (3 C_in w + 2 K^2 w + K w)`` (see :mod:`trionet_dsl.nn.ops.local_attention`)."""
+    hw = height * width_px
+    return batch * hw * (3 * in_channels * width + 2 * span * span * width + span * width)
+
+
+def axial_attention_params(in_channels: int, width: int, heads: int, max_len: int) -> int:
+    """``3 C_in w + 3 w^2 + 6 w (2 max_len - 1)``: two layers' projections and three embeddings each."""
+    rel = 3 * width * (2 * max_len - 1)
+    return 3 * width * in_channels + rel + 3 * width * width + rel
+
+
+def axial_attention_macs(height: int, width_px: int, in_channels: int, width: int, heads: int, batch: int = 1) -> int:
+    """``N H W (3 C_in w + 5 H w) + N H W (3 w^2 + 5 W w)`` (see :mod:`trionet_dsl.nn.ops.axial_attention`)."""
+    hw = height * width_px
+    return batch * (hw * (3 * in_channels * width + 5 * height * width)
+                    + hw * (3 * width * width + 5 * width_px * width))
+
+
+# ---------------------------------------------------------------------------- registry entries
+def conv_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
+    return conv2d_param_count(width, width, op.require("kernel"))
+
+
+def conv_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
+    return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride)
+
+
+def conv_super_params(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
+                      sharing: str) -> int:
+    return conv2d_param_count(max(widths), max(widths), op.require("kernel"))
+
+
+def local_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
+    return local_attention_params(width, width, head_count(heads), op.require("span"))
+
+
+def local_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
+    return local_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads), op.require("span"))
+
+
+def local_super_params(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
+                       sharing: str) -> int:
+    """q/k/v of ``stored_rows`` rows; embeddings per head (H x (ceil + floor of D/2) x K) or flat (W x K)."""
+    wmax, rows = max(widths), stored_rows(widths, heads, sharing)
+    if sharing == "multihead":
+        big_h, big_d = grid_dims(widths, heads)
+        return 3 * rows * wmax + big_h * sum(split_halves(big_d)) * op.require("span")
+    return 3 * rows * wmax + wmax * op.require("span")
+
+
+def axial_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
+    return axial_attention_params(width, width, head_count(heads), max(in_hw))
+
+
+def axial_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
+    return axial_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads))
+
+
+def axial_super_params(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
+                       sharing: str) -> int:
+    """Height layer (in: max width) and width layer (in: the stored rows), three embeddings each."""
+    wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * max(in_hw) - 1
+    return 3 * rows * wmax + 3 * rows * rows + 2 * 3 * rows * offsets
