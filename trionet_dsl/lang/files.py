@@ -74,7 +74,9 @@ def shipped_space(name: str) -> Traversable | None:
         root = resources.files("trionet_dsl.spaces")
     except ModuleNotFoundError:  # a source checkout that was never installed
         root = Path(__file__).resolve().parents[2] / "spaces"  # type: ignore[assignment]
-    entry = root.joinpath("archs", name) if name.endswith(".arch") else root.joinpath(f"{name}.space")
+    # one name per joinpath: an installed namespace package gives a MultiplexedPath, whose
+    # joinpath takes a single name on Python < 3.12
+    entry = root.joinpath("archs").joinpath(name) if name.endswith(".arch") else root.joinpath(f"{name}.space")
     return entry if entry.is_file() else None
 
 
