@@ -154,3 +154,13 @@ def test_built_sdist_lists_the_test_files(tmp_path):
     for rel in ("tests/conftest.py", "tests/helpers.py", "tests/data/tiny.space", "constraints.txt", "LICENSE",
                 "grammars/space.lark", "spaces/trionet_small.space", "spaces/archs/resnet50.arch"):
         assert rel in names, rel
+
+
+def test_ci_runs_the_readme_test_command_unchanged():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv .venv && ")]
+    test_cmd = next(c for c in commands if c.endswith("-m pytest -q"))
+    assert test_cmd in ci
+    assert all("-c constraints.txt" in c for c in commands)  # torch==2.13.0 pinned the same way
+    assert (ROOT / ".ci" / "wheel_check.sh").is_file() and "bash .ci/wheel_check.sh" in ci
