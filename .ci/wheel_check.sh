@@ -96,6 +96,8 @@ echo "$GOT"
 "$VENV/bin/python" -m trionet_dsl --help > help.txt
 grep -q "compile" help.txt && grep -q -- "--install-completion" help.txt || fail "python -m trionet_dsl --help"
 "$VENV/bin/python" -m trionet_dsl --version
+"$VENV/bin/trionet" spaces trionet_small > lexed.space
+"$VENV/bin/pygmentize" -l trionet -f terminal lexed.space > /dev/null || fail "pygmentize -l trionet (entry point)"
 
 step "shipped spaces by name: trionet spaces / compile"
 "$T" spaces
