@@ -63,7 +63,8 @@ class SpaceError(Exception):
     def render(self) -> str:
         """Compiler-style multi-line message: ``file:line:col: error: ...``."""
         where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
-        parts = [f"{where}: error: {self.message}"]
+        # an option or environment problem has no file: no "<input>:" prefix to puzzle over
+        parts = [f"error: {self.message}" if where == "<input>" else f"{where}: error: {self.message}"]
         ex = self.excerpt()
         if ex:
             parts.append(ex)

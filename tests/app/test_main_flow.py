@@ -22,7 +22,7 @@ from trionet_dsl.app.export import export_job
 from trionet_dsl.app.searching import search_job
 from trionet_dsl.space.loader import load_space
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 TINY = HERE / "data" / "tiny.space"
 runner = CliRunner()
 

@@ -30,7 +30,7 @@ from trionet_dsl.lang.ir import (
 from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_space
 from trionet_dsl.lang.parser import parse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPACES = ROOT / "spaces"
 SHIPPED = sorted(SPACES.glob("*.space")) + sorted((SPACES / "archs").glob("*.arch"))
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from trionet_dsl.app.cli import app
 from trionet_dsl.lang.files import atomic_write_text
 
-SPACES = Path(__file__).resolve().parent.parent / "spaces"
+SPACES = Path(__file__).resolve().parents[2] / "spaces"
 
 runner = CliRunner()
 
@@ -179,7 +179,7 @@ def test_weak_inputs_get_located_errors_naming_the_cause(tmp_path):
 
 
 # ------------------------------------------------------------------ the README's language section
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _readme_language_example() -> str:

@@ -16,7 +16,7 @@ from trionet_dsl.nn.network import build
 from trionet_dsl.space.sampling import sample, uniform_op
 from trionet_dsl.nn.supernet import Supernet, extract
 
-SPACES = Path(__file__).resolve().parent.parent / "spaces"
+SPACES = Path(__file__).resolve().parents[2] / "spaces"
 
 
 @pytest.fixture(scope="module")

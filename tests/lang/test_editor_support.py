@@ -16,7 +16,7 @@ from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punc
 
 from trionet_dsl.lang.lexer import TrioNetLexer, source_line_tokens
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VSCODE = ROOT / "editors" / "vscode"
 GRAMMAR = VSCODE / "syntaxes" / "trionet.tmLanguage.json"
 

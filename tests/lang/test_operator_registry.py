@@ -250,5 +250,5 @@ def test_space_stage_and_cost_model_stay_torch_free():
     code = ("import sys, trionet_dsl.space, trionet_dsl.space.cost; from trionet_dsl import load, CostModel; "
             "CostModel(load('spaces/trionet_r50.space')).extremes(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"

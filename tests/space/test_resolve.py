@@ -13,7 +13,7 @@ from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load
 from trionet_dsl.lang.parser import parse
 from trionet_dsl.space.resolve import arch_choices, check_arch, conv_out, resolve, stem_padding
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPACES = ROOT / "spaces"
 
 MINI = """space mini {

@@ -11,7 +11,7 @@ import pytest
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.space.graph import build_graph, space_size, stage_summaries, to_dot, to_json, write_graph
 
-SPACES = Path(__file__).resolve().parent.parent / "spaces"
+SPACES = Path(__file__).resolve().parents[2] / "spaces"
 
 
 def test_r50_graph_structure(r50_space):

@@ -25,7 +25,7 @@ from trionet_dsl.lang.ir import (
 )
 from trionet_dsl.lang.parser import MAX_INT, parse, parse_document
 
-SPACES = Path(__file__).resolve().parent.parent / "spaces"
+SPACES = Path(__file__).resolve().parents[2] / "spaces"
 
 MINI = """space mini {
   input 3x32x32
