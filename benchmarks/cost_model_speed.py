@@ -1,6 +1,6 @@
 """Architectures costed per second by the analytic cost model (goal: >= 10,000/s).
 
-    python benchmarks/cost_model_speed.py
+python benchmarks/cost_model_speed.py
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from trionet_dsl.space.loader import compile_space_text
 from trionet_dsl.lang.parser import parse
+from trionet_dsl.space.loader import compile_space_text
 
 SPACE = Path(__file__).resolve().parent.parent / "spaces" / "trionet_r50.space"
 

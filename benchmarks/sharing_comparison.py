@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from trionet_dsl import load
-from trionet_dsl.train.checkpoint import load_checkpoint
 from trionet_dsl.app.datasets import load_dataset
-from trionet_dsl.space.sampling import sample
-from trionet_dsl.search.evaluators import SupernetEvaluator
 from trionet_dsl.nn.supernet import Supernet
+from trionet_dsl.search.evaluators import SupernetEvaluator
+from trionet_dsl.space.sampling import sample
 from trionet_dsl.train import TrainConfig, train
+from trionet_dsl.train.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,12 +56,17 @@ def main() -> None:
         ev = SupernetEvaluator(net, data, bn_batches=8, seed=args.seed)
         results[sharing] = [ev(a)["accuracy"] for a in archs]
         accs = results[sharing]
-        print(f"{sharing:9}: one-shot acc over {len(accs)} archs: mean {statistics.mean(accs):.4f} "
-              f"median {statistics.median(accs):.4f} min {min(accs):.4f}", flush=True)
+        print(
+            f"{sharing:9}: one-shot acc over {len(accs)} archs: mean {statistics.mean(accs):.4f} "
+            f"median {statistics.median(accs):.4f} min {min(accs):.4f}",
+            flush=True,
+        )
     wins = sum(m > p for m, p in zip(results["multihead"], results["prefix"]))
     ties = sum(m == p for m, p in zip(results["multihead"], results["prefix"]))
-    print(f"multihead - prefix: mean {statistics.mean(results['multihead']) - statistics.mean(results['prefix']):+.4f};"
-          f" multihead better on {wins}/{len(archs)} archs, tied on {ties}")
+    print(
+        f"multihead - prefix: mean {statistics.mean(results['multihead']) - statistics.mean(results['prefix']):+.4f};"
+        f" multihead better on {wins}/{len(archs)} archs, tied on {ties}"
+    )
 
 
 if __name__ == "__main__":

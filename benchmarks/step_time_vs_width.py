@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from trionet_dsl import load
+from trionet_dsl.nn.supernet import Supernet
 from trionet_dsl.space.cost import CostModel
 from trionet_dsl.space.sampling import uniform_op
-from trionet_dsl.nn.supernet import Supernet
 
 ROOT = Path(__file__).resolve().parent.parent
 

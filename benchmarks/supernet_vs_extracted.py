@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from trionet_dsl import load
-from trionet_dsl.space.sampling import sample, uniform_op
 from trionet_dsl.nn.supernet import Supernet, extract
+from trionet_dsl.space.sampling import sample, uniform_op
 
 ROOT = Path(__file__).resolve().parent.parent
 

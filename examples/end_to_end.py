@@ -22,11 +22,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from trionet_dsl.space.cost import CostModel
-from trionet_dsl.lang.emit import emit_arch
 from trionet_dsl.app.datasets import load_dataset
 from trionet_dsl.app.export import export_job
 from trionet_dsl.app.searching import search_job
+from trionet_dsl.lang.emit import emit_arch
+from trionet_dsl.space.cost import CostModel
 from trionet_dsl.space.loader import LoadedArch, load_space
 from trionet_dsl.space.sampling import uniform_op
 from trionet_dsl.train import TrainConfig, train
@@ -66,9 +66,18 @@ def main() -> None:
     # 2. trionet search spaces/trionet_small.space --checkpoint OUT/supernet/supernet.pt --max-flops L
     limit = (ext["flops_min"] + ext["flops_max"]) // 2
     con.rule(f"2. evolutionary search under {limit / 1e6:.1f}M FLOPs")
-    found = search_job(SPACE, out / "supernet" / "supernet.pt", out / "best.arch", strategy="evolution",
-                       budget=budget, max_flops=limit, seed=args.seed, overwrite=True,
-                       strategy_options={"population": 12, "sample_size": 4}, warn=lambda m: con.print(f"warning: {m}"))
+    found = search_job(
+        SPACE,
+        out / "supernet" / "supernet.pt",
+        out / "best.arch",
+        strategy="evolution",
+        budget=budget,
+        max_flops=limit,
+        seed=args.seed,
+        overwrite=True,
+        strategy_options={"population": 12, "sample_size": 4},
+        warn=lambda m: con.print(f"warning: {m}"),
+    )
     con.print(f"evaluated on {found.data}")
     con.print(found.best_text)
 
@@ -77,8 +86,10 @@ def main() -> None:
     con.rule("3. export")
     for suffix in (".ts", ".onnx"):
         r = export_job(out / "best.arch", out / f"best{suffix}", out / "supernet" / "supernet.pt")
-        con.print(f"{r.path.name}: {r.params:,} params, reload max |diff| {r.max_abs_diff:.1e}, "
-                  f"validation accuracy of the file {r.accuracy:.4f} (search reported {found.accuracy:.4f})")
+        con.print(
+            f"{r.path.name}: {r.params:,} params, reload max |diff| {r.max_abs_diff:.1e}, "
+            f"validation accuracy of the file {r.accuracy:.4f} (search reported {found.accuracy:.4f})"
+        )
 
     # 4. trionet train OUT/<arch>.arch --data digits --epochs N  (same settings for every arch)
     con.rule("4. retrain searched vs single-operator archs from scratch")

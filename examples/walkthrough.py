@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from trionet_dsl import SpaceError, compile_space_text, load
+from trionet_dsl.lang.emit import emit_arch
+from trionet_dsl.nn.supernet import Supernet, extract
 from trionet_dsl.space.cost import CostModel, supernet_params
 from trionet_dsl.space.diff import diff_archs
-from trionet_dsl.lang.emit import emit_arch
 from trionet_dsl.space.graph import build_graph, choice_label, space_size, stage_summaries
 from trionet_dsl.space.loader import compile_arch_text
 from trionet_dsl.space.sampling import sample, uniform_op
-from trionet_dsl.nn.supernet import Supernet, extract
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,22 +39,26 @@ def main() -> None:
     #    ResolvedBlock per block, each with its full list of (operator, width, heads) choices.
     space = load(ROOT / "spaces" / "trionet_small.space")
     first = space.blocks[0]
-    print(f"[1] {space.name}: {len(space.blocks)} searchable blocks; block {first.key} has "
-          f"{first.num_choices} (operator, width, heads) choices, e.g. {choice_label(first.choices[0])} "
-          f"... {choice_label(first.choices[-1])}")
+    print(
+        f"[1] {space.name}: {len(space.blocks)} searchable blocks; block {first.key} has "
+        f"{first.num_choices} (operator, width, heads) choices, e.g. {choice_label(first.choices[0])} "
+        f"... {choice_label(first.choices[-1])}"
+    )
 
     #    Bad input is a SpaceError with file:line:col, a caret and a hint — never a traceback.
     try:
-        compile_space_text("space s {\n  input 3x32x32\n  classes 10\n  block bottleneck { op locl }\n"
-                           "  stage a blocks 1 width 16\n}\n", "typo.space")
+        compile_space_text(
+            "space s {\n  input 3x32x32\n  classes 10\n  block bottleneck { op locl }\n"
+            "  stage a blocks 1 width 16\n}\n",
+            "typo.space",
+        )
     except SpaceError as err:
         print("[1] a misspelt operator reads:\n" + str(err))
 
     # 2. IR -> networkx graph: one node per layer, choice sets and shapes as attributes.
     #    The size of the space is an exact Python int (15 choices per block here).
     g = build_graph(space)
-    print(f"[2] graph: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges, "
-          f"space size {space_size(g):,} = 15**6")
+    print(f"[2] graph: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges, space size {space_size(g):,} = 15**6")
     for s in stage_summaries(g):
         print(f"      stage {s.name}: {s.blocks} blocks, {s.size:,} sub-stages")
 
@@ -62,8 +66,9 @@ def main() -> None:
     #    choice (conv weights are not attention weights); widths slice the leading channels;
     #    attention heads are shared by Multi-head Sharing (see trionet_dsl/ops/heads.py).
     net = Supernet(space, seed=args.seed)
-    print(f"[3] supernet: {sum(p.numel() for p in net.parameters()):,} parameters "
-          f"(analytic: {supernet_params(space):,})")
+    print(
+        f"[3] supernet: {sum(p.numel() for p in net.parameters()):,} parameters (analytic: {supernet_params(space):,})"
+    )
 
     # 4. Hierarchical Sampling (operator first, then its width/heads), the exact cost model,
     #    and extraction: every sampled sub-network trains (forward + backward), then is copied
@@ -90,8 +95,10 @@ def main() -> None:
         assert params == sum(p.numel() for p in sub.parameters()), "cost model disagrees with the module"
         with torch.no_grad():
             worst = max(worst, (net(x) - sub(x)).abs().max().item())
-    print(f"[4] {args.archs} sampled archs: forward/backward ran, params exact, "
-          f"largest |supernet - extracted| = {worst:.2e} (outputs have std {net(x).std().item():.2f})")
+    print(
+        f"[4] {args.archs} sampled archs: forward/backward ran, params exact, "
+        f"largest |supernet - extracted| = {worst:.2e} (outputs have std {net(x).std().item():.2f})"
+    )
 
     # 5. A sub-network back to DSL text: the emitted `.arch` file parses back to the same IR.
     arch = sample(space, rng)

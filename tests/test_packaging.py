@@ -26,8 +26,11 @@ SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 
 def _packages_on_disk() -> set[str]:
     """Every folder under trionet_dsl/ holding Python code (with or without an __init__.py)."""
-    return {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "trionet_dsl").rglob("*.py")
-            if "__pycache__" not in p.parts}
+    return {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "trionet_dsl").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
 
 
 def test_every_subpackage_is_listed_for_setuptools():
@@ -72,8 +75,15 @@ def test_shipped_spaces_and_archs_load_through_importlib_resources():
 
 def test_python_m_prints_the_pyproject_version(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-m", "trionet_dsl", "--version"], cwd=tmp_path, env=env, check=False,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "trionet_dsl", "--version"],
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"trionet-dsl {PYPROJECT['project']['version']}"
 
@@ -126,11 +136,22 @@ def _manifest_includes(rel: str) -> bool:
 
 
 def test_sdist_manifest_carries_what_the_tests_need():
-    needed = ["tests/conftest.py", "tests/helpers.py", "constraints.txt", "LICENSE", "README.md",
-              "grammars/space.lark", "editors/vscode/syntaxes/trionet.tmLanguage.json", ".ci/run",
-              ".ci/wheel_check.sh"]
-    needed += [str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts and ".hypothesis" not in p.parts]
+    needed = [
+        "tests/conftest.py",
+        "tests/helpers.py",
+        "constraints.txt",
+        "LICENSE",
+        "README.md",
+        "grammars/space.lark",
+        "editors/vscode/syntaxes/trionet.tmLanguage.json",
+        ".ci/run",
+        ".ci/wheel_check.sh",
+    ]
+    needed += [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "tests").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and ".hypothesis" not in p.parts
+    ]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "spaces").rglob("*") if p.is_file()]
     missing = [rel for rel in needed if not _manifest_includes(rel)]
     assert not missing, f"the sdist would leave out: {missing}"
@@ -138,21 +159,35 @@ def test_sdist_manifest_carries_what_the_tests_need():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("TRIONET_SLOW"),
-                    reason="slow: set TRIONET_SLOW=1 (CI builds the sdist in .ci/wheel_check.sh)")
+@pytest.mark.skipif(
+    not os.environ.get("TRIONET_SLOW"), reason="slow: set TRIONET_SLOW=1 (CI builds the sdist in .ci/wheel_check.sh)"
+)
 def test_built_sdist_lists_the_test_files(tmp_path):
     """Builds the sdist for real (needs the `build` package; a minute with a cold cache)."""
     pytest.importorskip("build")
-    r = subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
-                       check=False, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(ROOT)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     import tarfile
 
     (sdist,) = tmp_path.glob("*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for rel in ("tests/conftest.py", "tests/helpers.py", "tests/data/tiny.space", "constraints.txt", "LICENSE",
-                "grammars/space.lark", "spaces/trionet_small.space", "spaces/archs/resnet50.arch"):
+    for rel in (
+        "tests/conftest.py",
+        "tests/helpers.py",
+        "tests/data/tiny.space",
+        "constraints.txt",
+        "LICENSE",
+        "grammars/space.lark",
+        "spaces/trionet_small.space",
+        "spaces/archs/resnet50.arch",
+    ):
         assert rel in names, rel
 
 

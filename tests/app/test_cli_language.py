@@ -27,8 +27,10 @@ def test_compile_r50_prints_exact_size():
 
 
 def test_compile_json(tmp_path):
-    r = runner.invoke(app, ["compile", str(SPACES / "trionet_small.space"), "--json", "--no-costs",
-                            "--graph", str(tmp_path / "g.dot")])
+    r = runner.invoke(
+        app,
+        ["compile", str(SPACES / "trionet_small.space"), "--json", "--no-costs", "--graph", str(tmp_path / "g.dot")],
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["size"] == 15**6 and data["kind"] == "space"
@@ -65,8 +67,9 @@ def test_fmt_check_and_rewrite(tmp_path):
     assert r.exit_code == 0, r.output
     messy = tmp_path / "s.space"
     shutil.copy(SPACES / "trionet_small.space", messy)
-    text = messy.read_text().replace("  stage s1 blocks 2 width 16 stride 1",
-                                     "stage s1   width 16 blocks 2 ; # first stage")
+    text = messy.read_text().replace(
+        "  stage s1 blocks 2 width 16 stride 1", "stage s1   width 16 blocks 2 ; # first stage"
+    )
     messy.write_text(text)
     assert runner.invoke(app, ["fmt", "--check", str(messy)]).exit_code == 1
     assert runner.invoke(app, ["fmt", str(messy)]).exit_code == 0
@@ -76,8 +79,9 @@ def test_fmt_check_and_rewrite(tmp_path):
 
 
 def test_diff_archs():
-    r = runner.invoke(app, ["diff", str(SPACES / "archs" / "resnet50.arch"), str(SPACES / "archs" / "sasa_r50.arch"),
-                            "--json"])
+    r = runner.invoke(
+        app, ["diff", str(SPACES / "archs" / "resnet50.arch"), str(SPACES / "archs" / "sasa_r50.arch"), "--json"]
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["n_changed"] == 16 and d["n_equal"] == 0
@@ -130,8 +134,11 @@ def test_atomic_write_honours_umask_and_keeps_an_existing_mode(tmp_path, umask_0
 
 
 def test_fmt_keeps_mode_and_writes_through_symlinks(tmp_path, umask_022):
-    messy = (SPACES / "trionet_small.space").read_text().replace("  stage s1 blocks 2 width 16 stride 1",
-                                                                  "stage s1 width 16 blocks 2")
+    messy = (
+        (SPACES / "trionet_small.space")
+        .read_text()
+        .replace("  stage s1 blocks 2 width 16 stride 1", "stage s1 width 16 blocks 2")
+    )
     target = tmp_path / "real" / "s.space"
     target.parent.mkdir()
     target.write_text(messy)
@@ -172,8 +179,11 @@ def test_weak_inputs_get_located_errors_naming_the_cause(tmp_path):
     r = runner.invoke(app, ["compile", str(empty)])
     assert r.exit_code == 2 and f"{empty}:1:1: error: the file is empty" in r.output
     bad = tmp_path / "bad.space"
-    bad.write_text((SPACES / "trionet_small.space").read_text().replace("stage s1 blocks 2 width 16",
-                                                                        "stage s1 blocks 2 width -16"))
+    bad.write_text(
+        (SPACES / "trionet_small.space")
+        .read_text()
+        .replace("stage s1 blocks 2 width 16", "stage s1 blocks 2 width -16")
+    )
     r = runner.invoke(app, ["compile", str(bad)])
     assert r.exit_code == 2 and "error: negative width -16" in r.output and "Traceback" not in r.output
 
@@ -184,15 +194,15 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def _readme_language_example() -> str:
     text = README.read_text()
-    section = text[text.index("## The language"):]
-    block = section[section.index("```\n") + 4:]
-    return block[:block.index("```\n")]
+    section = text[text.index("## The language") :]
+    block = section[section.index("```\n") + 4 :]
+    return block[: block.index("```\n")]
 
 
 def test_readme_language_example_is_canonical(tmp_path):
     from trionet_dsl.lang.emit import emit
-    from trionet_dsl.space.loader import compile_space_text
     from trionet_dsl.lang.parser import parse
+    from trionet_dsl.space.loader import compile_space_text
 
     example = _readme_language_example()
     assert "space trionet_r50 {" in example and "# per-block override" in example
@@ -212,6 +222,8 @@ def test_readme_stem_examples_compile():
     examples = [ex.strip() for ex in row.split("|")[2].replace("`", "").split(",")]
     assert "avgpool 2x2 stride 2" in examples
     for ex in examples:
-        rs = compile_space_text(f"space t {{ input 3x32x32 classes 10 stem {{ {ex} }} "
-                                "block bottleneck { op conv } stage s1 blocks 1 width 8 }")
+        rs = compile_space_text(
+            f"space t {{ input 3x32x32 classes 10 stem {{ {ex} }} "
+            "block bottleneck { op conv } stage s1 blocks 1 width 8 }"
+        )
         assert rs.stem_hw == (16, 16), ex

@@ -16,10 +16,10 @@ import torch
 from typer.testing import CliRunner
 
 from trionet_dsl.app.cli import app
-from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.app.datasets import load_dataset
 from trionet_dsl.app.export import export_job
 from trionet_dsl.app.searching import search_job
+from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.space.loader import load_space
 
 HERE = Path(__file__).resolve().parents[1]  # tests/
@@ -50,11 +50,45 @@ def flow(tmp_path_factory):
     d = tmp_path_factory.mktemp("flow")
     space = d / "dig.space"
     space.write_text(DIGITS_SPACE)
-    r = runner.invoke(app, ["train", str(space), "--data", "digits", "--epochs", "2", "--batch-size", "64",
-                            "--lr", "0.1", "--out", str(d / "run"), "--no-progress", "--threads", "2"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(space),
+            "--data",
+            "digits",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.1",
+            "--out",
+            str(d / "run"),
+            "--no-progress",
+            "--threads",
+            "2",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["search", str(space), "--checkpoint", str(d / "run" / "supernet.pt"), "--budget", "5",
-                            "--strategy", "random", "--out", str(d / "best.arch"), "--no-progress", "--seed", "1"])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            str(space),
+            "--checkpoint",
+            str(d / "run" / "supernet.pt"),
+            "--budget",
+            "5",
+            "--strategy",
+            "random",
+            "--out",
+            str(d / "best.arch"),
+            "--no-progress",
+            "--seed",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "evaluated on digits (val-fraction 0.2, split seed 0): 359 validation images" in r.output
     return d, space
@@ -73,8 +107,18 @@ def test_exported_onnx_from_raw_pixels_scores_what_search_reported(flow):
     import onnxruntime as ort
 
     d, space = flow
-    r = runner.invoke(app, ["export", str(d / "best.arch"), "--checkpoint", str(d / "run" / "supernet.pt"),
-                            "--out", str(d / "best.onnx"), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "export",
+            str(d / "best.arch"),
+            "--checkpoint",
+            str(d / "run" / "supernet.pt"),
+            "--out",
+            str(d / "best.onnx"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     searched = _history_accuracy(d)
@@ -95,8 +139,9 @@ def test_every_format_scores_the_same_and_carries_metadata(flow, fmt):
     from trionet_dsl.app.export import load_exported, read_metadata
 
     d, space = flow
-    res = export_job(d / "best.arch", d / f"m_{fmt}.{'ts' if fmt == 'torchscript' else 'pt'}",
-                     d / "run" / "supernet.pt", fmt=fmt)
+    res = export_job(
+        d / "best.arch", d / f"m_{fmt}.{'ts' if fmt == 'torchscript' else 'pt'}", d / "run" / "supernet.pt", fmt=fmt
+    )
     assert abs(res.accuracy - _history_accuracy(d)) < 1e-6
     meta = read_metadata(res.path)
     assert meta["height"] == 16 and meta["channels"] == 1 and meta["bn"].startswith("recalibrated on 8")
@@ -119,14 +164,43 @@ def test_checkpoint_records_its_data_and_search_refuses_other_data(flow, tmp_pat
     assert meta["source"] == "digits" and meta["val_fraction"] == 0.2 and meta["seed"] == 0
     ck = str(d / "run" / "supernet.pt")
     for extra, opt in ((["--val-fraction", "0.3"], "--val-fraction"), (["--data", "mnist5k"], "--data")):
-        r = runner.invoke(app, ["search", str(space), "--checkpoint", ck, "--budget", "1", "--out",
-                                str(tmp_path / "x.arch"), "--no-progress", *extra])
+        r = runner.invoke(
+            app,
+            [
+                "search",
+                str(space),
+                "--checkpoint",
+                ck,
+                "--budget",
+                "1",
+                "--out",
+                str(tmp_path / "x.arch"),
+                "--no-progress",
+                *extra,
+            ],
+        )
         assert r.exit_code == 2 and f"{opt}" in r.output and "--force" in r.output, r.output
-        r = runner.invoke(app, ["export", str(d / "best.arch"), "--checkpoint", ck, "--out", str(tmp_path / "x.pt"),
-                                *extra])
+        r = runner.invoke(
+            app, ["export", str(d / "best.arch"), "--checkpoint", ck, "--out", str(tmp_path / "x.pt"), *extra]
+        )
         assert r.exit_code == 2 and "differs from the checkpoint's training data" in r.output
-    r = runner.invoke(app, ["search", str(space), "--checkpoint", ck, "--budget", "1", "--out",
-                            str(tmp_path / "f.arch"), "--no-progress", "--val-fraction", "0.3", "--force"])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            str(space),
+            "--checkpoint",
+            ck,
+            "--budget",
+            "1",
+            "--out",
+            str(tmp_path / "f.arch"),
+            "--no-progress",
+            "--val-fraction",
+            "0.3",
+            "--force",
+        ],
+    )
     assert r.exit_code == 0 and "val-fraction 0.3" in r.output
 
 
@@ -141,28 +215,73 @@ def test_best_epoch_checkpoint_is_kept(flow):
 
 def test_existing_history_needs_resume_or_overwrite(flow, tmp_path):
     d, space = flow
-    args = ["search", str(space), "--checkpoint", str(d / "run" / "supernet.pt"), "--budget", "1", "--strategy",
-            "random", "--out", str(d / "best.arch"), "--no-progress", "--seed", "1"]
+    args = [
+        "search",
+        str(space),
+        "--checkpoint",
+        str(d / "run" / "supernet.pt"),
+        "--budget",
+        "1",
+        "--strategy",
+        "random",
+        "--out",
+        str(d / "best.arch"),
+        "--no-progress",
+        "--seed",
+        "1",
+    ]
     before = (d / "best.history.jsonl").read_text()
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "already exists" in r.output and "--overwrite" in r.output
     assert (d / "best.history.jsonl").read_text() == before  # nothing truncated
-    r = runner.invoke(app, args[:-5] + ["--out", str(tmp_path / "o.arch"), "--history", str(tmp_path / "h.jsonl"),
-                                        "--no-progress"])
+    r = runner.invoke(
+        app, args[:-5] + ["--out", str(tmp_path / "o.arch"), "--history", str(tmp_path / "h.jsonl"), "--no-progress"]
+    )
     assert r.exit_code == 0
-    r = runner.invoke(app, args[:-5] + ["--out", str(tmp_path / "o.arch"), "--history", str(tmp_path / "h.jsonl"),
-                                        "--no-progress", "--overwrite"])
+    r = runner.invoke(
+        app,
+        args[:-5]
+        + ["--out", str(tmp_path / "o.arch"), "--history", str(tmp_path / "h.jsonl"), "--no-progress", "--overwrite"],
+    )
     assert r.exit_code == 0 and len((tmp_path / "h.jsonl").read_text().splitlines()) == 1
 
 
 def test_small_budget_warns_that_the_strategy_is_random(flow, tmp_path):
     d, space = flow
-    r = runner.invoke(app, ["search", str(space), "--checkpoint", str(d / "run" / "supernet.pt"), "--budget", "3",
-                            "--strategy", "evolution", "--out", str(tmp_path / "e.arch"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            str(space),
+            "--checkpoint",
+            str(d / "run" / "supernet.pt"),
+            "--budget",
+            "3",
+            "--strategy",
+            "evolution",
+            "--out",
+            str(tmp_path / "e.arch"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0
     assert "warning" in r.output and "warm-up" in r.output and "population" in r.output
-    r = runner.invoke(app, ["search", str(space), "--checkpoint", str(d / "run" / "supernet.pt"), "--budget", "3",
-                            "--strategy", "random", "--out", str(tmp_path / "r.arch"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            str(space),
+            "--checkpoint",
+            str(d / "run" / "supernet.pt"),
+            "--budget",
+            "3",
+            "--strategy",
+            "random",
+            "--out",
+            str(tmp_path / "r.arch"),
+            "--no-progress",
+        ],
+    )
     assert "warning" not in r.output
 
 
@@ -190,16 +309,29 @@ def _npz(tmp_path: Path, n: int = 12) -> Path:
 
 
 def test_epoch_with_no_step_is_refused_before_training(tmp_path):
-    r = runner.invoke(app, ["train", str(TINY), "--data", str(_npz(tmp_path)), "--batch-size", "64", "--out",
-                            str(tmp_path / "run"), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(TINY),
+            "--data",
+            str(_npz(tmp_path)),
+            "--batch-size",
+            "64",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 2 and "no training step" in r.output and "--batch-size" in r.output
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("vf", ["0", "1.5", "1"])
 def test_val_fraction_outside_0_1_is_one_line(tmp_path, vf):
-    r = runner.invoke(app, ["train", str(TINY), "--data", str(_npz(tmp_path)), "--val-fraction", vf, "--out",
-                            str(tmp_path / "run")])
+    r = runner.invoke(
+        app, ["train", str(TINY), "--data", str(_npz(tmp_path)), "--val-fraction", vf, "--out", str(tmp_path / "run")]
+    )
     assert r.exit_code == 2 and "--val-fraction" in r.output and "Traceback" not in r.output
 
 
@@ -222,8 +354,9 @@ def test_search_and_export_option_errors(flow, tmp_path):
     assert r.exit_code == 2 and "--bn-batches 0" in r.output
     r = runner.invoke(app, ["export", str(d / "best.arch"), "--checkpoint", ck, "--out", str(tmp_path)])
     assert r.exit_code == 2 and "is a folder" in r.output
-    r = runner.invoke(app, ["export", str(d / "best.arch"), "--checkpoint", ck, "--format", "pt", "--out",
-                            str(tmp_path / "x.onnx")])
+    r = runner.invoke(
+        app, ["export", str(d / "best.arch"), "--checkpoint", ck, "--format", "pt", "--out", str(tmp_path / "x.onnx")]
+    )
     assert r.exit_code == 2 and "suffix '.onnx'" in r.output and not (tmp_path / "x.onnx").exists()
     text = tmp_path / "notes.pt"
     text.write_text("just some text\n")
@@ -253,11 +386,16 @@ def test_readme_use_the_exported_model_snippet_runs(tmp_path, monkeypatch):
     from trionet_dsl.space.sampling import uniform_op
 
     readme = (HERE.parent / "README.md").read_text()
-    section = readme[readme.index("## Using the exported model"):]
-    code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    section = readme[readme.index("## Using the exported model") :]
+    code = section[section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)]
     space = load_space(HERE.parent / "spaces" / "trionet_small.space")
     (tmp_path / "a.arch").write_text(emit_arch(uniform_op(space, "conv")))
     for suffix in (".onnx", ".ts", ".pt"):
-        export_job(tmp_path / "a.arch", tmp_path / f"best{suffix}", fresh=True, space=HERE.parent / "spaces" / "trionet_small.space")
+        export_job(
+            tmp_path / "a.arch",
+            tmp_path / f"best{suffix}",
+            fresh=True,
+            space=HERE.parent / "spaces" / "trionet_small.space",
+        )
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})

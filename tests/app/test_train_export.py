@@ -11,13 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from trionet_dsl import load, load_arch
-from trionet_dsl.train.checkpoint import load_checkpoint
 from trionet_dsl.app.cli import app
-from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.app.datasets import load_dataset
 from trionet_dsl.app.export import export_job
 from trionet_dsl.app.searching import search_job
+from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.train import TrainConfig, train
+from trionet_dsl.train.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parents[1]  # tests/
 TINY = HERE / "data" / "tiny.space"
@@ -32,7 +32,7 @@ def npz(tmp_path_factory) -> Path:
     y = np.arange(n) % 3
     x = rng.integers(0, 60, size=(n, 12, 12, 3), dtype=np.uint8)
     for i, c in enumerate(y):
-        x[i, 4 * c:4 * c + 4, :, :] += 150
+        x[i, 4 * c : 4 * c + 4, :, :] += 150
     p = tmp_path_factory.mktemp("data") / "blobs.npz"
     np.savez(p, x=x, y=y)
     return p
@@ -83,24 +83,46 @@ def test_corrupted_checkpoint_is_a_clear_error(trained, tmp_path):
     bad.write_bytes((trained[3] / "supernet.pt").read_bytes()[:500])
     with pytest.raises(SpaceError, match="corrupted"):
         load_checkpoint(bad)
-    r = runner.invoke(app, ["export", str(HERE.parent / "spaces" / "archs" / "resnet50.arch"), "--checkpoint",
-                            str(bad)])
+    r = runner.invoke(
+        app, ["export", str(HERE.parent / "spaces" / "archs" / "resnet50.arch"), "--checkpoint", str(bad)]
+    )
     assert r.exit_code == 2 and "corrupted" in r.output and "Traceback" not in r.output
 
 
 def test_search_writes_a_compilable_arch_and_resumes(trained, npz, tmp_path):
     space, _, _, out, _ = trained
-    res = search_job(TINY, out / "supernet.pt", tmp_path / "best.arch", data=str(npz), strategy="evolution",
-                     budget=6, seed=1, progress=False, bn_batches=2, strategy_options={"population": 3})
+    res = search_job(
+        TINY,
+        out / "supernet.pt",
+        tmp_path / "best.arch",
+        data=str(npz),
+        strategy="evolution",
+        budget=6,
+        seed=1,
+        progress=False,
+        bn_batches=2,
+        strategy_options={"population": 3},
+    )
     text = (tmp_path / "best.arch").read_text()
     assert text.startswith("# searched by trionet-dsl")
     la = load_arch(tmp_path / "best.arch", space)
     assert la.arch.blocks == res.best.arch.blocks
     hist = tmp_path / "best.history.jsonl"
     assert len(hist.read_text().splitlines()) == 6
-    again = search_job(TINY, out / "supernet.pt", tmp_path / "again.arch", data=str(npz), strategy="evolution",
-                       budget=6, seed=1, progress=False, bn_batches=2, history=hist, resume=True,
-                       strategy_options={"population": 3})
+    again = search_job(
+        TINY,
+        out / "supernet.pt",
+        tmp_path / "again.arch",
+        data=str(npz),
+        strategy="evolution",
+        budget=6,
+        seed=1,
+        progress=False,
+        bn_batches=2,
+        history=hist,
+        resume=True,
+        strategy_options={"population": 3},
+    )
     assert again.best.arch.blocks == res.best.arch.blocks and again.accuracy == res.accuracy
     r = runner.invoke(app, ["compile", str(tmp_path / "best.arch"), "--space", str(TINY)])
     assert r.exit_code == 0, r.output
@@ -118,8 +140,19 @@ def test_search_writes_a_compilable_arch_and_resumes(trained, npz, tmp_path):
         op, width, heads = rest.rsplit("/", 2)
         lines.append(f"  {block} {op} width {width}" + (f" heads {heads}" if heads != "0" else ""))
     (tmp_path / "other.arch").write_text("arch other of tiny {\n" + "\n".join(lines) + "\n}\n")
-    r = runner.invoke(app, ["diff", str(tmp_path / "best.arch"), str(tmp_path / "other.arch"), "--space", str(TINY),
-                            "--history", str(hist), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "diff",
+            str(tmp_path / "best.arch"),
+            str(tmp_path / "other.arch"),
+            "--space",
+            str(TINY),
+            "--history",
+            str(hist),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["costs"]["params"] == {"a": res.params, "b": other["params"]}
@@ -143,22 +176,68 @@ def test_export_reloads_with_same_outputs(trained, tmp_path, fmt):
 
 def test_cli_train_search_export(npz, tmp_path):
     run = tmp_path / "run"
-    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--epochs", "1", "--batch-size", "16",
-                            "--out", str(run), "--no-progress", "--seed", "3"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(TINY),
+            "--data",
+            str(npz),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(run),
+            "--no-progress",
+            "--seed",
+            "3",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["search", str(TINY), "--checkpoint", str(run / "supernet.pt"), "--data", str(npz),
-                            "--budget", "4", "--strategy", "random", "--max-flops", "2M", "--out",
-                            str(tmp_path / "b.arch"), "--no-progress", "--multi-objective"])
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            str(TINY),
+            "--checkpoint",
+            str(run / "supernet.pt"),
+            "--data",
+            str(npz),
+            "--budget",
+            "4",
+            "--strategy",
+            "random",
+            "--max-flops",
+            "2M",
+            "--out",
+            str(tmp_path / "b.arch"),
+            "--no-progress",
+            "--multi-objective",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "b.front").is_dir()
-    r = runner.invoke(app, ["export", str(tmp_path / "b.arch"), "--checkpoint", str(run / "supernet.pt"),
-                            "--format", "onnx", "--space", str(TINY)])
+    r = runner.invoke(
+        app,
+        [
+            "export",
+            str(tmp_path / "b.arch"),
+            "--checkpoint",
+            str(run / "supernet.pt"),
+            "--format",
+            "onnx",
+            "--space",
+            str(TINY),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "b.onnx").exists()
     r = runner.invoke(app, ["train", str(TINY), "--data", "digts", "--out", str(run)])
     assert r.exit_code == 2 and "did you mean 'digits'" in r.output
-    r = runner.invoke(app, ["search", str(TINY), "--checkpoint", str(run / "supernet.pt"), "--max-flops", "1K",
-                            "--data", str(npz)])
+    r = runner.invoke(
+        app, ["search", str(TINY), "--checkpoint", str(run / "supernet.pt"), "--max-flops", "1K", "--data", str(npz)]
+    )
     assert r.exit_code == 2 and "below the smallest" in r.output
 
 
@@ -166,14 +245,31 @@ def test_cli_train_with_a_separate_validation_set(npz, tmp_path):
     import json
 
     run = tmp_path / "run"
-    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--val", str(npz), "--epochs", "1",
-                            "--batch-size", "16", "--out", str(run), "--no-progress"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(TINY),
+            "--data",
+            str(npz),
+            "--val",
+            str(npz),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--out",
+            str(run),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     meta = torch.load(run / "supernet.pt", weights_only=True)["data"]
     assert meta["train"] == 90 and meta["val"] == 90  # no split: every image trains, the --val set validates
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
-    r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--val", str(tmp_path / "nope.npz"),
-                            "--out", str(run)])
+    r = runner.invoke(
+        app, ["train", str(TINY), "--data", str(npz), "--val", str(tmp_path / "nope.npz"), "--out", str(run)]
+    )
     assert r.exit_code == 2 and "nope.npz" in r.output
 
 

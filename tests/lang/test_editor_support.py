@@ -35,8 +35,11 @@ def _readme_examples() -> list[tuple[str, str]]:
 
 def _shipped() -> list[tuple[str, str]]:
     files = sorted(
-        [*(ROOT / "spaces").rglob("*.space"), *(ROOT / "spaces" / "archs").glob("*.arch"),
-         *(ROOT / "tests" / "data").glob("*.space")]
+        [
+            *(ROOT / "spaces").rglob("*.space"),
+            *(ROOT / "spaces" / "archs").glob("*.arch"),
+            *(ROOT / "tests" / "data").glob("*.space"),
+        ]
     )
     return [(str(p.relative_to(ROOT)), p.read_text()) for p in files] + _readme_examples()
 
@@ -79,8 +82,22 @@ def test_lexer_token_kinds():
     assert _kind(space, "1000") in Number
     assert _kind(space, "kernel") in Name.Attribute
     assert _kind(space, "trionet_r50") in Name.Class
-    for kw in ("space", "input", "classes", "stem", "block", "bottleneck", "stage", "op", "width", "heads",
-               "blocks", "stride", "expansion", "maxpool"):
+    for kw in (
+        "space",
+        "input",
+        "classes",
+        "stem",
+        "block",
+        "bottleneck",
+        "stage",
+        "op",
+        "width",
+        "heads",
+        "blocks",
+        "stride",
+        "expansion",
+        "maxpool",
+    ):
         assert _kind(space, kw) in Keyword, kw
     assert _kind("# x\nspace s {}", "# x") in Comment
     assert _kind("stem { conv 7x7 64 stride 2 }", "conv") in Keyword  # a stem layer
@@ -103,8 +120,9 @@ def test_lexer_guesses_from_content():
 def test_lexer_is_registered_as_entry_point():
     eps = importlib.metadata.entry_points(group="pygments.lexers")
     if not any(ep.name == "trionet" for ep in eps):
-        pytest.skip("the 'trionet' pygments.lexers entry point is not installed here "
-                    "(run `pip install -e .` to register it)")
+        pytest.skip(
+            "the 'trionet' pygments.lexers entry point is not installed here (run `pip install -e .` to register it)"
+        )
     from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 
     assert isinstance(get_lexer_by_name("trionet"), TrioNetLexer)
@@ -188,8 +206,10 @@ def _scope(line: str, word: str) -> str:
 
 
 def test_textmate_grammar_scopes():
-    assert _scopes_of("  # x", _grammar_rules())[2] == ["comment.line.number-sign.trionet",
-                                                       "punctuation.definition.comment.trionet"]
+    assert _scopes_of("  # x", _grammar_rules())[2] == [
+        "comment.line.number-sign.trionet",
+        "punctuation.definition.comment.trionet",
+    ]
     assert _scope("  # x", "x").startswith("comment.line.number-sign")
     assert _scope("space trionet_r50 {", "space").startswith("keyword.control")
     assert _scope("space trionet_r50 {", "trionet_r50").startswith("entity.name")
@@ -259,8 +279,15 @@ def test_cli_error_excerpt_is_highlighted_only_on_a_terminal(tty, monkeypatch):
     src = (ROOT / "tests" / "data" / "tiny.space").read_text().replace("| local(", "| locl(")
     line = next(i for i, ln in enumerate(src.split("\n"), 1) if "locl" in ln)
     column = src.split("\n")[line - 1].index("locl") + 1
-    err = SpaceError("unknown operator 'locl'", file="bad.space", line=line, column=column, source=src, width=4,
-                     hint="did you mean 'local'?")
+    err = SpaceError(
+        "unknown operator 'locl'",
+        file="bad.space",
+        line=line,
+        column=column,
+        source=src,
+        width=4,
+        hint="did you mean 'local'?",
+    )
     for var in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TERM", "xterm-256color")

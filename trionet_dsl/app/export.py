@@ -12,8 +12,8 @@ metadata says so, with the class names.
 from __future__ import annotations
 
 import io
-import re
 import json
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,15 +23,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from trionet_dsl.train.checkpoint import load_checkpoint
-from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.app.datasets import checkpoint_data, load_dataset
 from trionet_dsl.app.options import check_val_fraction, set_threads
+from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write
-from trionet_dsl.space.loader import LoadedArch, compile_arch_text, compile_space_text, load_arch
 from trionet_dsl.nn.network import TrioNet, WithPreprocessing, build
 from trionet_dsl.nn.supernet import Supernet, extract
+from trionet_dsl.space.loader import LoadedArch, compile_arch_text, compile_space_text, load_arch
+from trionet_dsl.train.checkpoint import load_checkpoint
 
 Format = Literal["pt", "torchscript", "onnx"]
 SUFFIX = {"pt": ".pt", "torchscript": ".ts", "onnx": ".onnx"}
@@ -61,14 +61,19 @@ def format_for(out: Path | None, fmt: str | None) -> str:
 
         raise SpaceError(f"unknown format '{fmt}'", hint=did_you_mean(fmt, list(SUFFIX)))
     if out is not None and out.suffix and inferred != fmt:
-        raise SpaceError(f"--out {out} has suffix '{out.suffix}' but --format is {fmt}",
-                         hint=f"write {out.with_suffix(SUFFIX[fmt])}, or drop --format to export as "
-                              f"{inferred or 'the suffix says'}")
+        raise SpaceError(
+            f"--out {out} has suffix '{out.suffix}' but --format is {fmt}",
+            hint=f"write {out.with_suffix(SUFFIX[fmt])}, or drop --format to export as {inferred or 'the suffix says'}",
+        )
     return fmt
 
 
-def model_from_checkpoint(loaded: LoadedArch, checkpoint: str | Path | dict | None, seed: int = 0,
-                          calibration: list[torch.Tensor] | None = None) -> TrioNet:
+def model_from_checkpoint(
+    loaded: LoadedArch,
+    checkpoint: str | Path | dict | None,
+    seed: int = 0,
+    calibration: list[torch.Tensor] | None = None,
+) -> TrioNet:
     """The arch's standalone model: weights inherited from a checkpoint, or fresh.
 
     From a supernet, ``calibration`` batches (see ``train.calibration_batches``) re-estimate
@@ -83,7 +88,10 @@ def model_from_checkpoint(loaded: LoadedArch, checkpoint: str | Path | dict | No
     where = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
     require_space(ck, emit_space(loaded.space.space), loaded.space.name, where)
     if ck.get("kind") == "arch":
-        if ck.get("arch_text") and compile_arch_text(ck["arch_text"], space=loaded.space).arch.blocks != loaded.arch.blocks:
+        if (
+            ck.get("arch_text")
+            and compile_arch_text(ck["arch_text"], space=loaded.space).arch.blocks != loaded.arch.blocks
+        ):
             raise SpaceError(f"checkpoint {where} holds a different arch", file=where)
         model = build(loaded.space, loaded.arch)
         model.load_state_dict(ck["model"])
@@ -123,7 +131,7 @@ def file_accuracy(path: str | Path, fmt: str, raw: torch.Tensor, labels: torch.T
     run = _runner(Path(path), fmt)
     correct = 0
     for i in range(0, len(raw), batch_size):
-        correct += int((run(raw[i:i + batch_size].contiguous()).argmax(1) == labels[i:i + batch_size]).sum())
+        correct += int((run(raw[i : i + batch_size].contiguous()).argmax(1) == labels[i : i + batch_size]).sum())
     return correct / max(1, len(raw))
 
 
@@ -132,17 +140,19 @@ def _require_onnx() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise SpaceError("ONNX export needs onnx and onnxruntime",
-                         hint="pip install 'trionet-dsl[export]'") from None
+        raise SpaceError("ONNX export needs onnx and onnxruntime", hint="pip install 'trionet-dsl[export]'") from None
 
 
-def export(model: nn.Module, loaded: LoadedArch, path: str | Path, fmt: Format = "pt",
-           metadata: dict[str, Any] | None = None) -> ExportResult:
+def export(
+    model: nn.Module, loaded: LoadedArch, path: str | Path, fmt: Format = "pt", metadata: dict[str, Any] | None = None
+) -> ExportResult:
     """Write ``model`` (raw-pixel input, see :class:`WithPreprocessing`) in ``fmt`` atomically,
     reload the file and compare its outputs with the model's."""
     p = Path(path)
     if p.is_dir():
-        raise SpaceError(f"--out {p} is a folder", file=str(p), hint=f"give a file name, e.g. {p / ('model' + SUFFIX[fmt])}")
+        raise SpaceError(
+            f"--out {p} is a folder", file=str(p), hint=f"give a file name, e.g. {p / ('model' + SUFFIX[fmt])}"
+        )
     if fmt not in SUFFIX:
         raise SpaceError(f"unknown export format '{fmt}'", hint="use pt, torchscript or onnx")
     model = model.eval()
@@ -152,11 +162,19 @@ def export(model: nn.Module, loaded: LoadedArch, path: str | Path, fmt: Format =
         ref = model(x)
     if fmt == "pt":
         net = model.net if isinstance(model, WithPreprocessing) else model
-        pre = ({"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "scale": model.scale}
-               if isinstance(model, WithPreprocessing) else None)
-        payload = {"format": FORMAT_TAG, "space_text": emit_space(loaded.space.space),
-                   "arch_text": emit_arch(loaded.arch), "state_dict": net.state_dict(), "preprocess": pre,
-                   "meta_json": json.dumps(meta)}
+        pre = (
+            {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "scale": model.scale}
+            if isinstance(model, WithPreprocessing)
+            else None
+        )
+        payload = {
+            "format": FORMAT_TAG,
+            "space_text": emit_space(loaded.space.space),
+            "arch_text": emit_arch(loaded.arch),
+            "state_dict": net.state_dict(),
+            "preprocess": pre,
+            "meta_json": json.dumps(meta),
+        }
         atomic_write(p, lambda f: torch.save(payload, f))
     elif fmt == "torchscript":
         scripted = torch.jit.script(model)
@@ -172,8 +190,16 @@ def export(model: nn.Module, loaded: LoadedArch, path: str | Path, fmt: Format =
             # the axial operator's "axis <= max_len" check reads a shape; the graph is traced at the
             # space's fixed input size (only the batch is dynamic), so treating it as constant is right
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (x,),
+                buf,
+                dynamo=False,
+                opset_version=17,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
         proto = onnx.load_from_string(buf.getvalue())
         for k, v in meta.items():
             entry = proto.metadata_props.add()
@@ -220,11 +246,14 @@ def load_exported(path: str | Path) -> nn.Module:
     """
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any damage is reported the same way
+    except Exception as exc:
         raise SpaceError(f"{path} is not a readable exported model ({type(exc).__name__})", file=str(path)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
-        raise SpaceError(f"{path} is not a trionet-dsl exported model", file=str(path),
-                         hint="re-export it with this version: trionet export ARCH --checkpoint ...")
+        raise SpaceError(
+            f"{path} is not a trionet-dsl exported model",
+            file=str(path),
+            hint="re-export it with this version: trionet export ARCH --checkpoint ...",
+        )
     rs = compile_space_text(data["space_text"], f"{path}:space")
     la = compile_arch_text(data["arch_text"], f"{path}:arch", space=rs)
     model = build(rs, la.arch)
@@ -235,18 +264,29 @@ def load_exported(path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def export_job(arch_file: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
-               fmt: str | None = None, fresh: bool = False, seed: int = 0, space: str | Path | None = None,
-               data: str | None = None, val_fraction: float | None = None, val_data: str | None = None,
-               force: bool = False, recalibrate: bool = True, bn_batches: int | None = None,
-               threads: int | None = None):
+def export_job(
+    arch_file: str | Path,
+    out: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    fmt: str | None = None,
+    fresh: bool = False,
+    seed: int = 0,
+    space: str | Path | None = None,
+    data: str | None = None,
+    val_fraction: float | None = None,
+    val_data: str | None = None,
+    force: bool = False,
+    recalibrate: bool = True,
+    bn_batches: int | None = None,
+    threads: int | None = None,
+):
     """Export an arch as a standalone model with inherited (or fresh) weights, and measure the file.
 
     From a supernet, BN is recalibrated as the search evaluator did (``bn_batches`` from the
     arch's search header, else 8), so the file's validation accuracy equals the one-shot
     accuracy search reported for the arch.
     """
-    
+
     set_threads(threads)
     arch_path = Path(arch_file)
     fmt = format_for(Path(out) if out is not None else None, fmt)
@@ -254,7 +294,9 @@ def export_job(arch_file: str | Path, out: str | Path | None = None, checkpoint:
         _require_onnx()  # before any loading: a missing extra fails in a second
     target = Path(out) if out is not None else arch_path.with_suffix(SUFFIX[fmt])
     if target.is_dir():
-        raise SpaceError(f"--out {target} is a folder", hint=f"give a file name, e.g. {target / (arch_path.stem + SUFFIX[fmt])}")
+        raise SpaceError(
+            f"--out {target} is a folder", hint=f"give a file name, e.g. {target / (arch_path.stem + SUFFIX[fmt])}"
+        )
     if checkpoint is None and not fresh:
         raise SpaceError("export needs --checkpoint (inherit trained weights) or --fresh (new weights)")
     if val_fraction is not None:
@@ -264,16 +306,18 @@ def export_job(arch_file: str | Path, out: str | Path | None = None, checkpoint:
         m = BN_HEADER.search(arch_path.read_text(errors="replace")) if arch_path.is_file() else None
         bn_batches = int(m.group(1)) if m else 8
     if bn_batches < 1:
-        raise SpaceError(f"--bn-batches {bn_batches}: recalibration needs at least one batch",
-                         hint="or pass --no-recalibrate to keep the supernet's statistics")
+        raise SpaceError(
+            f"--bn-batches {bn_batches}: recalibration needs at least one batch",
+            hint="or pass --no-recalibrate to keep the supernet's statistics",
+        )
     bundle = described = None
     ck = None
     if not fresh:
         from trionet_dsl.train.checkpoint import load_checkpoint
 
         ck = load_checkpoint(checkpoint)  # type: ignore[arg-type]
-        from trionet_dsl.train.checkpoint import require_space
         from trionet_dsl.lang.emit import emit_space
+        from trionet_dsl.train.checkpoint import require_space
 
         require_space(ck, emit_space(la.space.space), la.space.name, checkpoint)  # type: ignore[arg-type]
         bundle, described = checkpoint_data(ck, la.space, checkpoint, data, val_fraction, val_data, force)  # type: ignore[arg-type]
@@ -289,12 +333,21 @@ def export_job(arch_file: str | Path, out: str | Path | None = None, checkpoint:
     c = la.space.space.input.channels
     mean, std = (bundle.mean, bundle.std) if bundle is not None else ([0.0] * c, [1.0] * c)
     i = la.space.space.input
-    meta = {"arch": la.arch.name, "space": la.space.name, "channels": i.channels, "height": i.height,
-            "width": i.width, "mean": mean, "std": std, "scale": 255.0,
-            "classes": bundle.class_names if bundle is not None else [str(k) for k in range(la.space.space.classes)],
-            "bn": ("recalibrated on %d training batches" % bn_batches) if calib is not None else
-                  ("supernet running statistics" if ck is not None and ck.get("kind") == "supernet" else "trained"),
-            "data": described}
+    meta = {
+        "arch": la.arch.name,
+        "space": la.space.name,
+        "channels": i.channels,
+        "height": i.height,
+        "width": i.width,
+        "mean": mean,
+        "std": std,
+        "scale": 255.0,
+        "classes": bundle.class_names if bundle is not None else [str(k) for k in range(la.space.space.classes)],
+        "bn": ("recalibrated on %d training batches" % bn_batches)
+        if calib is not None
+        else ("supernet running statistics" if ck is not None and ck.get("kind") == "supernet" else "trained"),
+        "data": described,
+    }
     wrapped = WithPreprocessing(model, mean, std).eval()
     if bundle is not None and bundle.val_raw is not None:
         from trionet_dsl.train.evaluate import evaluate

@@ -21,8 +21,10 @@ def parse_count(text: str | int | None, what: str = "value") -> int | None:
 
 def check_val_fraction(val_fraction: float) -> None:
     if not 0 < val_fraction < 1:
-        raise SpaceError(f"--val-fraction {val_fraction} is not a share of the data",
-                         hint="use a number strictly between 0 and 1, e.g. 0.2 (or give --val FILE)")
+        raise SpaceError(
+            f"--val-fraction {val_fraction} is not a share of the data",
+            hint="use a number strictly between 0 and 1, e.g. 0.2 (or give --val FILE)",
+        )
 
 
 def set_threads(threads: int | None) -> None:

@@ -34,10 +34,17 @@ class SearchOutcome:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"arch": str(self.best.path), "accuracy": self.accuracy, "params": self.params, "flops": self.flops,
-                "evaluated": self.evaluated, "history": None if self.history is None else str(self.history),
-                "data": self.data, "warnings": self.warnings,
-                "front": [{"arch": str(p), "accuracy": a, "params": prm, "flops": fl} for p, a, prm, fl in self.front]}
+        return {
+            "arch": str(self.best.path),
+            "accuracy": self.accuracy,
+            "params": self.params,
+            "flops": self.flops,
+            "evaluated": self.evaluated,
+            "history": None if self.history is None else str(self.history),
+            "data": self.data,
+            "warnings": self.warnings,
+            "front": [{"arch": str(p), "accuracy": a, "params": prm, "flops": fl} for p, a, prm, fl in self.front],
+        }
 
 
 def _limits(rs, max_flops: str | int | None, max_params: str | int | None):
@@ -49,25 +56,39 @@ def _limits(rs, max_flops: str | int | None, max_params: str | int | None):
     cost = CostModel(rs)
     ext = cost.extremes()
     if limits.max_flops is not None and limits.max_flops < ext["flops_min"]:
-        raise SpaceError(f"--max-flops {limits.max_flops:,} is below the smallest sub-network ({ext['flops_min']:,})",
-                         hint="raise the limit; `trionet compile` prints the space's FLOPs range")
+        raise SpaceError(
+            f"--max-flops {limits.max_flops:,} is below the smallest sub-network ({ext['flops_min']:,})",
+            hint="raise the limit; `trionet compile` prints the space's FLOPs range",
+        )
     if limits.max_params is not None and limits.max_params < ext["params_min"]:
-        raise SpaceError(f"--max-params {limits.max_params:,} is below the smallest sub-network "
-                         f"({ext['params_min']:,})", hint="raise the limit")
+        raise SpaceError(
+            f"--max-params {limits.max_params:,} is below the smallest sub-network ({ext['params_min']:,})",
+            hint="raise the limit",
+        )
     return limits, cost
 
 
-def _evaluator(evaluator: str, rs, checkpoint: str | Path | None, bn_batches: int, data: str | None,
-               val_fraction: float | None, val_data: str | None, force: bool):
+def _evaluator(
+    evaluator: str,
+    rs,
+    checkpoint: str | Path | None,
+    bn_batches: int,
+    data: str | None,
+    val_fraction: float | None,
+    val_data: str | None,
+    force: bool,
+):
     """(evaluate, objective, description of the evaluation data) for ``--evaluator``."""
     from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
 
     if evaluator == "supernet":
         if checkpoint is None:
-            raise SpaceError("the supernet evaluator needs --checkpoint", hint="train first: trionet train SPACE --out run/")
-        from trionet_dsl.train.checkpoint import load_checkpoint, require_space
+            raise SpaceError(
+                "the supernet evaluator needs --checkpoint", hint="train first: trionet train SPACE --out run/"
+            )
         from trionet_dsl.lang.emit import emit_space
         from trionet_dsl.nn.supernet import Supernet
+        from trionet_dsl.train.checkpoint import load_checkpoint, require_space
 
         ck = load_checkpoint(checkpoint)
         require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
@@ -80,14 +101,30 @@ def _evaluator(evaluator: str, rs, checkpoint: str | Path | None, bn_batches: in
     raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops or params")
 
 
-def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str | Path, data: str | None = None,
-               strategy: str = "evolution", budget: int = 50, max_flops: str | int | None = None,
-               max_params: str | int | None = None, evaluator: str = "supernet", seed: int = 0,
-               history: str | Path | None = None, resume: bool = False, multi_objective: bool = False,
-               bn_batches: int = 8, val_fraction: float | None = None, progress: bool = True,
-               strategy_options: dict | None = None, val_data: str | None = None, force: bool = False,
-               overwrite: bool = False, threads: int | None = None,
-               warn: Callable[[str], None] | None = None) -> SearchOutcome:
+def search_job(
+    space_file: str | Path,
+    checkpoint: str | Path | None,
+    out: str | Path,
+    data: str | None = None,
+    strategy: str = "evolution",
+    budget: int = 50,
+    max_flops: str | int | None = None,
+    max_params: str | int | None = None,
+    evaluator: str = "supernet",
+    seed: int = 0,
+    history: str | Path | None = None,
+    resume: bool = False,
+    multi_objective: bool = False,
+    bn_batches: int = 8,
+    val_fraction: float | None = None,
+    progress: bool = True,
+    strategy_options: dict | None = None,
+    val_data: str | None = None,
+    force: bool = False,
+    overwrite: bool = False,
+    threads: int | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
     The supernet evaluator measures on the checkpoint's own validation split (see
@@ -99,11 +136,14 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
 
     set_threads(threads)
     if budget < 1:
-        raise SpaceError(f"--budget {budget}: the search must evaluate at least one architecture",
-                         hint="use --budget 1 or more")
+        raise SpaceError(
+            f"--budget {budget}: the search must evaluate at least one architecture", hint="use --budget 1 or more"
+        )
     if bn_batches < 1:
-        raise SpaceError(f"--bn-batches {bn_batches}: BatchNorm recalibration needs at least one batch",
-                         hint="use the default 8 (0 would reset BN statistics and measure noise)")
+        raise SpaceError(
+            f"--bn-batches {bn_batches}: BatchNorm recalibration needs at least one batch",
+            hint="use the default 8 (0 would reset BN statistics and measure noise)",
+        )
     if val_fraction is not None:
         check_val_fraction(val_fraction)
     if strategy in ("tpe", "nsga2"):
@@ -115,8 +155,9 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
         raise SpaceError(f"--out {out} is a folder", hint=f"give a file name, e.g. {out / 'best.arch'}")
     rs = load_space(space_file)
     limits, cost = _limits(rs, max_flops, max_params)
-    evaluate, objective, described = _evaluator(evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data,
-                                                force)
+    evaluate, objective, described = _evaluator(
+        evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force
+    )
     if multi_objective and strategy == "tpe":
         strategy = "nsga2"
     hist = Path(history) if history else out.with_suffix(".history.jsonl")
@@ -127,18 +168,32 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
         if warn is not None:
             warn(msg)
 
-    res = run_search(rs, strategy, evaluate, cost, limits, budget, seed=seed, objective=objective,
-                     history_path=hist, resume=resume, progress=progress, strategy_options=strategy_options,
-                     overwrite=overwrite, warn=note)
+    res = run_search(
+        rs,
+        strategy,
+        evaluate,
+        cost,
+        limits,
+        budget,
+        seed=seed,
+        objective=objective,
+        history_path=hist,
+        resume=resume,
+        progress=progress,
+        strategy_options=strategy_options,
+        overwrite=overwrite,
+        warn=note,
+    )
 
     def write(obs, path: Path, name: str) -> Path:
         arch = obs.arch.model_copy(update={"name": name})
         acc = "n/a" if obs.accuracy is None else f"{obs.accuracy:.4f}"
-        header = [f"searched by trionet-dsl: strategy {strategy}, seed {seed}, "
-                  f"{len(res.history)} archs evaluated (accuracy ties -> fewer FLOPs, params, text order)",
-                  f"accuracy {acc} (one-shot, {evaluator}), FLOPs {obs.flops:,} (multiply-adds), "
-                  f"params {obs.params:,}",
-                  f"limits: max-flops {limits.max_flops or 'none'}, max-params {limits.max_params or 'none'}"]
+        header = [
+            f"searched by trionet-dsl: strategy {strategy}, seed {seed}, "
+            f"{len(res.history)} archs evaluated (accuracy ties -> fewer FLOPs, params, text order)",
+            f"accuracy {acc} (one-shot, {evaluator}), FLOPs {obs.flops:,} (multiply-adds), params {obs.params:,}",
+            f"limits: max-flops {limits.max_flops or 'none'}, max-params {limits.max_params or 'none'}",
+        ]
         if described:
             header.append(f"evaluated on {described}; BN recalibrated on {bn_batches} training batches")
         atomic_write_text(path, emit_arch(arch, header))
@@ -154,8 +209,18 @@ def search_job(space_file: str | Path, checkpoint: str | Path | None, out: str |
             p = write(o, fdir / f"front_{k:02d}.arch", f"{name}_front_{k:02d}")
             front.append((p, o.accuracy, o.params, o.flops))
     best = load_arch(out, rs)
-    return SearchOutcome(best, out.read_text(), res.best.accuracy, res.best.params, res.best.flops, front,
-                         len(res.history), hist, described, notes)
+    return SearchOutcome(
+        best,
+        out.read_text(),
+        res.best.accuracy,
+        res.best.params,
+        res.best.flops,
+        front,
+        len(res.history),
+        hist,
+        described,
+        notes,
+    )
 
 
 search = search_job

@@ -10,9 +10,19 @@ from trionet_dsl.space.loader import load_any
 from trionet_dsl.space.resolve import ResolvedSpace
 
 
-def train_job(file: str | Path, data: str, cfg, out: str | Path, resume: bool = False, progress: bool = True,
-              val_fraction: float = 0.2, space: str | Path | None = None, stop_after_epoch: int | None = None,
-              val_data: str | None = None, threads: int | None = None):
+def train_job(
+    file: str | Path,
+    data: str,
+    cfg,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    val_fraction: float = 0.2,
+    space: str | Path | None = None,
+    stop_after_epoch: int | None = None,
+    val_data: str | None = None,
+    threads: int | None = None,
+):
     """Train the supernet of a `.space` file, or an `.arch` from scratch."""
     from trionet_dsl.train.loop import check_out_dir, train
 

@@ -6,5 +6,16 @@ from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.ir import Arch, ArchBlock, Op, Space
 from trionet_dsl.lang.parser import parse, parse_document, read_text
 
-__all__ = ["Arch", "ArchBlock", "Op", "Space", "SpaceError", "emit", "emit_arch", "emit_space", "parse",
-           "parse_document", "read_text"]
+__all__ = [
+    "Arch",
+    "ArchBlock",
+    "Op",
+    "Space",
+    "SpaceError",
+    "emit",
+    "emit_arch",
+    "emit_space",
+    "parse",
+    "parse_document",
+    "read_text",
+]

@@ -94,6 +94,9 @@ def find_space(name: str, near: Path | None = None) -> Path | Traversable:
     shipped = shipped_space(name)
     if shipped is not None:
         return shipped
-    raise SpaceError(f"cannot find space '{name}'", file=str(near or name),
-                     hint=f"looked for {name}.space next to the arch file, one folder up, in ./spaces and in "
-                          "the shipped spaces; pass --space FILE")
+    raise SpaceError(
+        f"cannot find space '{name}'",
+        file=str(near or name),
+        hint=f"looked for {name}.space next to the arch file, one folder up, in ./spaces and in "
+        "the shipped spaces; pass --space FILE",
+    )

@@ -35,8 +35,22 @@ __all__ = ["TrioNetLexer", "source_line_tokens"]
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"  # the grammar's NAME (common.CNAME)
 
 KEYWORDS = (
-    "space", "arch", "of", "input", "classes", "stem", "block", "stage", "op",
-    "width", "heads", "blocks", "stride", "expansion", "step", "bottleneck",
+    "space",
+    "arch",
+    "of",
+    "input",
+    "classes",
+    "stem",
+    "block",
+    "stage",
+    "op",
+    "width",
+    "heads",
+    "blocks",
+    "stride",
+    "expansion",
+    "step",
+    "bottleneck",
 )
 OPERATORS = REGISTRY.names  # the built-in operators (the registry when this module is imported)
 STEM_LAYERS = ("conv", "maxpool", "avgpool")

@@ -62,10 +62,30 @@ if TYPE_CHECKING:
 Ref = str | Callable[..., Any]
 """A callable, or ``"package.module:attribute"`` naming one (imported on first use)."""
 
-RESERVED = frozenset({
-    "space", "arch", "of", "input", "classes", "stem", "block", "stage", "op", "width", "heads", "blocks",
-    "stride", "expansion", "step", "maxpool", "avgpool", "bottleneck", "kind", "args",
-})
+RESERVED = frozenset(
+    {
+        "space",
+        "arch",
+        "of",
+        "input",
+        "classes",
+        "stem",
+        "block",
+        "stage",
+        "op",
+        "width",
+        "heads",
+        "blocks",
+        "stride",
+        "expansion",
+        "step",
+        "maxpool",
+        "avgpool",
+        "bottleneck",
+        "kind",
+        "args",
+    }
+)
 """Words an operator or argument may not be named (keywords of the language, IR field names)."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -123,8 +143,10 @@ class Operator:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name) or self.name in RESERVED:
-            raise ValueError(f"{self.name!r} cannot name an operator: use a name (letters, digits, '_') "
-                             "that is not a keyword of the language")
+            raise ValueError(
+                f"{self.name!r} cannot name an operator: use a name (letters, digits, '_') "
+                "that is not a keyword of the language"
+            )
         names = [a.name for a in self.args]
         for a in self.args:
             if not _NAME.match(a.name) or a.name in RESERVED:
@@ -148,8 +170,10 @@ class Operator:
         """Arguments in declared order with defaults filled; unknown names are a ValueError."""
         for key in given:
             if key not in self.arg_names:
-                raise ValueError(f"operator {self.name!r} has no argument {key!r}; its arguments: "
-                                 f"{', '.join(self.arg_names) or '(none)'}")
+                raise ValueError(
+                    f"operator {self.name!r} has no argument {key!r}; its arguments: "
+                    f"{', '.join(self.arg_names) or '(none)'}"
+                )
         out = []
         for a in self.args:
             value = given.get(a.name)
@@ -170,8 +194,9 @@ class Operator:
     def count_macs(self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
         return int(load_ref(self.macs)(op, width=width, heads=heads, in_hw=in_hw, stride=stride))
 
-    def count_super_params(self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...],
-                           in_hw: tuple[int, int], sharing: str) -> int:
+    def count_super_params(
+        self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+    ) -> int:
         return int(load_ref(self.super_params)(op, widths=widths, heads=heads, in_hw=in_hw, sharing=sharing))
 
     def count_output_rows(self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], sharing: str) -> int:
@@ -181,10 +206,20 @@ class Operator:
     def make_plain(self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> Any:
         return load_ref(self.plain_module)(op, width=width, heads=heads, in_hw=in_hw, stride=stride)
 
-    def make_super(self, op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...],
-                   in_hw: tuple[int, int], stride: int, sharing: str) -> Any:
-        return load_ref(self.super_module)(op, in_max=in_max, widths=widths, heads=heads, in_hw=in_hw,
-                                           stride=stride, sharing=sharing)
+    def make_super(
+        self,
+        op: Op,
+        *,
+        in_max: int,
+        widths: tuple[int, ...],
+        heads: tuple[int, ...],
+        in_hw: tuple[int, int],
+        stride: int,
+        sharing: str,
+    ) -> Any:
+        return load_ref(self.super_module)(
+            op, in_max=in_max, widths=widths, heads=heads, in_hw=in_hw, stride=stride, sharing=sharing
+        )
 
 
 class Registration:
@@ -261,22 +296,35 @@ _MODULES = "trionet_dsl.nn.ops.factory"
 
 BUILTINS: tuple[Operator, ...] = (
     Operator(
-        "conv", args=(Arg("kernel", 3, odd=True, help="kernel size K (a K x K conv)"),),
-        params=f"{_COSTS}:conv_params", macs=f"{_COSTS}:conv_macs", super_params=f"{_COSTS}:conv_super_params",
-        plain_module=f"{_MODULES}:conv_plain", super_module=f"{_MODULES}:conv_super",
+        "conv",
+        args=(Arg("kernel", 3, odd=True, help="kernel size K (a K x K conv)"),),
+        params=f"{_COSTS}:conv_params",
+        macs=f"{_COSTS}:conv_macs",
+        super_params=f"{_COSTS}:conv_super_params",
+        plain_module=f"{_MODULES}:conv_plain",
+        super_module=f"{_MODULES}:conv_super",
         help="K x K convolution (no bias)",
     ),
     Operator(
-        "local", args=(Arg("span", 7, odd=True, help="neighbourhood size K (K x K)"),), attention=True,
-        params=f"{_COSTS}:local_params", macs=f"{_COSTS}:local_macs", super_params=f"{_COSTS}:local_super_params",
-        plain_module=f"{_MODULES}:local_plain", super_module=f"{_MODULES}:local_super",
+        "local",
+        args=(Arg("span", 7, odd=True, help="neighbourhood size K (K x K)"),),
+        attention=True,
+        params=f"{_COSTS}:local_params",
+        macs=f"{_COSTS}:local_macs",
+        super_params=f"{_COSTS}:local_super_params",
+        plain_module=f"{_MODULES}:local_plain",
+        super_module=f"{_MODULES}:local_super",
         help="SASA local self-attention over a K x K neighbourhood, relative positions",
     ),
     Operator(
-        "axial", args=(Arg("span", None, odd=True, help="attention span per axis (absent: global)"),),
+        "axial",
+        args=(Arg("span", None, odd=True, help="attention span per axis (absent: global)"),),
         attention=True,
-        params=f"{_COSTS}:axial_params", macs=f"{_COSTS}:axial_macs", super_params=f"{_COSTS}:axial_super_params",
-        plain_module=f"{_MODULES}:axial_plain", super_module=f"{_MODULES}:axial_super",
+        params=f"{_COSTS}:axial_params",
+        macs=f"{_COSTS}:axial_macs",
+        super_params=f"{_COSTS}:axial_super_params",
+        plain_module=f"{_MODULES}:axial_plain",
+        super_module=f"{_MODULES}:axial_super",
         help="Axial-DeepLab axial self-attention (height then width), global unless a span is given",
     ),
 )

@@ -38,11 +38,26 @@ from trionet_dsl.lang.ir import (
 from trionet_dsl.lang.operators import REGISTRY
 
 _KEYWORD_TEXT = {
-    "BLOCKS": "'blocks'", "WIDTH": "'width'", "STRIDE": "'stride'", "EXPANSION": "'expansion'",
-    "HEADS": "'heads'", "SHAPE": "a shape like 3x3", "MULT": "a multiplier like 0.5x",
-    "INT": "an integer", "NAME": "a name", "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('",
-    "RPAR": "')'", "VBAR": "'|'", "COMMA": "','", "EQUAL": "'='", "DOT": "'.'", "_SEP": "';'",
-    "POOL": "'maxpool' or 'avgpool'", "$END": "end of file",
+    "BLOCKS": "'blocks'",
+    "WIDTH": "'width'",
+    "STRIDE": "'stride'",
+    "EXPANSION": "'expansion'",
+    "HEADS": "'heads'",
+    "SHAPE": "a shape like 3x3",
+    "MULT": "a multiplier like 0.5x",
+    "INT": "an integer",
+    "NAME": "a name",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "VBAR": "'|'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "DOT": "'.'",
+    "_SEP": "';'",
+    "POOL": "'maxpool' or 'avgpool'",
+    "$END": "end of file",
 }
 MAX_INT = 2**31 - 1
 """Largest integer the language accepts (also keeps ``int()`` away from huge digit strings)."""
@@ -51,8 +66,24 @@ MAX_MULTIPLIER = 1e6
 """Most values one ``a..b step s`` range may expand to."""
 
 _STATEMENT_WORDS = (
-    "space", "arch", "input", "classes", "stem", "block", "stage", "op", "width", "heads",
-    "blocks", "stride", "expansion", "conv", "maxpool", "avgpool", "of", "step",
+    "space",
+    "arch",
+    "input",
+    "classes",
+    "stem",
+    "block",
+    "stage",
+    "op",
+    "width",
+    "heads",
+    "blocks",
+    "stride",
+    "expansion",
+    "conv",
+    "maxpool",
+    "avgpool",
+    "of",
+    "step",
 )
 
 
@@ -80,8 +111,7 @@ class SourceMap:
         while p and p not in self.spans:
             p = p.rpartition(".")[0] if "." in p else ""
         line, col, width = self.spans.get(p, (0, 0, 1))
-        return SpaceError(message, file=self.file, line=line, column=col, source=self.source,
-                          hint=hint, width=width)
+        return SpaceError(message, file=self.file, line=line, column=col, source=self.source, hint=hint, width=width)
 
 
 @dataclass
@@ -130,20 +160,23 @@ class _Builder:
 
     def err(self, node: Tree | Token, message: str, hint: str | None = None) -> SpaceError:
         line, col, width = _tok(node)
-        return SpaceError(message, file=self.smap.file, line=line, column=col,
-                          source=self.smap.source, hint=hint, width=width)
+        return SpaceError(
+            message, file=self.smap.file, line=line, column=col, source=self.smap.source, hint=hint, width=width
+        )
 
     def number(self, tok: Token, what: str) -> int:
         """An INT token (or one dimension of a SHAPE) as an int, bounded by MAX_INT."""
         text = str(tok)
         if len(text.lstrip("0")) > len(str(MAX_INT)) or int(text.lstrip("0") or "0") > MAX_INT:
-            raise self.err(tok, f"{what} {text[:12]}{'...' if len(text) > 12 else ''} is too large",
-                           f"integers are at most {MAX_INT}")
+            raise self.err(
+                tok,
+                f"{what} {text[:12]}{'...' if len(text) > 12 else ''} is too large",
+                f"integers are at most {MAX_INT}",
+            )
         return int(text.lstrip("0") or "0")
 
     def dims(self, tok: Token, what: str) -> list[int]:
-        return [self.number(Token(tok.type, d, line=tok.line, column=tok.column), what)
-                for d in str(tok).split("x")]
+        return [self.number(Token(tok.type, d, line=tok.line, column=tok.column), what) for d in str(tok).split("x")]
 
     def int_(self, tok: Token, what: str, minimum: int = 1) -> int:
         value = self.number(tok, what)
@@ -170,8 +203,11 @@ class _Builder:
             raise self.err(node, f"empty range {a}..{b}", f"write it as {b}..{a}")
         r = range(a, b + 1, s)
         if len(r) > MAX_RANGE_VALUES:
-            raise self.err(node, f"range {a}..{b} step {s} has {len(r)} values, more than {MAX_RANGE_VALUES}",
-                           "use a larger step or a narrower range")
+            raise self.err(
+                node,
+                f"range {a}..{b} step {s} has {len(r)} values, more than {MAX_RANGE_VALUES}",
+                "use a larger step or a narrower range",
+            )
         return r
 
     # -- documents
@@ -189,15 +225,19 @@ class _Builder:
         for it in items:
             kind = it.data
             if kind in ("input_stmt", "classes_stmt", "stem", "block_defaults") and kind in seen:
-                raise self.err(it, f"duplicate '{kind.split('_')[0]}' statement",
-                               f"it was first given on line {seen[kind].meta.line}")
+                raise self.err(
+                    it,
+                    f"duplicate '{kind.split('_')[0]}' statement",
+                    f"it was first given on line {seen[kind].meta.line}",
+                )
             seen[kind] = it
             if kind == "input_stmt":
                 self.at("input", it, anchor=True)
                 dims = self.dims(it.children[0], "input dimension")
                 if len(dims) != 3:
-                    raise self.err(it.children[0], f"input must be CxHxW, got {it.children[0]}",
-                                   "for example: input 3x224x224")
+                    raise self.err(
+                        it.children[0], f"input must be CxHxW, got {it.children[0]}", "for example: input 3x224x224"
+                    )
                 if min(dims) < 1:
                     raise self.err(it.children[0], "input dimensions must be >= 1")
                 fields["input"] = InputShape(channels=dims[0], height=dims[1], width=dims[2])
@@ -213,16 +253,17 @@ class _Builder:
         for kind, example in (("input_stmt", "input 3x224x224"), ("classes_stmt", "classes 1000")):
             if kind not in seen:
                 word = kind.split("_")[0]
-                raise self.err(name_tok, f"space '{name_tok}' has no '{word}' statement",
-                               f"add a line such as: {example}")
+                raise self.err(
+                    name_tok, f"space '{name_tok}' has no '{word}' statement", f"add a line such as: {example}"
+                )
         if not fields["stages"]:
-            raise self.err(name_tok, f"space '{name_tok}' has no stages",
-                           "add e.g.: stage s1 blocks 3 width 64 stride 1")
+            raise self.err(
+                name_tok, f"space '{name_tok}' has no stages", "add e.g.: stage s1 blocks 3 width 64 stride 1"
+            )
         names = [s.name for s in fields["stages"]]
         for i, n in enumerate(names):
             if n in names[:i]:
-                raise self.smap.error(f"stage.{n}#{i}", f"duplicate stage name '{n}'",
-                                      "every stage needs its own name")
+                raise self.smap.error(f"stage.{n}#{i}", f"duplicate stage name '{n}'", "every stage needs its own name")
         fields["stages"] = tuple(fields["stages"])
         return Space(**fields)
 
@@ -237,8 +278,7 @@ class _Builder:
             if layer.data == "stem_conv":
                 shape, ch, stride = layer.children
                 k = self.square(shape)
-                out.append(StemConv(kernel=k, channels=self.int_(ch, "channels"),
-                                    stride=self.stride(stride)))
+                out.append(StemConv(kernel=k, channels=self.int_(ch, "channels"), stride=self.stride(stride)))
             else:
                 pool, shape, stride = layer.children
                 out.append(StemPool(kind=str(pool), kernel=self.square(shape), stride=self.stride(stride)))
@@ -301,16 +341,22 @@ class _Builder:
             key_tok, *vals = arg.children
             key = str(key_tok)
             if key not in allowed:
-                raise self.err(key_tok, f"operator '{name}' has no argument '{key}'",
-                               did_you_mean(key, allowed) if allowed else f"'{name}' takes no arguments")
+                raise self.err(
+                    key_tok,
+                    f"operator '{name}' has no argument '{key}'",
+                    did_you_mean(key, allowed) if allowed else f"'{name}' takes no arguments",
+                )
             if key in given:
                 raise self.err(key_tok, f"argument '{key}' given twice")
             self.at(f"{path}.{key}", arg)
             given[key] = self.ints(vals, key)
         for key in spec.arg_names:
             if key in given and len(given[key]) != 1:
-                raise self.err(t, f"'{key}' takes one value; list separate operators to search it",
-                               f"e.g. op {name}({key}=3) | {name}({key}=5)")
+                raise self.err(
+                    t,
+                    f"'{key}' takes one value; list separate operators to search it",
+                    f"e.g. op {name}({key}=3) | {name}({key}=5)",
+                )
         values = {k: v[0] for k, v in given.items() if k != "heads"}
         return Op(kind=name, args=spec.normalise(values), heads=given.get("heads"))
 
@@ -322,8 +368,11 @@ class _Builder:
             if factor <= 0:
                 raise self.err(t.children[0], "width multiplier must be > 0")
             if factor > MAX_MULTIPLIER:
-                raise self.err(t.children[0], f"width multiplier {t.children[0]} is too large",
-                               f"multipliers are at most {MAX_MULTIPLIER:g}x")
+                raise self.err(
+                    t.children[0],
+                    f"width multiplier {t.children[0]} is too large",
+                    f"multipliers are at most {MAX_MULTIPLIER:g}x",
+                )
             return Multiplier(factor=factor)
         start, stop, step = t.children
         r = self.range_(t, start, stop, step, "width")
@@ -334,8 +383,7 @@ class _Builder:
         name = str(name_tok)
         if name in _STATEMENT_WORDS:
             # arch lines start with the stage name ("width.0 ..." would read as 'width'), so keep keywords out
-            raise self.err(name_tok, f"'{name}' is a keyword and cannot name a stage",
-                           "name stages like s1, s2, ...")
+            raise self.err(name_tok, f"'{name}' is a keyword and cannot name a stage", "name stages like s1, s2, ...")
         path = f"stage.{name}"
         # a duplicate name is reported at its second occurrence: stage i's name is at stage.NAME#i
         idx = self.stage_count
@@ -374,14 +422,24 @@ class _Builder:
             if index in seen:
                 raise self.err(idx_tok, f"block {index} of stage '{name}' is overridden twice")
             if index >= attrs["blocks"]:
-                raise self.err(idx_tok, f"stage '{name}' has {attrs['blocks']} blocks; there is no block {index}",
-                               f"block indices run from 0 to {attrs['blocks'] - 1}")
+                raise self.err(
+                    idx_tok,
+                    f"stage '{name}' has {attrs['blocks']} blocks; there is no block {index}",
+                    f"block indices run from 0 to {attrs['blocks'] - 1}",
+                )
             seen.add(index)
             self.at(opath, o, anchor=True)
             self.end(f"{opath}.end", oend)
             ovs.append(BlockOverride(index=index, spec=self.spec(ostmts, opath)))
-        return Stage(name=name, blocks=attrs["blocks"], width=attrs["width"], stride=attrs.get("stride", 1),
-                     expansion=attrs.get("expansion"), spec=spec, overrides=tuple(ovs))
+        return Stage(
+            name=name,
+            blocks=attrs["blocks"],
+            width=attrs["width"],
+            stride=attrs.get("stride", 1),
+            expansion=attrs.get("expansion"),
+            spec=spec,
+            overrides=tuple(ovs),
+        )
 
     def arch(self, t: Tree) -> Arch:
         name_tok, space_tok, *blocks = t.children
@@ -401,8 +459,11 @@ class _Builder:
             self.at(path, b, anchor=True)
             op = self.op(op_tree, f"{path}.op")
             if op.heads is not None:
-                raise self.err(op_tree, "an arch block fixes heads with 'heads N', not inside the operator",
-                               f"write: {key} {op.signature} width W heads {op.heads[0]}")
+                raise self.err(
+                    op_tree,
+                    "an arch block fixes heads with 'heads N', not inside the operator",
+                    f"write: {key} {op.signature} width W heads {op.heads[0]}",
+                )
             vals: dict[str, int] = {}
             for a in attrs:
                 kw, val = a.children
@@ -412,8 +473,9 @@ class _Builder:
                 vals[str(kw)] = self.int_(val, str(kw))
             if "width" not in vals:
                 raise self.err(b, f"block {key} needs a width", f"write: {key} {op.signature} width 64")
-            out.append(ArchBlock(stage=str(stage_tok), index=index, op=op, width=vals["width"],
-                                 heads=vals.get("heads")))
+            out.append(
+                ArchBlock(stage=str(stage_tok), index=index, op=op, width=vals["width"], heads=vals.get("heads"))
+            )
         return Arch(name=str(name_tok), space=str(space_tok), blocks=tuple(out))
 
     # -- comments
@@ -439,7 +501,7 @@ class _Builder:
             pos = (c.line, c.column)
             i = bisect.bisect_left(positions, pos)  # marks[:i] come before the comment
             start = c.start_pos or 0
-            after_code = source[source.rfind("\n", 0, start) + 1:start].strip() != ""
+            after_code = source[source.rfind("\n", 0, start) + 1 : start].strip() != ""
             if after_code and i > 0 and marks[i - 1][2] not in trailing:
                 trailing[marks[i - 1][2]] = body
             else:
@@ -469,7 +531,7 @@ def _code(text: str) -> str:
 
 def _word_before(code: str, pos: int) -> str | None:
     """The last word before ``pos`` on its line (``width`` in ``width 32 | -8``; not the x of ``1.0x``)."""
-    words = re.findall(r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*", code[code.rfind("\n", 0, pos) + 1:pos])
+    words = re.findall(r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*", code[code.rfind("\n", 0, pos) + 1 : pos])
     return words[-1] if words else None
 
 
@@ -486,39 +548,65 @@ def _context_error(text: str, file: str, pos: int) -> SpaceError | None:
 
     # a negative number: '-' where a number may start
     neg = re.match(r"-[0-9]+(?:\.[0-9]+)?x?", rest)
-    if neg and not re.match(r"[A-Za-z0-9_.]", code[pos - 1:pos]):
+    if neg and not re.match(r"[A-Za-z0-9_.]", code[pos - 1 : pos]):
         word = _word_before(code, pos)
         what = word if word in _NUMBER_WORDS else "number"
-        return error(pos, f"negative {what} {neg.group(0)}",
-                     _NUMBER_WORDS.get(word or "", "numbers are counts and sizes, never negative"), len(neg.group(0)))
+        return error(
+            pos,
+            f"negative {what} {neg.group(0)}",
+            _NUMBER_WORDS.get(word or "", "numbers are counts and sizes, never negative"),
+            len(neg.group(0)),
+        )
     # a decimal number without 'x': the '.' of '0.5'
     digits = re.search(r"(?<![A-Za-z0-9_.])[0-9]+$", code[:pos])
     dec = re.match(r"\.[0-9]+(?![0-9x])", rest)
     if digits and dec:
         number, start = digits.group(0) + dec.group(0), digits.start()
         if _word_before(code, start) == "width":
-            return error(start, f"width {number} needs an 'x' to be a multiplier",
-                         f"write {number}x for {number} times the stage's width, or a whole channel count", len(number))
-        return error(start, f"{number} is not a whole number",
-                     "only width multipliers are decimal (0.5x); every other number is whole", len(number))
+            return error(
+                start,
+                f"width {number} needs an 'x' to be a multiplier",
+                f"write {number}x for {number} times the stage's width, or a whole channel count",
+                len(number),
+            )
+        return error(
+            start,
+            f"{number} is not a whole number",
+            "only width multipliers are decimal (0.5x); every other number is whole",
+            len(number),
+        )
     arch_line = re.match(r"([A-Za-z_][A-Za-z0-9_]*)\.([0-9]+)", rest)
     depth = code[:pos].count("{") - code[:pos].count("}")
     if head and depth <= 0 and "{" in code[:pos]:
         kind, name = head.groups()
         if arch_line:
-            hint = (f"move it inside arch '{name}', before its closing '}}'" if kind == "arch" else
-                    f"a file holds one space or one arch: arch blocks go in an .arch file, inside "
-                    f"'arch NAME of {name} {{ ... }}'")
-            return error(pos, f"arch block '{arch_line.group(0)}' after the end of {kind} '{name}'", hint,
-                         len(arch_line.group(1)))
+            hint = (
+                f"move it inside arch '{name}', before its closing '}}'"
+                if kind == "arch"
+                else f"a file holds one space or one arch: arch blocks go in an .arch file, inside "
+                f"'arch NAME of {name} {{ ... }}'"
+            )
+            return error(
+                pos,
+                f"arch block '{arch_line.group(0)}' after the end of {kind} '{name}'",
+                hint,
+                len(arch_line.group(1)),
+            )
         word = re.match(r"\S+", rest)
         shown = word.group(0) if word else rest[:1]
         if shown in ("space", "arch"):
-            return error(pos, f"a second document ('{shown}') after the end of {kind} '{name}'",
-                         f"a file holds one space or one arch: put this {shown} in a file of its own", len(shown))
-        return error(pos, f"unexpected {shown!r} after the end of {kind} '{name}'",
-                     f"the '}}' before it closed {kind} '{name}': is a '{{' missing above, or a '}}' too many?",
-                     len(shown))
+            return error(
+                pos,
+                f"a second document ('{shown}') after the end of {kind} '{name}'",
+                f"a file holds one space or one arch: put this {shown} in a file of its own",
+                len(shown),
+            )
+        return error(
+            pos,
+            f"unexpected {shown!r} after the end of {kind} '{name}'",
+            f"the '}}' before it closed {kind} '{name}': is a '{{' missing above, or a '}}' too many?",
+            len(shown),
+        )
     if head and head.group(1) == "space":
         block_stmt = re.search(r"\bblock\s+$", code[:pos])
         index = re.match(r"[0-9]+", rest)
@@ -526,18 +614,30 @@ def _context_error(text: str, file: str, pos: int) -> SpaceError | None:
             stages = re.findall(r"\bstage\s+([A-Za-z_][A-Za-z0-9_]*)", code[:pos])
             where = f"stage {stages[-1]}" if stages else "stage s1"
             i = index.group(0)
-            return error(block_stmt.start(), f"block override 'block {i} {{ ... }}' outside a stage",
-                         f"an override goes inside the body of the stage it changes: {where} ... {{ block {i} "
-                         "{ ... } }; at space level, 'block bottleneck { ... }' sets every block's defaults", 5)
+            return error(
+                block_stmt.start(),
+                f"block override 'block {i} {{ ... }}' outside a stage",
+                f"an override goes inside the body of the stage it changes: {where} ... {{ block {i} "
+                "{ ... } }; at space level, 'block bottleneck { ... }' sets every block's defaults",
+                5,
+            )
         if arch_line:
             stage, i = arch_line.groups()
-            return error(pos, f"arch block '{arch_line.group(0)}' inside space '{head.group(2)}'",
-                         f"'{stage}.{i} OPERATOR width W' lines belong in an .arch file (arch NAME of {head.group(2)} "
-                         f"{{ ... }}); to narrow block {i}'s choices here, write 'block {i} {{ op ...; width ... }}' "
-                         f"in the body of stage {stage}", len(stage))
+            return error(
+                pos,
+                f"arch block '{arch_line.group(0)}' inside space '{head.group(2)}'",
+                f"'{stage}.{i} OPERATOR width W' lines belong in an .arch file (arch NAME of {head.group(2)} "
+                f"{{ ... }}); to narrow block {i}'s choices here, write 'block {i} {{ op ...; width ... }}' "
+                f"in the body of stage {stage}",
+                len(stage),
+            )
         if re.match(r"arch\b", rest):
-            return error(pos, f"an arch inside space '{head.group(2)}'",
-                         "a file holds one space or one arch: put the arch in an .arch file of its own", 4)
+            return error(
+                pos,
+                f"an arch inside space '{head.group(2)}'",
+                "a file holds one space or one arch: put the arch in an .arch file of its own",
+                4,
+            )
     return None
 
 
@@ -545,21 +645,33 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
     line, col = exc.line, exc.column
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         if not _code(text).strip():
-            return SpaceError("the file is empty" if not text.strip() else "the file has only comments",
-                              file=file, line=1, column=1, source=text,
-                              hint="a space starts with 'space NAME {', an arch with 'arch NAME of SPACE {' "
-                                   "(see spaces/trionet_small.space)")
+            return SpaceError(
+                "the file is empty" if not text.strip() else "the file has only comments",
+                file=file,
+                line=1,
+                column=1,
+                source=text,
+                hint="a space starts with 'space NAME {', an arch with 'arch NAME of SPACE {' "
+                "(see spaces/trionet_small.space)",
+            )
         lines = text.rstrip().split("\n")  # the end of the last non-blank line
         line, col = len(lines), len(lines[-1].rstrip("\r")) + 1
-        return SpaceError("unexpected end of file", file=file, line=line, column=col, source=text,
-                          hint="a '}' is probably missing")
+        return SpaceError(
+            "unexpected end of file", file=file, line=line, column=col, source=text, hint="a '}' is probably missing"
+        )
     if isinstance(exc, UnexpectedCharacters):
         known = _context_error(text, file, exc.pos_in_stream)
         if known is not None:
             return known
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
-        return SpaceError(f"unexpected character {ch!r}", file=file, line=line, column=col, source=text,
-                          hint="names are letters, digits and '_'; comments start with '#'")
+        return SpaceError(
+            f"unexpected character {ch!r}",
+            file=file,
+            line=line,
+            column=col,
+            source=text,
+            hint="names are letters, digits and '_'; comments start with '#'",
+        )
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
     if tok.start_pos is not None:
@@ -570,13 +682,17 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
     hint = f"expected {', '.join(expected)}" if expected else None
     if tok.type == "NAME":
         # suggest only keywords that the parser could actually take here
-        words = [w for w in _STATEMENT_WORDS if w.upper() in exc.expected
-                 or (w in ("maxpool", "avgpool") and "POOL" in exc.expected)]
+        words = [
+            w
+            for w in _STATEMENT_WORDS
+            if w.upper() in exc.expected or (w in ("maxpool", "avgpool") and "POOL" in exc.expected)
+        ]
         close = did_you_mean(str(tok), words)
         if close and close.startswith("did you mean"):
             hint = close.split(" (")[0] + (f"; {hint}" if hint else "")
-    return SpaceError(f"unexpected {str(tok)!r}", file=file, line=line, column=col, source=text,
-                      hint=hint, width=len(str(tok)))
+    return SpaceError(
+        f"unexpected {str(tok)!r}", file=file, line=line, column=col, source=text, hint=hint, width=len(str(tok))
+    )
 
 
 def parse_document(text: str, file: str = "<input>") -> Parsed:
@@ -599,8 +715,12 @@ def parse_document(text: str, file: str = "<input>") -> Parsed:
     except (ValueError, TypeError, LookupError, ArithmeticError) as exc:  # pragma: no cover - last resort
         # every known failure is checked above with a located message; this only keeps a
         # bug in the builder from surfacing as a traceback (the fuzz tests reject it)
-        raise SpaceError(f"internal error while reading the file: {type(exc).__name__}: {exc}", file=file,
-                         source=text, hint="please report this input as a bug") from exc
+        raise SpaceError(
+            f"internal error while reading the file: {type(exc).__name__}: {exc}",
+            file=file,
+            source=text,
+            hint="please report this input as a bug",
+        ) from exc
     if notes or trailing:
         doc = doc.model_copy(update={"comments": notes, "trailing": trailing})
     return Parsed(doc, builder.smap)
@@ -634,5 +754,6 @@ def read_text(path: str | Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpaceError(f"{p} is not UTF-8 text (byte {exc.start})", file=str(p),
-                         hint="a .space file is plain text") from None
+        raise SpaceError(
+            f"{p} is not UTF-8 text (byte {exc.start})", file=str(p), hint="a .space file is plain text"
+        ) from None

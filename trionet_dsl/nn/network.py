@@ -18,15 +18,17 @@ from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace, arch
 def make_op(block: ResolvedBlock, choice: Choice) -> nn.Module:
     """The plain spatial operator of ``choice`` (stride included) with fresh weights, as its
     registry entry (:mod:`trionet_dsl.lang.operators`) builds it."""
-    return REGISTRY[choice.op.kind].make_plain(choice.op, width=choice.width, heads=choice.heads,
-                                               in_hw=block.in_hw, stride=block.stride)
+    return REGISTRY[choice.op.kind].make_plain(
+        choice.op, width=choice.width, heads=choice.heads, in_hw=block.in_hw, stride=block.stride
+    )
 
 
 class Bottleneck(nn.Module):
     """1x1 reduce -> spatial operator -> 1x1 expand, BN after each, residual add, ReLU."""
 
-    def __init__(self, in_channels: int, width: int, out_channels: int, stride: int, op: nn.Module,
-                 projection: bool) -> None:
+    def __init__(
+        self, in_channels: int, width: int, out_channels: int, stride: int, op: nn.Module, projection: bool
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -36,9 +38,11 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module = (
-            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                          nn.BatchNorm2d(out_channels))
-            if projection else nn.Identity()
+            nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+            if projection
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +58,11 @@ def make_stem(space: ResolvedSpace) -> nn.Sequential:
     for step in space.stem:
         layer, c, pad = step.layer, step.in_shape[0], step.padding
         if layer.kind == "conv":
-            layers += [nn.Conv2d(c, layer.channels, layer.kernel, layer.stride, pad, bias=False),
-                       nn.BatchNorm2d(layer.channels), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c, layer.channels, layer.kernel, layer.stride, pad, bias=False),
+                nn.BatchNorm2d(layer.channels),
+                nn.ReLU(inplace=True),
+            ]
         elif layer.kind == "maxpool":
             layers.append(nn.MaxPool2d(layer.kernel, layer.stride, pad))
         else:

@@ -47,12 +47,20 @@ class SuperBottleneck(nn.Module):
         wmax = block.max_width
         self.conv1 = SuperConv2d(block.in_channels, wmax, 1, 1)
         self.bn1 = SlicedBatchNorm2d(wmax)
-        self.ops = nn.ModuleDict({  # each operator's super module, as its registry entry builds it
-            _op_key(o.op.signature): REGISTRY[o.op.kind].make_super(
-                o.op, in_max=wmax, widths=block.widths, heads=o.heads, in_hw=block.in_hw, stride=block.stride,
-                sharing=sharing)
-            for o in block.options
-        })
+        self.ops = nn.ModuleDict(
+            {  # each operator's super module, as its registry entry builds it
+                _op_key(o.op.signature): REGISTRY[o.op.kind].make_super(
+                    o.op,
+                    in_max=wmax,
+                    widths=block.widths,
+                    heads=o.heads,
+                    in_hw=block.in_hw,
+                    stride=block.stride,
+                    sharing=sharing,
+                )
+                for o in block.options
+            }
+        )
         # one BN per operator choice: conv, local and axial outputs have different statistics,
         # and a shared BN's running averages would describe none of them (SPOS-style choice block).
         # Under Multi-head Sharing an attention operator's outputs are addressed by grid position
@@ -61,9 +69,12 @@ class SuperBottleneck(nn.Module):
         self.conv3 = SuperConv2d(max(op.output_rows for op in self.ops.values()), block.out_channels, 1, 1)
         self.bn3 = nn.BatchNorm2d(block.out_channels)
         self.downsample = (
-            nn.Sequential(nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride, bias=False),
-                          nn.BatchNorm2d(block.out_channels))
-            if block.has_projection else None
+            nn.Sequential(
+                nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride, bias=False),
+                nn.BatchNorm2d(block.out_channels),
+            )
+            if block.has_projection
+            else None
         )
         self.select(block.choices[-1])
 

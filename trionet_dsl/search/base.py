@@ -16,8 +16,8 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from trionet_dsl.lang.ir import Arch
-from trionet_dsl.space.sampling import sample
 from trionet_dsl.space.resolve import ResolvedSpace
+from trionet_dsl.space.sampling import sample
 
 
 class Limits(BaseModel):
@@ -28,9 +28,11 @@ class Limits(BaseModel):
     min_flops: int | None = None
 
     def admits(self, params: int, flops: int) -> bool:
-        return ((self.max_flops is None or flops <= self.max_flops)
-                and (self.max_params is None or params <= self.max_params)
-                and (self.min_flops is None or flops >= self.min_flops))
+        return (
+            (self.max_flops is None or flops <= self.max_flops)
+            and (self.max_params is None or params <= self.max_params)
+            and (self.min_flops is None or flops >= self.min_flops)
+        )
 
 
 @dataclass
@@ -71,8 +73,7 @@ class InfeasibleSpace(Exception):
     """No architecture within the limits could be found."""
 
 
-def feasible_sample(space: ResolvedSpace, rng: random.Random, cost: CostFn, limits: Limits,
-                    tries: int = 20000) -> Arch:
+def feasible_sample(space: ResolvedSpace, rng: random.Random, cost: CostFn, limits: Limits, tries: int = 20000) -> Arch:
     """Hierarchical samples until one is within the limits (cheap: analytic costs)."""
     for _ in range(tries):
         arch = sample(space, rng, "hierarchical")

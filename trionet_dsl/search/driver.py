@@ -36,8 +36,10 @@ def pareto_front(obs: list[Observation]) -> list[Observation]:
     front = []
     for o in obs:
         a, f = o.objective("accuracy"), o.flops
-        dominated = any((p.objective("accuracy") >= a and p.flops <= f) and
-                        (p.objective("accuracy") > a or p.flops < f) for p in obs)
+        dominated = any(
+            (p.objective("accuracy") >= a and p.flops <= f) and (p.objective("accuracy") > a or p.flops < f)
+            for p in obs
+        )
         if not dominated and all(arch_key(o.arch) != arch_key(q.arch) for q in front):
             front.append(o)
     return sorted(front, key=lambda o: o.flops)
@@ -67,8 +69,11 @@ def read_history(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             if n == len(lines):  # a line cut short by an interruption: drop it
                 break
-            raise SpaceError(f"{path}:{n}: history line is not JSON", file=str(path),
-                             hint="the history is damaged; start a new search without --resume") from None
+            raise SpaceError(
+                f"{path}:{n}: history line is not JSON",
+                file=str(path),
+                hint="the history is damaged; start a new search without --resume",
+            ) from None
     return records
 
 
@@ -86,8 +91,11 @@ class _History:
         if path is None:
             return
         if not resume and not overwrite and path.exists() and path.stat().st_size > 0:
-            raise SpaceError(f"search history {path} already exists", file=str(path),
-                             hint="continue it with --resume, replace it with --overwrite, or choose --history/--out")
+            raise SpaceError(
+                f"search history {path} already exists",
+                file=str(path),
+                hint="continue it with --resume, replace it with --overwrite, or choose --history/--out",
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume:
             self.replay = read_history(path)
@@ -111,16 +119,29 @@ class _History:
             return None
         rec = self.replay[i]
         if rec.get("arch_key") != arch_key(arch):
-            raise SpaceError(f"{self.path}: entry {i + 1} does not match what this strategy proposes",
-                             hint="resume with the same space, strategy, limits and --seed")
+            raise SpaceError(
+                f"{self.path}: entry {i + 1} does not match what this strategy proposes",
+                hint="resume with the same space, strategy, limits and --seed",
+            )
         return Observation(arch, rec.get("accuracy"), *cost(arch))
 
     def append(self, i: int, obs: Observation) -> None:
         if self.fh is None:
             return
-        self.fh.write(json.dumps({"i": i, "arch_key": arch_key(obs.arch), "accuracy": obs.accuracy,
-                                  "params": obs.params, "flops": obs.flops, "strategy": self.strategy,
-                                  "seed": self.seed}) + "\n")
+        self.fh.write(
+            json.dumps(
+                {
+                    "i": i,
+                    "arch_key": arch_key(obs.arch),
+                    "accuracy": obs.accuracy,
+                    "params": obs.params,
+                    "flops": obs.flops,
+                    "strategy": self.strategy,
+                    "seed": self.seed,
+                }
+            )
+            + "\n"
+        )
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
@@ -148,22 +169,33 @@ def run_search(
     search; ``warn`` is told so (default: ``warnings.warn``).
     """
     if budget < 1:
-        raise SpaceError(f"--budget {budget}: the search must evaluate at least one architecture",
-                         hint="use --budget 1 or more")
-    strat = (make_strategy(strategy, space, cost, limits, seed=seed, **(strategy_options or {}))
-             if isinstance(strategy, str) else strategy)
+        raise SpaceError(
+            f"--budget {budget}: the search must evaluate at least one architecture", hint="use --budget 1 or more"
+        )
+    strat = (
+        make_strategy(strategy, space, cost, limits, seed=seed, **(strategy_options or {}))
+        if isinstance(strategy, str)
+        else strategy
+    )
     warmup = int(getattr(strat, "warmup", 0))
     if budget <= warmup:
-        (warn or _warn)(f"--budget {budget} is within the {warmup} random warm-up proposals of strategy "
-                        f"'{strat.name}' ({getattr(strat, 'warmup_name', 'warm-up')}): this search is a random "
-                        "search; raise --budget above it")
+        (warn or _warn)(
+            f"--budget {budget} is within the {warmup} random warm-up proposals of strategy "
+            f"'{strat.name}' ({getattr(strat, 'warmup_name', 'warm-up')}): this search is a random "
+            "search; raise --budget above it"
+        )
     log = _History(Path(history_path) if history_path else None, resume, overwrite, strat.name, seed)
     history: list[Observation] = []
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    cols = [TextColumn(f"[bold]search ({strat.name})"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]}"), TimeRemainingColumn()]
+    cols = [
+        TextColumn(f"[bold]search ({strat.name})"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*cols, disable=not progress) as bar, log:
         task = bar.add_task("search", total=budget, best="-")
         for i in range(budget):
@@ -174,8 +206,9 @@ def run_search(
             if obs is None:
                 params, flops = cost(arch)
                 result = evaluate(arch)
-                obs = Observation(arch, result.get("accuracy"), params, flops,
-                                  {k: v for k, v in result.items() if k != "accuracy"})
+                obs = Observation(
+                    arch, result.get("accuracy"), params, flops, {k: v for k, v in result.items() if k != "accuracy"}
+                )
                 log.append(i, obs)
             strat.tell(obs)
             history.append(obs)
@@ -183,8 +216,10 @@ def run_search(
             acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
             bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
     if not history:
-        raise SpaceError("the search evaluated no architecture",
-                         hint="the limits may exclude the whole space: check --max-flops / --max-params "
-                              "against the range `trionet compile` prints")
+        raise SpaceError(
+            "the search evaluated no architecture",
+            hint="the limits may exclude the whole space: check --max-flops / --max-params "
+            "against the range `trionet compile` prints",
+        )
     best = select_best(history, objective)
     return SearchResult(best, pareto_front(history), history, objective)

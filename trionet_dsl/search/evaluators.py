@@ -25,8 +25,16 @@ class Evaluator(Protocol):
 class SupernetEvaluator:
     """Validation accuracy of a sub-network with inherited weights and recalibrated BN."""
 
-    def __init__(self, supernet: nn.Module, data, bn_batches: int = 8, batch_size: int = 128,
-                 seed: int = 0, channels_last: bool = True, max_val: int | None = None) -> None:
+    def __init__(
+        self,
+        supernet: nn.Module,
+        data,
+        bn_batches: int = 8,
+        batch_size: int = 128,
+        seed: int = 0,
+        channels_last: bool = True,
+        max_val: int | None = None,
+    ) -> None:
         self.net = supernet
         self.channels_last = channels_last
         self.calib = calibration_batches(data, bn_batches, batch_size, seed, channels_last)

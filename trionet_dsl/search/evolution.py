@@ -12,17 +12,26 @@ import random
 from collections import deque
 
 from trionet_dsl.lang.ir import Arch
-from trionet_dsl.space.sampling import sample_choice
 from trionet_dsl.search.base import CostFn, InfeasibleSpace, Limits, Observation, arch_key, feasible_sample
 from trionet_dsl.space.resolve import ResolvedSpace
+from trionet_dsl.space.sampling import sample_choice
 
 
 class Evolution:
     name = "evolution"
 
-    def __init__(self, space: ResolvedSpace, cost: CostFn, limits: Limits, seed: int = 0,
-                 population: int = 20, sample_size: int = 5, mutation_rate: float | None = None,
-                 crossover: float = 0.3, **_: object) -> None:
+    def __init__(
+        self,
+        space: ResolvedSpace,
+        cost: CostFn,
+        limits: Limits,
+        seed: int = 0,
+        population: int = 20,
+        sample_size: int = 5,
+        mutation_rate: float | None = None,
+        crossover: float = 0.3,
+        **_: object,
+    ) -> None:
         self.space, self.cost, self.limits = space, cost, limits
         self.rng = random.Random(seed)
         self.population_size = population

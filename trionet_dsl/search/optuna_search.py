@@ -22,8 +22,9 @@ def require_optuna() -> None:
 
 
 class OptunaSearch:
-    def __init__(self, space: ResolvedSpace, cost: CostFn, limits: Limits, seed: int = 0,
-                 sampler: str = "tpe", **_: object) -> None:
+    def __init__(
+        self, space: ResolvedSpace, cost: CostFn, limits: Limits, seed: int = 0, sampler: str = "tpe", **_: object
+    ) -> None:
         require_optuna()
         import optuna
 
@@ -31,11 +32,15 @@ class OptunaSearch:
         self.space, self.cost, self.limits = space, cost, limits
         self.multi = sampler == "nsga2"
         self.name = sampler
-        s = (optuna.samplers.NSGAIISampler(seed=seed, population_size=16) if self.multi
-             else optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True))
+        s = (
+            optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+            if self.multi
+            else optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True)
+        )
         self.warmup = 16 if self.multi else 10
-        self.warmup_name = ("its first population is sampled at random" if self.multi
-                            else "its start-up trials are sampled at random")
+        self.warmup_name = (
+            "its first population is sampled at random" if self.multi else "its start-up trials are sampled at random"
+        )
         directions = ["maximize", "minimize"] if self.multi else ["maximize"]
         self.study = optuna.create_study(directions=directions, sampler=s)
         self.pending: dict[str, list] = {}
@@ -49,8 +54,11 @@ class OptunaSearch:
             opt = b.options[sigs.index(sig)]
             heads = None
             if opt.heads:
-                heads = (trial.suggest_categorical(f"{b.key}.{opt.op.kind}.heads", list(opt.heads))
-                         if len(opt.heads) > 1 else opt.heads[0])
+                heads = (
+                    trial.suggest_categorical(f"{b.key}.{opt.op.kind}.heads", list(opt.heads))
+                    if len(opt.heads) > 1
+                    else opt.heads[0]
+                )
             blocks.append(b.arch_block(Choice(opt.op, width, heads)))
         return Arch(name="candidate", space=self.space.name, blocks=tuple(blocks))
 

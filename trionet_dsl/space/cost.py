@@ -106,14 +106,17 @@ def supernet_params(space: ResolvedSpace, sharing: str = "multihead") -> int:
     for b in space.blocks:
         wm = b.max_width
         # outputs each operator's BN and the 1x1 expand address: the head grid under Multi-head Sharing
-        rows = [REGISTRY[o.op.kind].count_output_rows(o.op, widths=b.widths, heads=o.heads, sharing=sharing)
-                for o in b.options]
+        rows = [
+            REGISTRY[o.op.kind].count_output_rows(o.op, widths=b.widths, heads=o.heads, sharing=sharing)
+            for o in b.options
+        ]
         total += b.in_channels * wm + 2 * wm + 2 * sum(rows) + max(rows) * b.out_channels + 2 * b.out_channels
         if b.has_projection:
             total += b.in_channels * b.out_channels + 2 * b.out_channels
         for o in b.options:
-            total += REGISTRY[o.op.kind].count_super_params(o.op, widths=b.widths, heads=o.heads, in_hw=b.in_hw,
-                                                            sharing=sharing)
+            total += REGISTRY[o.op.kind].count_super_params(
+                o.op, widths=b.widths, heads=o.heads, in_hw=b.in_hw, sharing=sharing
+            )
     return total
 
 

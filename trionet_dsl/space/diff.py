@@ -50,8 +50,14 @@ def diff_archs(a: Arch, b: Arch) -> ArchDiff:
     for k in keys:
         x, y = ab.get(k), bb.get(k)
         if x is None or y is None:
-            rows.append(BlockChange(block=k, a=_describe(x) if x else None, b=_describe(y) if y else None,
-                                    changed=["added" if x is None else "removed"]))
+            rows.append(
+                BlockChange(
+                    block=k,
+                    a=_describe(x) if x else None,
+                    b=_describe(y) if y else None,
+                    changed=["added" if x is None else "removed"],
+                )
+            )
             continue
         changed = []
         if x.op.signature != y.op.signature:
@@ -101,25 +107,41 @@ def diff_spaces(a: ResolvedSpace, b: ResolvedSpace) -> SpaceDiff:
     for k in keys:
         x, y = a.by_key.get(k), b.by_key.get(k)
         if x is None or y is None:
-            rows.append(SpaceBlockChange(block=k, status="added" if x is None else "removed",
-                                         choices_a=x.num_choices if x else 0, choices_b=y.num_choices if y else 0))
+            rows.append(
+                SpaceBlockChange(
+                    block=k,
+                    status="added" if x is None else "removed",
+                    choices_a=x.num_choices if x else 0,
+                    choices_b=y.num_choices if y else 0,
+                )
+            )
             continue
         xo = {o.op.signature: o for o in x.options}
         yo = {o.op.signature: o for o in y.options}
         row = SpaceBlockChange(
-            block=k, status="same",
-            ops_added=[s for s in yo if s not in xo], ops_removed=[s for s in xo if s not in yo],
+            block=k,
+            status="same",
+            ops_added=[s for s in yo if s not in xo],
+            ops_removed=[s for s in xo if s not in yo],
             widths_added=[w for w in y.widths if w not in x.widths],
             widths_removed=[w for w in x.widths if w not in y.widths],
             heads_added={s: [h for h in yo[s].heads if h not in xo[s].heads] for s in xo if s in yo},
             heads_removed={s: [h for h in xo[s].heads if h not in yo[s].heads] for s in xo if s in yo},
-            choices_a=x.num_choices, choices_b=y.num_choices,
+            choices_a=x.num_choices,
+            choices_b=y.num_choices,
         )
         row.heads_added = {s: v for s, v in row.heads_added.items() if v}
         row.heads_removed = {s: v for s, v in row.heads_removed.items() if v}
         shape_changed = (x.in_channels, x.out_channels, x.stride) != (y.in_channels, y.out_channels, y.stride)
-        if (row.ops_added or row.ops_removed or row.widths_added or row.widths_removed or row.heads_added
-                or row.heads_removed or shape_changed):
+        if (
+            row.ops_added
+            or row.ops_removed
+            or row.widths_added
+            or row.widths_removed
+            or row.heads_added
+            or row.heads_removed
+            or shape_changed
+        ):
             row.status = "changed"
         rows.append(row)
     return SpaceDiff(a=a.name, b=b.name, header=header, blocks=rows, size_a=a.size, size_b=b.size)

@@ -37,13 +37,18 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
     g = nx.DiGraph(name=rs.name if arch is None else arch.name)
     inp = rs.space.input
     shape = [inp.channels, inp.height, inp.width]
-    g.add_node("input", kind="input", label=f"input {inp.channels}x{inp.height}x{inp.width}",
-               out_shape=shape)
+    g.add_node("input", kind="input", label=f"input {inp.channels}x{inp.height}x{inp.width}", out_shape=shape)
     prev = "input"
     for step in rs.stem:
         nid, layer = f"stem.{step.index}", step.layer
-        g.add_node(nid, kind=f"stem_{layer.kind}", label=f"{layer.kind} {layer.kernel}x{layer.kernel}/{layer.stride}",
-                   in_shape=list(step.in_shape), out_shape=list(step.out_shape), padding=step.padding)
+        g.add_node(
+            nid,
+            kind=f"stem_{layer.kind}",
+            label=f"{layer.kind} {layer.kernel}x{layer.kernel}/{layer.stride}",
+            in_shape=list(step.in_shape),
+            out_shape=list(step.out_shape),
+            padding=step.padding,
+        )
         g.add_edge(prev, nid, kind="data")
         prev = nid
     for i, b in enumerate(rs.blocks):
@@ -53,32 +58,75 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
         common = {"stage": b.stage, "block": k}
         if fixed is None:
             mid = [max(b.widths), *b.out_hw]
-            g.add_node(f"{k}.reduce", kind="conv1x1", label=f"{k} 1x1 -> {'|'.join(map(str, b.widths))}",
-                       in_shape=in_shape, out_shape=[max(b.widths), *b.in_hw], widths=list(b.widths), **common)
-            g.add_node(f"{k}.op", kind="choice", label=f"{k} " + " | ".join(o.op.signature for o in b.options),
-                       in_shape=[max(b.widths), *b.in_hw], out_shape=mid, stride=b.stride,
-                       ops=[o.op.signature for o in b.options],
-                       heads={o.op.signature: list(o.heads) for o in b.options if o.heads},
-                       widths=list(b.widths), choices=[choice_label(c) for c in b.choices],
-                       num_choices=b.num_choices, **common)
+            g.add_node(
+                f"{k}.reduce",
+                kind="conv1x1",
+                label=f"{k} 1x1 -> {'|'.join(map(str, b.widths))}",
+                in_shape=in_shape,
+                out_shape=[max(b.widths), *b.in_hw],
+                widths=list(b.widths),
+                **common,
+            )
+            g.add_node(
+                f"{k}.op",
+                kind="choice",
+                label=f"{k} " + " | ".join(o.op.signature for o in b.options),
+                in_shape=[max(b.widths), *b.in_hw],
+                out_shape=mid,
+                stride=b.stride,
+                ops=[o.op.signature for o in b.options],
+                heads={o.op.signature: list(o.heads) for o in b.options if o.heads},
+                widths=list(b.widths),
+                choices=[choice_label(c) for c in b.choices],
+                num_choices=b.num_choices,
+                **common,
+            )
         else:
             c = fixed[i]
             mid = [c.width, *b.out_hw]
-            g.add_node(f"{k}.reduce", kind="conv1x1", label=f"{k} 1x1 -> {c.width}",
-                       in_shape=in_shape, out_shape=[c.width, *b.in_hw], widths=[c.width], **common)
-            g.add_node(f"{k}.op", kind="op", label=f"{k} {choice_label(c)}", in_shape=[c.width, *b.in_hw],
-                       out_shape=mid, stride=b.stride, op=c.op.signature, width=c.width, heads=c.heads,
-                       **common)
-        g.add_node(f"{k}.expand", kind="conv1x1", label=f"{k} 1x1 -> {b.out_channels}",
-                   in_shape=mid, out_shape=out_shape, **common)
+            g.add_node(
+                f"{k}.reduce",
+                kind="conv1x1",
+                label=f"{k} 1x1 -> {c.width}",
+                in_shape=in_shape,
+                out_shape=[c.width, *b.in_hw],
+                widths=[c.width],
+                **common,
+            )
+            g.add_node(
+                f"{k}.op",
+                kind="op",
+                label=f"{k} {choice_label(c)}",
+                in_shape=[c.width, *b.in_hw],
+                out_shape=mid,
+                stride=b.stride,
+                op=c.op.signature,
+                width=c.width,
+                heads=c.heads,
+                **common,
+            )
+        g.add_node(
+            f"{k}.expand",
+            kind="conv1x1",
+            label=f"{k} 1x1 -> {b.out_channels}",
+            in_shape=mid,
+            out_shape=out_shape,
+            **common,
+        )
         g.add_node(f"{k}.add", kind="add", label=f"{k} +", out_shape=out_shape, **common)
         g.add_edge(prev, f"{k}.reduce", kind="data")
         g.add_edge(f"{k}.reduce", f"{k}.op", kind="data")
         g.add_edge(f"{k}.op", f"{k}.expand", kind="data")
         g.add_edge(f"{k}.expand", f"{k}.add", kind="data")
         if b.has_projection:
-            g.add_node(f"{k}.proj", kind="projection", label=f"{k} 1x1/{b.stride} -> {b.out_channels}",
-                       in_shape=in_shape, out_shape=out_shape, **common)
+            g.add_node(
+                f"{k}.proj",
+                kind="projection",
+                label=f"{k} 1x1/{b.stride} -> {b.out_channels}",
+                in_shape=in_shape,
+                out_shape=out_shape,
+                **common,
+            )
             g.add_edge(prev, f"{k}.proj", kind="downsample")
             g.add_edge(f"{k}.proj", f"{k}.add", kind="downsample")
         else:
@@ -119,9 +167,15 @@ def stage_summaries(g: nx.DiGraph) -> list[StageSummary]:
     res = []
     for name, nodes in out.items():
         first, last = nodes[0]["block"], nodes[-1]["block"]
-        res.append(StageSummary(name, len(nodes), tuple(g.nodes[f"{first}.reduce"]["in_shape"]),
-                                tuple(g.nodes[f"{last}.add"]["out_shape"]),
-                                tuple(d.get("num_choices", 1) for d in nodes)))
+        res.append(
+            StageSummary(
+                name,
+                len(nodes),
+                tuple(g.nodes[f"{first}.reduce"]["in_shape"]),
+                tuple(g.nodes[f"{last}.add"]["out_shape"]),
+                tuple(d.get("num_choices", 1) for d in nodes),
+            )
+        )
     return res
 
 
@@ -136,8 +190,12 @@ def to_dot(g: nx.DiGraph) -> str:
     for n, d in g.nodes(data=True):
         attrs = {"label": d.get("label", n), "shape": "box"}
         if d["kind"] == "choice":
-            attrs.update(style="filled", fillcolor="lightyellow", shape="box3d",
-                         label=f"{d['label']}\\n{d['num_choices']} choices")
+            attrs.update(
+                style="filled",
+                fillcolor="lightyellow",
+                shape="box3d",
+                label=f"{d['label']}\\n{d['num_choices']} choices",
+            )
         elif d["kind"] == "op":
             attrs.update(style="filled", fillcolor="lightblue")
         h.add_node(n, **{k: f'"{v}"' for k, v in attrs.items()})
@@ -164,8 +222,10 @@ def write_graph(g: nx.DiGraph, path: str | Path) -> Path:
         raise SpaceError(f"unknown graph format '{suffix}'", hint="use .dot, .json, .svg, .png or .pdf")
     exe = shutil.which("dot")
     if exe is None:
-        raise SpaceError(f"rendering {suffix} needs Graphviz's 'dot' program, which is not installed",
-                         hint="install graphviz (e.g. apt-get install graphviz) or write .dot instead")
+        raise SpaceError(
+            f"rendering {suffix} needs Graphviz's 'dot' program, which is not installed",
+            hint="install graphviz (e.g. apt-get install graphviz) or write .dot instead",
+        )
     proc = subprocess.run([exe, f"-T{suffix[1:]}", "-o", str(p)], input=dot.encode(), capture_output=True)
     if proc.returncode != 0:
         raise SpaceError(f"graphviz failed: {proc.stderr.decode(errors='replace').strip()}")

@@ -29,8 +29,11 @@ class LoadedArch:
 def compile_space_text(text: str, file: str = "<input>") -> ResolvedSpace:
     parsed = parse_document(text, file)
     if not isinstance(parsed.doc, Space):
-        raise SpaceError(f"{file} holds an arch, not a space", file=file,
-                         hint="use load_arch / an .arch file where an architecture is meant")
+        raise SpaceError(
+            f"{file} holds an arch, not a space",
+            file=file,
+            hint="use load_arch / an .arch file where an architecture is meant",
+        )
     return resolve(parsed.doc, parsed.source_map)
 
 
@@ -45,13 +48,17 @@ load = load_space
 def compile_arch_text(text: str, file: str = "<input>", space: ResolvedSpace | str | Path | None = None) -> LoadedArch:
     parsed = parse_document(text, file)
     if not isinstance(parsed.doc, Arch):
-        raise SpaceError(f"{file} holds a space, not an arch", file=file,
-                         hint="an arch file starts with: arch NAME of SPACE {")
+        raise SpaceError(
+            f"{file} holds a space, not an arch", file=file, hint="an arch file starts with: arch NAME of SPACE {"
+        )
     arch = parsed.doc
     if space is None:
         found = find_space(arch.space, Path(file) if file != "<input>" else None)
-        rs = (load_space(found) if isinstance(found, Path)
-              else compile_space_text(found.read_text(encoding="utf-8"), f"<shipped>/{arch.space}.space"))
+        rs = (
+            load_space(found)
+            if isinstance(found, Path)
+            else compile_space_text(found.read_text(encoding="utf-8"), f"<shipped>/{arch.space}.space")
+        )
     elif isinstance(space, ResolvedSpace):
         rs = space
     else:

@@ -25,8 +25,9 @@ def conv2d_param_count(in_channels: int, width: int, kernel: int) -> int:
     return width * in_channels * kernel * kernel
 
 
-def conv2d_macs(height: int, width_px: int, in_channels: int, width: int, kernel: int, stride: int = 1,
-                batch: int = 1) -> int:
+def conv2d_macs(
+    height: int, width_px: int, in_channels: int, width: int, kernel: int, stride: int = 1, batch: int = 1
+) -> int:
     """``N ceil(H/s) ceil(W/s) C_in w K^2`` (padding K//2, odd K)."""
     oh, ow = -(-height // stride), -(-width_px // stride)
     return batch * oh * ow * in_channels * width * kernel * kernel
@@ -37,8 +38,9 @@ def local_attention_params(in_channels: int, width: int, heads: int, span: int) 
     return 3 * width * in_channels + width * span
 
 
-def local_attention_macs(height: int, width_px: int, in_channels: int, width: int, heads: int, span: int,
-               batch: int = 1) -> int:
+def local_attention_macs(
+    height: int, width_px: int, in_channels: int, width: int, heads: int, span: int, batch: int = 1
+) -> int:
     """``N H W (3 C_in w + 2 K^2 w + K w)`` (see :mod:`trionet_dsl.nn.ops.local_attention`)."""
     hw = height * width_px
     return batch * hw * (3 * in_channels * width + 2 * span * span * width + span * width)
@@ -53,8 +55,9 @@ def axial_attention_params(in_channels: int, width: int, heads: int, max_len: in
 def axial_attention_macs(height: int, width_px: int, in_channels: int, width: int, heads: int, batch: int = 1) -> int:
     """``N H W (3 C_in w + 5 H w) + N H W (3 w^2 + 5 W w)`` (see :mod:`trionet_dsl.nn.ops.axial_attention`)."""
     hw = height * width_px
-    return batch * (hw * (3 * in_channels * width + 5 * height * width)
-                    + hw * (3 * width * width + 5 * width_px * width))
+    return batch * (
+        hw * (3 * in_channels * width + 5 * height * width) + hw * (3 * width * width + 5 * width_px * width)
+    )
 
 
 # ---------------------------------------------------------------------------- registry entries
@@ -66,8 +69,9 @@ def conv_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], 
     return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride)
 
 
-def conv_super_params(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-                      sharing: str) -> int:
+def conv_super_params(
+    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+) -> int:
     return conv2d_param_count(max(widths), max(widths), op.require("kernel"))
 
 
@@ -79,8 +83,9 @@ def local_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int],
     return local_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads), op.require("span"))
 
 
-def local_super_params(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-                       sharing: str) -> int:
+def local_super_params(
+    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+) -> int:
     """q/k/v of ``stored_rows`` rows; embeddings per head (H x (ceil + floor of D/2) x K) or flat (W x K)."""
     wmax, rows = max(widths), stored_rows(widths, heads, sharing)
     if sharing == "multihead":
@@ -97,8 +102,9 @@ def axial_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int],
     return axial_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads))
 
 
-def axial_super_params(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-                       sharing: str) -> int:
+def axial_super_params(
+    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+) -> int:
     """Height layer (in: max width) and width layer (in: the stored rows), three embeddings each."""
     wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * max(in_hw) - 1
     return 3 * rows * wmax + 3 * rows * rows + 2 * 3 * rows * offsets

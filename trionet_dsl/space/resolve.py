@@ -212,8 +212,10 @@ def _widths(items, base: int, err) -> tuple[int, ...]:
             vals: range | list[int] = [it.value]
         elif isinstance(it, ChannelRange):
             if it.step < 1 or it.stop < it.start:
-                raise err(f"width range {it.start}..{it.stop} step {it.step} is empty",
-                          "write start..stop with start <= stop and a step >= 1")
+                raise err(
+                    f"width range {it.start}..{it.stop} step {it.step} is empty",
+                    "write start..stop with start <= stop and a step >= 1",
+                )
             vals = range(it.start, it.stop + 1, it.step)
             if len(out) + len(vals) > MAX_WIDTH_CHOICES:
                 raise err(f"more than {MAX_WIDTH_CHOICES} width choices", "use a larger step")
@@ -221,26 +223,37 @@ def _widths(items, base: int, err) -> tuple[int, ...]:
             assert isinstance(it, Multiplier)
             exact = it.factor * base
             if not math.isfinite(exact) or exact >= 2**31:
-                raise err(f"width {it.factor}x of base width {base} is too large",
-                          "use a smaller multiplier or an absolute width")
+                raise err(
+                    f"width {it.factor}x of base width {base} is too large",
+                    "use a smaller multiplier or an absolute width",
+                )
             v = round(exact)
             if v < 1:
-                raise err(f"width {it.factor}x of base width {base} is {exact:g} < 1 channel",
-                          "use a larger multiplier or an absolute width")
+                raise err(
+                    f"width {it.factor}x of base width {base} is {exact:g} < 1 channel",
+                    "use a larger multiplier or an absolute width",
+                )
             vals = [v]
         for v in vals:
             if v < 1:
                 raise err(f"width {v} is not a channel count", "widths must be >= 1")
             if v in seen:
-                raise err(f"width choices resolve to {v} channels twice",
-                          "multipliers are rounded to whole channels; list each width once")
+                raise err(
+                    f"width choices resolve to {v} channels twice",
+                    "multipliers are rounded to whole channels; list each width once",
+                )
             seen.add(v)
             out.append(v)
     return tuple(sorted(out))
 
 
-def _option(op: Op, j: int, widths: tuple[int, ...], block_heads: tuple[int, ...] | None,
-            err_at: Callable[..., Callable[..., SpaceError]]) -> OpOption:
+def _option(
+    op: Op,
+    j: int,
+    widths: tuple[int, ...],
+    block_heads: tuple[int, ...] | None,
+    err_at: Callable[..., Callable[..., SpaceError]],
+) -> OpOption:
     """Operator ``j`` of a block checked by its registry entry: sizes, heads, its own rule."""
     spec = REGISTRY.get(op.kind)
     if spec is None:
@@ -255,8 +268,10 @@ def _option(op: Op, j: int, widths: tuple[int, ...], block_heads: tuple[int, ...
     if spec.attention:
         heads = op.heads or block_heads or ()
         if not heads:
-            raise err_at("op", f".{j}")(f"attention operator {op.signature} has no head choices",
-                                        f"add e.g. 'heads 4 | 8' or write it as {op.kind}(heads=8)")
+            raise err_at("op", f".{j}")(
+                f"attention operator {op.signature} has no head choices",
+                f"add e.g. 'heads 4 | 8' or write it as {op.kind}(heads=8)",
+            )
         if min(heads) < 1:
             raise err_at("heads" if op.heads is None else "op", f".{j}.heads")("head counts must be >= 1")
         for wd in widths:
@@ -265,7 +280,8 @@ def _option(op: Op, j: int, widths: tuple[int, ...], block_heads: tuple[int, ...
                 good = [d for d in range(1, min(wd, 64) + 1) if wd % d == 0]
                 raise err_at("heads" if op.heads is None else "op", f".{j}.heads")(
                     f"{bad[0]} heads do not divide width {wd} ({op.signature})",
-                    f"head counts dividing {wd}: {', '.join(map(str, good))}")
+                    f"head counts dividing {wd}: {', '.join(map(str, good))}",
+                )
     elif op.heads:
         raise err_at("op", f".{j}")(f"{op.kind} takes no heads")
     heads = tuple(sorted(heads))
@@ -290,8 +306,9 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
     for step in stem_steps(space):
         c, h, w = step.out_shape
         if h < 1 or w < 1:
-            raise error(f"stem.{step.index}", "the stem shrinks the input below 1 pixel",
-                        "use a larger input or fewer strides")
+            raise error(
+                f"stem.{step.index}", "the stem shrinks the input below 1 pixel", "use a larger input or fewer strides"
+            )
     stem_c, stem_hw = c, (h, w)
     # structural checks the parser also makes, repeated for IR built in Python
     names: set[str] = set()
@@ -304,14 +321,19 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
             raise error(f"stage.{st.name}", f"stage '{st.name}': blocks, width, stride and expansion must be >= 1")
         total += st.blocks
         if total > MAX_BLOCKS:
-            raise error(f"stage.{st.name}.attr.blocks", f"the space has more than {MAX_BLOCKS} blocks",
-                        "use fewer blocks per stage")
+            raise error(
+                f"stage.{st.name}.attr.blocks",
+                f"the space has more than {MAX_BLOCKS} blocks",
+                "use fewer blocks per stage",
+            )
         seen_ov: set[int] = set()
         for o in st.overrides:
             if not 0 <= o.index < st.blocks or o.index in seen_ov:
-                raise error(f"stage.{st.name}.block.{o.index}",
-                            f"stage '{st.name}': bad or repeated override of block {o.index}",
-                            f"block indices run from 0 to {st.blocks - 1}, each overridden at most once")
+                raise error(
+                    f"stage.{st.name}.block.{o.index}",
+                    f"stage '{st.name}': bad or repeated override of block {o.index}",
+                    f"block indices run from 0 to {st.blocks - 1}, each overridden at most once",
+                )
             seen_ov.add(o.index)
     blocks: list[ResolvedBlock] = []
     for si, st in enumerate(space.stages):
@@ -328,8 +350,11 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
                 return lambda m, hint=None: error(path, f"block {key}: {m}", hint)
 
             if not spec.ops:
-                raise error(f"stage.{st.name}", f"block {key} has no operator",
-                            "add 'op conv(kernel=3)' to the space's block defaults or the stage")
+                raise error(
+                    f"stage.{st.name}",
+                    f"block {key} has no operator",
+                    "add 'op conv(kernel=3)' to the space's block defaults or the stage",
+                )
             widths = _widths(spec.width or (Multiplier(factor=1.0),), st.width, err_at("width"))
             options = [_option(op, j, widths, spec.heads, err_at) for j, op in enumerate(spec.ops)]
             stride = st.stride if bi == 0 else 1
@@ -352,8 +377,11 @@ def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> 
         return smap.error(path, message, hint)
 
     if arch.space != rs.name:
-        raise error("arch", f"arch '{arch.name}' is of space '{arch.space}', not '{rs.name}'",
-                    "check the 'of <space>' part of the header")
+        raise error(
+            "arch",
+            f"arch '{arch.name}' is of space '{arch.space}', not '{rs.name}'",
+            "check the 'of <space>' part of the header",
+        )
     given = {b.key: b for b in arch.blocks}
     for key, b in given.items():
         path = f"arch.{key}"
@@ -362,18 +390,28 @@ def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> 
             raise error(path, f"space '{rs.name}' has no block {key}", did_you_mean(key, list(rs.by_key)))
         opt = rb.option(b.op)
         if opt is None:
-            raise error(f"{path}.op", f"block {key}: {b.op.signature} is not a choice of this block",
-                        f"choices: {' | '.join(o.op.signature for o in rb.options)}")
+            raise error(
+                f"{path}.op",
+                f"block {key}: {b.op.signature} is not a choice of this block",
+                f"choices: {' | '.join(o.op.signature for o in rb.options)}",
+            )
         if b.width not in rb.widths:
-            raise error(f"{path}.width", f"block {key}: width {b.width} is not a choice of this block",
-                        f"widths: {', '.join(map(str, rb.widths))}")
+            raise error(
+                f"{path}.width",
+                f"block {key}: width {b.width} is not a choice of this block",
+                f"widths: {', '.join(map(str, rb.widths))}",
+            )
         if opt.heads:
             if b.heads is None:
-                raise error(path, f"block {key}: {b.op.signature} needs 'heads N'",
-                            f"heads: {', '.join(map(str, opt.heads))}")
+                raise error(
+                    path, f"block {key}: {b.op.signature} needs 'heads N'", f"heads: {', '.join(map(str, opt.heads))}"
+                )
             if b.heads not in opt.heads:
-                raise error(f"{path}.heads", f"block {key}: {b.heads} heads is not a choice of {b.op.signature}",
-                            f"heads: {', '.join(map(str, opt.heads))}")
+                raise error(
+                    f"{path}.heads",
+                    f"block {key}: {b.heads} heads is not a choice of {b.op.signature}",
+                    f"heads: {', '.join(map(str, opt.heads))}",
+                )
         elif b.heads is not None:
             raise error(f"{path}.heads", f"block {key}: {b.op.signature} takes no heads")
     blocks = []
@@ -387,10 +425,13 @@ def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> 
             missing.append(rb.key)
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise error("end", f"arch '{arch.name}' does not fix block{'s' if len(missing) > 1 else ''} {shown}",
-                    "every searchable block needs a line such as: "
-                    f"{missing[0]} {rs.by_key[missing[0]].options[0].op.signature} width "
-                    f"{rs.by_key[missing[0]].widths[-1]}")
+        raise error(
+            "end",
+            f"arch '{arch.name}' does not fix block{'s' if len(missing) > 1 else ''} {shown}",
+            "every searchable block needs a line such as: "
+            f"{missing[0]} {rs.by_key[missing[0]].options[0].op.signature} width "
+            f"{rs.by_key[missing[0]].widths[-1]}",
+        )
     return arch.model_copy(update={"blocks": tuple(blocks)})
 
 

@@ -39,8 +39,9 @@ def sample_choice(b: ResolvedBlock, rng: random.Random, strategy: Strategy = "hi
     return Choice(opt.op, width, heads)
 
 
-def sample(space: ResolvedSpace, rng: random.Random, strategy: Strategy = "hierarchical",
-           name: str = "sampled") -> Arch:
+def sample(
+    space: ResolvedSpace, rng: random.Random, strategy: Strategy = "hierarchical", name: str = "sampled"
+) -> Arch:
     """A random architecture of ``space`` (reproducible from the state of ``rng``)."""
     blocks = tuple(b.arch_block(sample_choice(b, rng, strategy)) for b in space.blocks)
     return Arch(name=name, space=space.name, blocks=blocks)
@@ -56,11 +57,15 @@ def extreme(space: ResolvedSpace, rng: random.Random, largest: bool, name: str |
     return Arch(name=name or ("largest" if largest else "smallest"), space=space.name, blocks=tuple(blocks))
 
 
-def sandwich(space: ResolvedSpace, rng: random.Random, n_random: int = 2,
-             strategy: Strategy = "hierarchical") -> list[Arch]:
+def sandwich(
+    space: ResolvedSpace, rng: random.Random, n_random: int = 2, strategy: Strategy = "hierarchical"
+) -> list[Arch]:
     """BigNAS's sandwich rule for one training step: largest, smallest and ``n_random`` others."""
-    return [extreme(space, rng, True), extreme(space, rng, False),
-            *(sample(space, rng, strategy) for _ in range(n_random))]
+    return [
+        extreme(space, rng, True),
+        extreme(space, rng, False),
+        *(sample(space, rng, strategy) for _ in range(n_random)),
+    ]
 
 
 def uniform_op(space: ResolvedSpace, kind: str, largest: bool = True, name: str | None = None) -> Arch:

@@ -12,16 +12,17 @@ from torch import nn
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
-             channels_last: bool = True) -> float:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, channels_last: bool = True
+) -> float:
     """Top-1 accuracy in eval mode."""
     model.eval()
     correct = 0
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
+        xb = x[i : i + batch_size]
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        correct += (model(xb).argmax(1) == y[i:i + batch_size]).sum().item()
+        correct += (model(xb).argmax(1) == y[i : i + batch_size]).sum().item()
     return correct / max(1, len(x))
 
 
@@ -34,8 +35,10 @@ def calibration_batches(data, n: int, batch_size: int, seed: int, channels_last:
     from trionet_dsl.train.data import iterate
 
     batches = iterate(data, "train", batch_size, 0, seed, augment=False)
-    return [xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
-            for _, (xb, _) in zip(range(n), batches)]
+    return [
+        xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
+        for _, (xb, _) in zip(range(n), batches)
+    ]
 
 
 def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:

@@ -20,15 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
-from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.nn.network import build
-from trionet_dsl.space.sampling import extreme, sample, sandwich
-from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.nn.supernet import Supernet
+from trionet_dsl.space.loader import LoadedArch
+from trionet_dsl.space.resolve import ResolvedSpace
+from trionet_dsl.space.sampling import extreme, sample, sandwich
+from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
 from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn
 
@@ -63,8 +63,11 @@ BEST_NAME = "best.pt"
 def check_out_dir(out: Path) -> None:
     """A run folder must be a folder: refuse a file before any data is loaded."""
     if out.exists() and not out.is_dir():
-        raise SpaceError(f"--out {out} is a file, not a folder", file=str(out),
-                         hint="give a folder for the run (checkpoints and metrics.jsonl go inside)")
+        raise SpaceError(
+            f"--out {out} is a file, not a folder",
+            file=str(out),
+            hint="give a folder for the run (checkpoints and metrics.jsonl go inside)",
+        )
 
 
 def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: int):
@@ -86,13 +89,17 @@ class _Run:
         self.space_text = emit_space(self.space.space)
         self.steps_per_epoch = len(data.train_x) // cfg.batch_size
         torch.manual_seed(cfg.seed)
-        model: nn.Module = (Supernet(self.space, cfg.sharing, seed=cfg.seed) if isinstance(target, ResolvedSpace)
-                            else build(self.space, target.arch, seed=cfg.seed))
+        model: nn.Module = (
+            Supernet(self.space, cfg.sharing, seed=cfg.seed)
+            if isinstance(target, ResolvedSpace)
+            else build(self.space, target.arch, seed=cfg.seed)
+        )
         self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
         self.opt = make_optimizer(self.model, cfg)
         total = cfg.epochs * self.steps_per_epoch
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
+            self.opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total))
+        )
         self.history: list[EpochMetrics] = []
         self.start_epoch = 0
         if self.is_supernet:  # validation measures the largest sub-network with its own BN statistics
@@ -102,15 +109,18 @@ class _Run:
     def resume(self) -> None:
         """Continue from the run's checkpoint: same space, same settings, or a clear refusal."""
         if not self.ckpt_path.exists():
-            raise SpaceError(f"nothing to resume: {self.ckpt_path} does not exist",
-                             hint="drop --resume to start a new run")
+            raise SpaceError(
+                f"nothing to resume: {self.ckpt_path} does not exist", hint="drop --resume to start a new run"
+            )
         ck = load_checkpoint(self.ckpt_path)
         require_space(ck, self.space_text, self.space.name, self.ckpt_path)
         mine = self.cfg.model_dump(mode="json")
         if ck.get("config") != mine:
             diff = {k: (ck["config"].get(k), v) for k, v in mine.items() if ck["config"].get(k) != v}
-            raise SpaceError(f"--resume with different settings than the checkpoint: {diff}",
-                             hint="use the same options as the interrupted run")
+            raise SpaceError(
+                f"--resume with different settings than the checkpoint: {diff}",
+                hint="use the same options as the interrupted run",
+            )
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
@@ -126,8 +136,9 @@ class _Run:
         t0 = time.perf_counter()
         seen = correct = 0
         loss_sum = 0.0
-        for step, (xb, yb) in enumerate(iterate(self.data, "train", cfg.batch_size, epoch, cfg.seed,
-                                                augment=cfg.augment, drop_last=True)):
+        for step, (xb, yb) in enumerate(
+            iterate(self.data, "train", cfg.batch_size, epoch, cfg.seed, augment=cfg.augment, drop_last=True)
+        ):
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             self.opt.zero_grad(set_to_none=True)
@@ -195,28 +206,38 @@ def train(
     out = Path(out_dir)
     check_out_dir(out)
     if len(data.train_x) // cfg.batch_size == 0:
-        raise SpaceError(f"an epoch would have no training step: {len(data.train_x)} training image(s) but "
-                         f"--batch-size {cfg.batch_size} (incomplete batches are dropped)",
-                         hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data")
+        raise SpaceError(
+            f"an epoch would have no training step: {len(data.train_x)} training image(s) but "
+            f"--batch-size {cfg.batch_size} (incomplete batches are dropped)",
+            hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data",
+        )
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(target, data, cfg, out)
     if resume:
         run.resume()
-    columns = [TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} {task.fields[ips]:.0f} img/s"),
-               TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} {task.fields[ips]:.0f} img/s"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, disable=not progress, transient=False) as bar:
         for epoch in range(run.start_epoch, cfg.epochs):
-            task = bar.add_task("train", total=run.steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0,
-                                acc=0.0, ips=0.0)
-            loss, acc, ips = run.train_epoch(epoch, lambda lo, ac, ip: bar.update(task, advance=1, loss=lo, acc=ac,
-                                                                               ips=ip))
+            task = bar.add_task(
+                "train", total=run.steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0, acc=0.0, ips=0.0
+            )
+            loss, acc, ips = run.train_epoch(
+                epoch, lambda lo, ac, ip: bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
+            )
             m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, run.sched.get_last_lr()[0])
             run.history.append(m)
             if progress:
                 note = " (largest sub-network, BN recalibrated)" if run.is_supernet else ""
-                bar.console.print(f"epoch {m.epoch}: loss {m.train_loss:.4f} train acc {m.train_acc:.4f} "
-                                  f"val acc {m.val_acc:.4f}{note}")
+                bar.console.print(
+                    f"epoch {m.epoch}: loss {m.train_loss:.4f} train acc {m.train_acc:.4f} "
+                    f"val acc {m.val_acc:.4f}{note}"
+                )
             run.save(epoch + 1)
             if on_epoch is not None:
                 on_epoch(m)

@@ -25,8 +25,24 @@ from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAtten
 from trionet_dsl.nn.ops.sliced import SlicedBatchNorm2d, SuperConv2d, conv2d_macs, conv2d_param_count
 
 __all__ = [
-    "MODES", "AxialAttention2d", "LocalAttention2d", "SlicedBatchNorm2d", "SuperAxialAttention", "SuperConv2d",
-    "SuperConvOp", "SuperLocalAttention", "axial_attention", "axial_layer", "conv2d_macs", "conv2d_param_count",
-    "grid_dims", "grid_index", "local_attention", "output_index", "relative_index", "slice_rows", "split_halves",
+    "MODES",
+    "AxialAttention2d",
+    "LocalAttention2d",
+    "SlicedBatchNorm2d",
+    "SuperAxialAttention",
+    "SuperConv2d",
+    "SuperConvOp",
+    "SuperLocalAttention",
+    "axial_attention",
+    "axial_layer",
+    "conv2d_macs",
+    "conv2d_param_count",
+    "grid_dims",
+    "grid_index",
+    "local_attention",
+    "output_index",
+    "relative_index",
+    "slice_rows",
+    "split_halves",
     "stored_rows",
 ]

@@ -52,14 +52,26 @@ def relative_index(max_len: int) -> torch.Tensor:
     return pos[None, :] - pos[:, None] + (max_len - 1)
 
 
-def axial_layer(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor, rq: torch.Tensor,
-                rk: torch.Tensor, rv: torch.Tensor, heads: int, span: int, rel_index: torch.Tensor) -> torch.Tensor:
+def axial_layer(
+    x: torch.Tensor,
+    wq: torch.Tensor,
+    wk: torch.Tensor,
+    wv: torch.Tensor,
+    rq: torch.Tensor,
+    rk: torch.Tensor,
+    rv: torch.Tensor,
+    heads: int,
+    span: int,
+    rel_index: torch.Tensor,
+) -> torch.Tensor:
     """Attention along dim 2 of x (N, C, L, M): w/wk/wv (w, C); r* (h, d, 2 max_len - 1); span 0 = global."""
     n, _, length, other = x.shape
     max_len = rel_index.shape[0]
     if length > max_len:
-        raise ValueError(f"axial attention built for axes up to max_len={max_len} got an axis of length "
-                         f"{length}; build it with a larger max_len")
+        raise ValueError(
+            f"axial attention built for axes up to max_len={max_len} got an axis of length "
+            f"{length}; build it with a larger max_len"
+        )
     w = wq.shape[0]
     d = w // heads
     b = n * other
@@ -69,9 +81,11 @@ def axial_layer(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.T
     q, k, v = qkv.unbind(0)  # unbind's backward stacks; indexing's would zero-fill full-size grads
     idx = rel_index[:length, :length]
     eq, ek, ev = rq[:, :, idx], rk[:, :, idx], rv[:, :, idx]  # (h, d, L_o, L_p)
-    logits = (torch.matmul(q, k.transpose(2, 3))
-              + torch.einsum("bhod,hdop->bhop", q, eq)
-              + torch.einsum("bhpd,hdop->bhop", k, ek))
+    logits = (
+        torch.matmul(q, k.transpose(2, 3))
+        + torch.einsum("bhod,hdop->bhop", q, eq)
+        + torch.einsum("bhpd,hdop->bhop", k, ek)
+    )
     if span > 0:
         far = (idx - (max_len - 1)).abs() > span // 2
         logits = logits.masked_fill(far, float("-inf"))
@@ -80,20 +94,34 @@ def axial_layer(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.T
     return out.reshape(n, other, heads, length, d).permute(0, 2, 4, 3, 1).reshape(n, w, length, other)
 
 
-def axial_attention(x: torch.Tensor, h_w: list[torch.Tensor], w_w: list[torch.Tensor], heads: int, span: int,
-                    stride: int, rel_index: torch.Tensor) -> torch.Tensor:
+def axial_attention(
+    x: torch.Tensor,
+    h_w: list[torch.Tensor],
+    w_w: list[torch.Tensor],
+    heads: int,
+    span: int,
+    stride: int,
+    rel_index: torch.Tensor,
+) -> torch.Tensor:
     """Functional core: height layer, width layer, then pooling; ``h_w``/``w_w`` = [wq, wk, wv, rq, rk, rv]."""
     y = axial_layer(x, h_w[0], h_w[1], h_w[2], h_w[3], h_w[4], h_w[5], heads, span, rel_index)
-    y = axial_layer(y.transpose(2, 3), w_w[0], w_w[1], w_w[2], w_w[3], w_w[4], w_w[5], heads, span,
-                    rel_index).transpose(2, 3)
+    y = axial_layer(
+        y.transpose(2, 3), w_w[0], w_w[1], w_w[2], w_w[3], w_w[4], w_w[5], heads, span, rel_index
+    ).transpose(2, 3)
     if stride > 1:
         y = F.avg_pool2d(y, stride, stride, ceil_mode=True)
     return y
 
 
 def _init(p: torch.Tensor, name: str, fan_in: int, d: int) -> None:
-    std = {"wq": 1.0 / math.sqrt(fan_in * d), "wk": 1.0 / math.sqrt(fan_in), "wv": 1.0 / math.sqrt(fan_in),
-           "rq": 1.0, "rk": 1.0 / math.sqrt(d), "rv": 1.0 / math.sqrt(d)}[name]
+    std = {
+        "wq": 1.0 / math.sqrt(fan_in * d),
+        "wk": 1.0 / math.sqrt(fan_in),
+        "wv": 1.0 / math.sqrt(fan_in),
+        "rq": 1.0,
+        "rk": 1.0 / math.sqrt(d),
+        "rv": 1.0 / math.sqrt(d),
+    }[name]
     nn.init.normal_(p, std=std)
 
 
@@ -104,8 +132,7 @@ class AxialAttention2d(nn.Module):
     (heads, d, 2 max_len - 1). TorchScript- and ONNX-exportable.
     """
 
-    def __init__(self, in_channels: int, width: int, heads: int, max_len: int, span: int = 0,
-                 stride: int = 1) -> None:
+    def __init__(self, in_channels: int, width: int, heads: int, max_len: int, span: int = 0, stride: int = 1) -> None:
         super().__init__()
         if heads < 1 or width % heads:
             raise ValueError(f"{heads} heads do not divide width {width}")
@@ -121,9 +148,15 @@ class AxialAttention2d(nn.Module):
         self.register_buffer("rel_index", relative_index(max_len), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return axial_attention(x, [self.h_wq, self.h_wk, self.h_wv, self.h_rq, self.h_rk, self.h_rv],
-                               [self.w_wq, self.w_wk, self.w_wv, self.w_rq, self.w_rk, self.w_rv],
-                               self.heads, self.span, self.stride, self.rel_index)
+        return axial_attention(
+            x,
+            [self.h_wq, self.h_wk, self.h_wv, self.h_rq, self.h_rk, self.h_rv],
+            [self.w_wq, self.w_wk, self.w_wv, self.w_rq, self.w_rk, self.w_rv],
+            self.heads,
+            self.span,
+            self.stride,
+            self.rel_index,
+        )
 
     @staticmethod
     def param_count(in_channels: int, width: int, heads: int, max_len: int) -> int:
@@ -145,8 +178,16 @@ class SuperAxialAttention(GridOutputs, nn.Module):
     embeddings (W, 2 max_len - 1).
     """
 
-    def __init__(self, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], max_len: int, span: int = 0,
-                 stride: int = 1, sharing: str = "multihead") -> None:
+    def __init__(
+        self,
+        in_max: int,
+        widths: tuple[int, ...],
+        heads: tuple[int, ...],
+        max_len: int,
+        span: int = 0,
+        stride: int = 1,
+        sharing: str = "multihead",
+    ) -> None:
         super().__init__()
         self.in_max, self.widths, self.head_choices, self.max_len = in_max, tuple(widths), tuple(heads), max_len
         self.span, self.stride, self.sharing = span, stride, check_mode(sharing)
@@ -175,8 +216,9 @@ class SuperAxialAttention(GridOutputs, nn.Module):
             if name.startswith("r"):
                 t = t[:heads, :d] if self.sharing == "multihead" else t[:width].reshape(heads, d, -1)
             elif prefix == "w_":  # input = the height layer's head-major output: slice columns like rows
-                t = slice_rows(slice_rows(t, self.sharing, self.grid, width, heads).t(), self.sharing, self.grid,
-                               width, heads).t()
+                t = slice_rows(
+                    slice_rows(t, self.sharing, self.grid, width, heads).t(), self.sharing, self.grid, width, heads
+                ).t()
             else:
                 t = slice_rows(t, self.sharing, self.grid, width, heads)[:, :in_channels]
             out.append(t)
@@ -221,7 +263,7 @@ class SuperAxialAttention(GridOutputs, nn.Module):
                 if name.startswith("r"):
                     out[prefix + name] = t[i]
                 elif prefix == "w_":
-                    out[prefix + name] = t[i * d:(i + 1) * d].reshape(d, heads, d)
+                    out[prefix + name] = t[i * d : (i + 1) * d].reshape(d, heads, d)
                 else:
-                    out[prefix + name] = t[i * d:(i + 1) * d]
+                    out[prefix + name] = t[i * d : (i + 1) * d]
         return out

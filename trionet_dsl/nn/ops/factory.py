@@ -49,8 +49,16 @@ def conv_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int],
     return conv
 
 
-def conv_super(op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-               stride: int, sharing: str) -> nn.Module:
+def conv_super(
+    op: Op,
+    *,
+    in_max: int,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    stride: int,
+    sharing: str,
+) -> nn.Module:
     return SuperConvOp(in_max, max(widths), op.require("kernel"), stride)
 
 
@@ -58,8 +66,16 @@ def local_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]
     return LocalAttention2d(width, width, head_count(heads), op.require("span"), stride)
 
 
-def local_super(op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-                stride: int, sharing: str) -> nn.Module:
+def local_super(
+    op: Op,
+    *,
+    in_max: int,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    stride: int,
+    sharing: str,
+) -> nn.Module:
     return SuperLocalAttention(in_max, widths, heads, op.require("span"), stride, sharing)
 
 
@@ -67,6 +83,14 @@ def axial_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]
     return AxialAttention2d(width, width, head_count(heads), max(in_hw), op.span or 0, stride)
 
 
-def axial_super(op: Op, *, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int],
-                stride: int, sharing: str) -> nn.Module:
+def axial_super(
+    op: Op,
+    *,
+    in_max: int,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    stride: int,
+    sharing: str,
+) -> nn.Module:
     return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing)

@@ -44,8 +44,18 @@ import torch
 
 from trionet_dsl.space.sharing import MODES, check_mode, grid_dims, grid_index, split_halves, stored_rows
 
-__all__ = ["MODES", "GridOutputs", "check_mode", "check_sub", "grid_dims", "grid_index", "output_index", "slice_rows",
-           "split_halves", "stored_rows"]
+__all__ = [
+    "MODES",
+    "GridOutputs",
+    "check_mode",
+    "check_sub",
+    "grid_dims",
+    "grid_index",
+    "output_index",
+    "slice_rows",
+    "split_halves",
+    "stored_rows",
+]
 
 
 def check_sub(mode: str, grid: tuple[int, int], max_width: int, width: int, heads: int) -> int:
@@ -70,8 +80,9 @@ def slice_rows(weight: torch.Tensor, mode: str, grid: tuple[int, int], width: in
     return weight[:width]
 
 
-def output_index(mode: str, grid: tuple[int, int], width: int, heads: int,
-                 device: torch.device | None = None) -> torch.Tensor | None:
+def output_index(
+    mode: str, grid: tuple[int, int], width: int, heads: int, device: torch.device | None = None
+) -> torch.Tensor | None:
     """Where the layers after the operator read its outputs: ``grid_index`` under Multi-head
     Sharing, ``None`` (the leading ``width`` entries) for prefix sharing or when they coincide."""
     if mode != "multihead":

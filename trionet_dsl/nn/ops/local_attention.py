@@ -55,9 +55,17 @@ from trionet_dsl.nn.ops.heads import (
 from trionet_dsl.space.op_costs import local_attention_macs, local_attention_params
 
 
-def local_attention(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor,
-                    rel_row: torch.Tensor, rel_col: torch.Tensor, heads: int, span: int,
-                    stride: int) -> torch.Tensor:
+def local_attention(
+    x: torch.Tensor,
+    wq: torch.Tensor,
+    wk: torch.Tensor,
+    wv: torch.Tensor,
+    rel_row: torch.Tensor,
+    rel_col: torch.Tensor,
+    heads: int,
+    span: int,
+    stride: int,
+) -> torch.Tensor:
     """Functional SASA core shared by the super and plain modules.
 
     x (N, C, H, W); wq/wk/wv (w, C); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
@@ -135,8 +143,9 @@ class LocalAttention2d(nn.Module):
         _init_rel(self.rel_col)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return local_attention(x, self.wq, self.wk, self.wv, self.rel_row, self.rel_col, self.heads, self.span,
-                               self.stride)
+        return local_attention(
+            x, self.wq, self.wk, self.wv, self.rel_row, self.rel_col, self.heads, self.span, self.stride
+        )
 
     @staticmethod
     def param_count(in_channels: int, width: int, heads: int, span: int) -> int:
@@ -144,8 +153,7 @@ class LocalAttention2d(nn.Module):
         return local_attention_params(in_channels, width, heads, span)
 
     @staticmethod
-    def macs(height: int, width_px: int, in_channels: int, width: int, heads: int, span: int,
-             batch: int = 1) -> int:
+    def macs(height: int, width_px: int, in_channels: int, width: int, heads: int, span: int, batch: int = 1) -> int:
         """``N H W (3 C_in w + 2 K^2 w + K w)`` (see the module docstring)."""
         return local_attention_macs(height, width_px, in_channels, width, heads, span, batch)
 
@@ -158,8 +166,15 @@ class SuperLocalAttention(GridOutputs, nn.Module):
     (W, in_max) and one flat ``rel`` (W, K) whose per-head rows split into row/column halves.
     """
 
-    def __init__(self, in_max: int, widths: tuple[int, ...], heads: tuple[int, ...], span: int, stride: int = 1,
-                 sharing: str = "multihead") -> None:
+    def __init__(
+        self,
+        in_max: int,
+        widths: tuple[int, ...],
+        heads: tuple[int, ...],
+        span: int,
+        stride: int = 1,
+        sharing: str = "multihead",
+    ) -> None:
         super().__init__()
         _check_span(span)
         self.in_max, self.widths, self.head_choices = in_max, tuple(widths), tuple(heads)
@@ -189,8 +204,10 @@ class SuperLocalAttention(GridOutputs, nn.Module):
             raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
         d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
         dr, dc = split_halves(d)
-        out = {n: slice_rows(getattr(self, n), self.sharing, self.grid, width, heads)[:, :in_channels]
-               for n in ("wq", "wk", "wv")}
+        out = {
+            n: slice_rows(getattr(self, n), self.sharing, self.grid, width, heads)[:, :in_channels]
+            for n in ("wq", "wk", "wv")
+        }
         if self.sharing == "multihead":
             out["rel_row"] = self.rel_row[:heads, :dr]
             out["rel_col"] = self.rel_col[:heads, :dc]
@@ -202,8 +219,7 @@ class SuperLocalAttention(GridOutputs, nn.Module):
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
         t = self.weights(x.shape[1], width, heads)
-        return local_attention(x, t["wq"], t["wk"], t["wv"], t["rel_row"], t["rel_col"], heads, self.span,
-                               self.stride)
+        return local_attention(x, t["wq"], t["wk"], t["wv"], t["rel_row"], t["rel_col"], heads, self.span, self.stride)
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> LocalAttention2d:
         """A plain copy (cloned weights) of sub-operator (width, heads).
@@ -228,5 +244,10 @@ class SuperLocalAttention(GridOutputs, nn.Module):
             raise ValueError(f"head {i} not in a {heads}-head operator")
         d = width // heads
         t = self.weights(self.in_max, width, heads)
-        return {"wq": t["wq"][i * d:(i + 1) * d], "wk": t["wk"][i * d:(i + 1) * d],
-                "wv": t["wv"][i * d:(i + 1) * d], "rel_row": t["rel_row"][i], "rel_col": t["rel_col"][i]}
+        return {
+            "wq": t["wq"][i * d : (i + 1) * d],
+            "wk": t["wk"][i * d : (i + 1) * d],
+            "wv": t["wv"][i * d : (i + 1) * d],
+            "rel_row": t["rel_row"][i],
+            "rel_col": t["rel_col"][i],
+        }

@@ -38,13 +38,15 @@ class SuperConv2d(nn.Module):
         w = self.weight[:width]
         return w[:, :in_channels] if in_index is None else w.index_select(1, in_index)
 
-    def forward(self, x: torch.Tensor, width: int, heads: int | None = None,
-                in_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, width: int, heads: int | None = None, in_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The leading ``width`` filters over the input's channels (``heads`` is ignored)."""
         return F.conv2d(x, self.sliced_weight(width, x.shape[1], in_index), None, self.stride, self.kernel // 2)
 
-    def extract(self, width: int, heads: int | None = None, in_channels: int | None = None,
-                in_index: torch.Tensor | None = None) -> nn.Conv2d:
+    def extract(
+        self, width: int, heads: int | None = None, in_channels: int | None = None, in_index: torch.Tensor | None = None
+    ) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with cloned weights; ``in_channels`` defaults to ``in_max``."""
         cin = len(in_index) if in_index is not None else self.in_max if in_channels is None else in_channels
         conv = nn.Conv2d(cin, width, self.kernel, self.stride, self.kernel // 2, bias=False)
@@ -101,8 +103,13 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
     def extract(self, channels: int, index: torch.Tensor | None = None) -> nn.BatchNorm2d:
         """A plain ``nn.BatchNorm2d`` of ``channels`` (entries ``[:channels]`` or ``index``), cloned."""
         sel = torch.arange(channels) if index is None else index
-        bn = nn.BatchNorm2d(len(sel), eps=self.eps, momentum=self.momentum, affine=self.affine,
-                            track_running_stats=self.track_running_stats)
+        bn = nn.BatchNorm2d(
+            len(sel),
+            eps=self.eps,
+            momentum=self.momentum,
+            affine=self.affine,
+            track_running_stats=self.track_running_stats,
+        )
         with torch.no_grad():
             if self.affine:
                 bn.weight.copy_(self.weight[sel])

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, Field
 
+from trionet_dsl.lang.errors import SpaceError, did_you_mean
 from trionet_dsl.train.data.sources import NAMED_SOURCES, load_folder, load_npz
 from trionet_dsl.train.data.transforms import adapt_channels, resize
 from trionet_dsl.train.data.transforms import augment as augment_batch
-from trionet_dsl.lang.errors import SpaceError, did_you_mean
 
 
 class DataConfig(BaseModel):
@@ -57,12 +57,23 @@ class DataBundle:
     def meta(self) -> dict:
         """What a checkpoint records, so search/export/rank can rebuild exactly this split."""
         cfg = self.config
-        out = {"source": self.source, "mean": self.mean, "std": self.std, "classes": self.class_names,
-               "train": len(self.train_y), "val": len(self.val_y)}
+        out = {
+            "source": self.source,
+            "mean": self.mean,
+            "std": self.std,
+            "classes": self.class_names,
+            "train": len(self.train_y),
+            "val": len(self.val_y),
+        }
         if cfg is not None:
-            out |= {"source": source_id(cfg.source), "val_source": source_id(cfg.val_source),
-                    "val_fraction": None if cfg.val_source else cfg.val_fraction, "seed": cfg.seed,
-                    "image_size": list(cfg.image_size), "channels": cfg.channels}
+            out |= {
+                "source": source_id(cfg.source),
+                "val_source": source_id(cfg.val_source),
+                "val_fraction": None if cfg.val_source else cfg.val_fraction,
+                "seed": cfg.seed,
+                "image_size": list(cfg.image_size),
+                "channels": cfg.channels,
+            }
         return out
 
 
@@ -86,8 +97,10 @@ def _read(source: str, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, lis
             x, y, names = load_npz(p, cfg.layout)
         elif not p.exists():
             hint = did_you_mean(source, NAMED_SOURCES) if "/" not in source and "." not in source else None
-            raise SpaceError(f"data source '{source}' is neither a known dataset nor an existing path",
-                             hint=hint or "use 'digits', 'mnist5k', a .npz file, or a folder root/<class>/<image>")
+            raise SpaceError(
+                f"data source '{source}' is neither a known dataset nor an existing path",
+                hint=hint or "use 'digits', 'mnist5k', a .npz file, or a folder root/<class>/<image>",
+            )
         else:
             raise SpaceError(f"cannot use {source} as data", hint="use a .npz file or an image folder")
     return resize(adapt_channels(x, cfg.channels), cfg.image_size), y, names
@@ -102,8 +115,10 @@ def _split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, t
         idx = idx[torch.randperm(len(idx), generator=gen)]
         k = max(1, round(len(idx) * fraction))
         if k >= len(idx):
-            raise SpaceError(f"class {int(c)} has {len(idx)} sample(s): too few to split off validation data",
-                             hint="lower --val-fraction or give a separate validation set")
+            raise SpaceError(
+                f"class {int(c)} has {len(idx)} sample(s): too few to split off validation data",
+                hint="lower --val-fraction or give a separate validation set",
+            )
         val.append(idx[:k])
         train.append(idx[k:])
     return torch.cat(train).sort().values, torch.cat(val).sort().values
@@ -115,8 +130,10 @@ def load_data(cfg: DataConfig) -> DataBundle:
     if cfg.val_source:
         vx, vy, vnames = _read(cfg.val_source, cfg)
         if vnames != names:
-            raise SpaceError("the validation set's classes differ from the training set's",
-                             hint=f"train: {names[:5]}..., val: {vnames[:5]}...")
+            raise SpaceError(
+                "the validation set's classes differ from the training set's",
+                hint=f"train: {names[:5]}..., val: {vnames[:5]}...",
+            )
         tx, ty = x, y
     else:
         ti, vi = _split(y, cfg.val_fraction, cfg.seed)
@@ -133,19 +150,38 @@ def load_data(cfg: DataConfig) -> DataBundle:
 
     flip = cfg.flip if cfg.flip is not None else cfg.source not in NAMED_SOURCES
     pad = max(1, min(cfg.image_size) // 8)
-    return DataBundle(norm(tx), ty, norm(vx), vy, names, mean.tolist(), std.tolist(), flip, pad, cfg.source,
-                      config=cfg, val_raw=vx.contiguous())
+    return DataBundle(
+        norm(tx),
+        ty,
+        norm(vx),
+        vy,
+        names,
+        mean.tolist(),
+        std.tolist(),
+        flip,
+        pad,
+        cfg.source,
+        config=cfg,
+        val_raw=vx.contiguous(),
+    )
 
 
-def iterate(bundle: DataBundle, split: str, batch_size: int, epoch: int, seed: int, augment: bool = True,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iterate(
+    bundle: DataBundle,
+    split: str,
+    batch_size: int,
+    epoch: int,
+    seed: int,
+    augment: bool = True,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of one epoch; the order and augmentation depend only on (seed, epoch)."""
     x, y = (bundle.train_x, bundle.train_y) if split == "train" else (bundle.val_x, bundle.val_y)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(y), generator=gen) if split == "train" else torch.arange(len(y))
     stop = len(y) - (len(y) % batch_size if drop_last else 0)
     for i in range(0, stop, batch_size):
-        idx = order[i:i + batch_size]
+        idx = order[i : i + batch_size]
         if len(idx) == 0:
             break
         xb = x[idx]
@@ -153,7 +189,6 @@ def iterate(bundle: DataBundle, split: str, batch_size: int, epoch: int, seed: i
             # crops pad with zeros of the normalised data, i.e. with the training mean
             xb = augment_batch(xb, gen, bundle.pad, bundle.flip)
         yield xb, y[idx]
-
 
 
 __all__ = ["DataBundle", "DataConfig", "iterate", "load_data", "source_id"]

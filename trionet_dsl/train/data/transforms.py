@@ -37,8 +37,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torc
         padded = F.pad(x, (pad, pad, pad, pad))
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-        rows = (dy[:, None] + torch.arange(h)[None, :])  # n x h
-        cols = (dx[:, None] + torch.arange(w)[None, :])  # n x w
+        rows = dy[:, None] + torch.arange(h)[None, :]  # n x h
+        cols = dx[:, None] + torch.arange(w)[None, :]  # n x w
         idx_n = torch.arange(n)[:, None, None]
         x = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     if flip:
