@@ -45,7 +45,7 @@ def test_misspelt_operator_is_one_located_error(tmp_path):
     f.write_text(src)
     r = runner.invoke(app, ["compile", str(f)])
     assert r.exit_code == 2
-    line = next(i for i, l in enumerate(src.splitlines(), 1) if "axail" in l)
+    line = next(i for i, text in enumerate(src.splitlines(), 1) if "axail" in text)
     col = src.splitlines()[line - 1].index("axail") + 1
     assert f"bad.space:{line}:{col}: error: unknown operator 'axail'" in r.output
     assert "did you mean 'axial'" in r.output

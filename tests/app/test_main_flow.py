@@ -234,15 +234,10 @@ def test_existing_history_needs_resume_or_overwrite(flow, tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "already exists" in r.output and "--overwrite" in r.output
     assert (d / "best.history.jsonl").read_text() == before  # nothing truncated
-    r = runner.invoke(
-        app, args[:-5] + ["--out", str(tmp_path / "o.arch"), "--history", str(tmp_path / "h.jsonl"), "--no-progress"]
-    )
+    elsewhere = [*args[:-5], "--out", str(tmp_path / "o.arch"), "--history", str(tmp_path / "h.jsonl"), "--no-progress"]
+    r = runner.invoke(app, elsewhere)
     assert r.exit_code == 0
-    r = runner.invoke(
-        app,
-        args[:-5]
-        + ["--out", str(tmp_path / "o.arch"), "--history", str(tmp_path / "h.jsonl"), "--no-progress", "--overwrite"],
-    )
+    r = runner.invoke(app, [*elsewhere, "--overwrite"])
     assert r.exit_code == 0 and len((tmp_path / "h.jsonl").read_text().splitlines()) == 1
 
 

@@ -52,7 +52,7 @@ def test_training_writes_checkpoint_and_metrics(trained):
     _, _, _, out, hist = trained
     assert len(hist) == 2
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+    assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2]
     ck = load_checkpoint(out / "supernet.pt")
     assert ck["epoch"] == 2 and ck["kind"] == "supernet" and ck["config"]["sampling"] == "hierarchical"
 

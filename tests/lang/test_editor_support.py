@@ -193,7 +193,7 @@ def _scopes_of(line: str, rules) -> list[list[str]]:
 def test_textmate_grammar_tokenises_shipped_file(name, text):
     rules = _grammar_rules()
     for n, line in enumerate(text.split("\n"), 1):
-        for col, (ch, scopes) in enumerate(zip(line, _scopes_of(line, rules)), 1):
+        for col, (ch, scopes) in enumerate(zip(line, _scopes_of(line, rules), strict=True), 1):
             if ch.isspace():
                 continue
             assert scopes, f"{name}:{n}:{col}: {ch!r} has no scope in: {line!r}"

@@ -454,8 +454,8 @@ def test_fuzz_token_mutations(r50, text):
 @given(
     st.lists(
         st.sampled_from(
-            SNIPPETS
-            + [
+            [
+                *SNIPPETS,
                 "input 3x32x32",
                 "classes 10",
                 "block bottleneck {",
@@ -487,7 +487,8 @@ def test_fuzz_token_soup(r50, text):
     [
         "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 99999999999 width 8 }",
         "space t { input 3x32x32 classes 10 block bottleneck { op conv } stage s1 blocks 2147483647 width 8 }",
-        "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 1..2147483647 } stage s1 blocks 1 width 8 }",
+        "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 1..2147483647 } "
+        "stage s1 blocks 1 width 8 }",
         "space t { input 3x32x32 classes 10 block bottleneck { op conv; width " + "9" * 400 + ".0x } "
         "stage s1 blocks 1 width 8 }",
         "space t { input 3x32x32 classes 10 block bottleneck { op conv; width 999999.0x } stage s1 blocks 1 width "

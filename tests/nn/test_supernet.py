@@ -84,7 +84,7 @@ def test_forward_costs_the_subnetwork_not_the_supernet(small_space):
 
             op.register_forward_hook(hook)
     net(torch.randn(2, 3, 32, 32)).sum().backward()
-    for b, rb in zip(arch.blocks, small_space.blocks):
+    for b, rb in zip(arch.blocks, small_space.blocks, strict=True):
         key, cin, cout = seen[b.key]
         assert key.startswith("local") and cin == cout == min(rb.widths)
     # operators that did not run got no gradient at all
@@ -170,7 +170,9 @@ def test_even_stem_kernels_build_and_cost_what_the_resolver_says():
         model = build(rs, arch).eval()
         seen = []
         for blk in model.blocks:
-            blk.register_forward_hook(lambda m, i, o: seen.append((tuple(i[0].shape[1:]), tuple(o.shape[1:]))))
+            blk.register_forward_hook(
+                lambda m, i, o, seen=seen: seen.append((tuple(i[0].shape[1:]), tuple(o.shape[1:])))
+            )
         x = torch.zeros(1, 3, 35, 35)
         with torch.no_grad():
             assert tuple(model.stem(x).shape[1:]) == (rs.stem_channels, *rs.stem_hw)

@@ -413,12 +413,12 @@ def test_space_file_not_found_and_kind_mismatch(tmp_path):
 def test_shipped_archs_check(name, op, width, heads, r50):
     la = load_arch(SPACES / "archs" / f"{name}.arch")
     assert la.space.name == "trionet_r50"
-    for b, rb in zip(la.arch.blocks, r50.blocks):
+    for b, rb in zip(la.arch.blocks, r50.blocks, strict=True):
         assert b.key == rb.key and b.op == op and b.width == rb.max_width and b.heads == heads
 
 
 def test_check_arch_without_source_map(r50):
     arch = parse((SPACES / "archs" / "resnet50.arch").read_text())
     bad = arch.model_copy(update={"blocks": arch.blocks[:-1]})
-    with pytest.raises(SpaceError, match="does not fix block s4.2"):
+    with pytest.raises(SpaceError, match=r"does not fix block s4\.2"):
         check_arch(r50, bad)

@@ -41,8 +41,8 @@ def test_sandwich_and_extremes(small_space):
     rng = random.Random(0)
     big, small, *rest = sandwich(small_space, rng, n_random=3)
     assert len(rest) == 3
-    assert all(b.width == rb.max_width for b, rb in zip(big.blocks, small_space.blocks))
-    assert all(b.width == min(rb.widths) for b, rb in zip(small.blocks, small_space.blocks))
+    assert all(b.width == rb.max_width for b, rb in zip(big.blocks, small_space.blocks, strict=True))
+    assert all(b.width == min(rb.widths) for b, rb in zip(small.blocks, small_space.blocks, strict=True))
     assert all(b.heads in (None, 4) for b in big.blocks)
     assert {b.op.kind for b in uniform_op(small_space, "axial").blocks} == {"axial"}
     assert extreme(small_space, random.Random(3), True) == extreme(small_space, random.Random(3), True)

@@ -76,7 +76,7 @@ def test_image_folder(tmp_path):
     ys = torch.cat([b.train_y, b.val_y])
     assert xs[ys == 1].mean() > xs[ys == 0].mean()
     (tmp_path / "dog" / "broken.png").write_bytes(b"not an image")
-    with pytest.raises(SpaceError, match="broken.png"):
+    with pytest.raises(SpaceError, match=r"broken\.png"):
         load_data(DataConfig(source=str(tmp_path)))
 
 
@@ -98,7 +98,7 @@ def test_iterate_covers_each_sample_once_and_repeats_per_seed_epoch():
     first = [xb for xb, _ in iterate(b, "train", 100, epoch=3, seed=5)]
     again = [xb for xb, _ in iterate(b, "train", 100, epoch=3, seed=5)]
     other = [xb for xb, _ in iterate(b, "train", 100, epoch=4, seed=5)]
-    assert all(torch.equal(p, q) for p, q in zip(first, again))
+    assert all(torch.equal(p, q) for p, q in zip(first, again, strict=True))
     assert not torch.equal(first[0], other[0])
 
 

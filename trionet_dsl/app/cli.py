@@ -128,10 +128,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             _fail(err)
         except Interrupted as stop:
             _console(stderr=True).print(f"[yellow]interrupted: {_esc(stop.message)}[/]")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted[/]")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
 
     return wrapper
 

@@ -29,7 +29,7 @@ from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write
 from trionet_dsl.nn.network import TrioNet, WithPreprocessing, build
-from trionet_dsl.nn.supernet import Supernet, extract
+from trionet_dsl.nn.supernet import Supernet, extract, load_weights
 from trionet_dsl.space.loader import LoadedArch, compile_arch_text, compile_space_text, load_arch
 from trionet_dsl.train.checkpoint import load_checkpoint
 
@@ -94,7 +94,7 @@ def model_from_checkpoint(
         ):
             raise SpaceError(f"checkpoint {where} holds a different arch", file=where)
         model = build(loaded.space, loaded.arch)
-        model.load_state_dict(ck["model"])
+        load_weights(model, ck["model"])
         return model.eval()
     net = Supernet.from_checkpoint(ck, loaded.space).activate(loaded.arch)
     if calibration is not None:
@@ -343,7 +343,7 @@ def export_job(
         "std": std,
         "scale": 255.0,
         "classes": bundle.class_names if bundle is not None else [str(k) for k in range(la.space.space.classes)],
-        "bn": ("recalibrated on %d training batches" % bn_batches)
+        "bn": f"recalibrated on {bn_batches} training batches"
         if calib is not None
         else ("supernet running statistics" if ck is not None and ck.get("kind") == "supernet" else "trained"),
         "data": described,

@@ -16,7 +16,7 @@ def parse_count(text: str | int | None, what: str = "value") -> int | None:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)\s*", str(text))
     if not m:
         raise SpaceError(f"cannot read {what} '{text}'", hint="write a number with an optional K/M/G suffix, e.g. 300M")
-    return int(round(float(m.group(1)) * _SUFFIX[m.group(2).upper()]))
+    return round(float(m.group(1)) * _SUFFIX[m.group(2).upper()])
 
 
 def check_val_fraction(val_fraction: float) -> None:

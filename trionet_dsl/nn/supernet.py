@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.nn.network import Bottleneck, TrioNet, init_weights, make_stem
@@ -135,7 +136,7 @@ class Supernet(nn.Module):
         The caller checks that the checkpoint belongs to ``space``; the messages differ by use.
         """
         net = cls(space, sharing=checkpoint.get("sharing", "multihead"))
-        net.load_state_dict(checkpoint["model"])
+        load_weights(net, checkpoint["model"])
         return net
 
     def activate(self, arch: Arch) -> Supernet:
@@ -155,6 +156,18 @@ class Supernet(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``load_state_dict`` whose key or shape mismatch is a SpaceError, not a traceback."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        raise SpaceError(
+            "the checkpoint's weights do not fit this network: " + (lines[0][:300] if lines else "mismatch"),
+            hint="use a checkpoint written by `trionet train` for this space (and this version of trionet-dsl)",
+        ) from None
 
 
 def extract(supernet: Supernet, arch: Arch | None = None) -> TrioNet:

@@ -65,7 +65,7 @@ class Evolution:
 
     def cross(self, a: Arch, b: Arch) -> Arch:
         """Uniform crossover: each block from either parent (blocks are independent choices)."""
-        blocks = tuple(x if self.rng.random() < 0.5 else y for x, y in zip(a.blocks, b.blocks))
+        blocks = tuple(x if self.rng.random() < 0.5 else y for x, y in zip(a.blocks, b.blocks, strict=True))
         return a.model_copy(update={"blocks": blocks})
 
     def tournament(self) -> Observation:

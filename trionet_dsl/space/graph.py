@@ -2,8 +2,8 @@
 
 Each bottleneck becomes ``reduce`` (1x1) -> ``op`` (the choice node; for an arch, the one
 operator it fixes) -> ``expand`` (1x1) -> ``add``, with the shortcut as a ``residual`` edge
-(or through a ``proj`` node when the shape changes). Node attributes are plain JSON values (shapes as [C, H, W], choices as
-strings) so node-link JSON and Graphviz dot both work without conversion.
+(or through a ``proj`` node when the shape changes). Node attributes are plain JSON values (shapes as
+[C, H, W], choices as strings) so node-link JSON and Graphviz dot both work without conversion.
 """
 
 from __future__ import annotations

