@@ -24,9 +24,19 @@ TINY = Path(__file__).resolve().parents[1] / "data" / "tiny.space"
 def good(tmp_path_factory) -> tuple[Path, dict]:
     space = load(TINY)
     net = Supernet(space, seed=0)
-    payload = {"kind": "supernet", "space_text": emit_space(space.space), "arch_text": None, "sharing": "multihead",
-               "config": {"seed": 0}, "epoch": 1, "model": net.state_dict(), "optimizer": {}, "scheduler": {},
-               "metrics": [], "data": {}}
+    payload = {
+        "kind": "supernet",
+        "space_text": emit_space(space.space),
+        "arch_text": None,
+        "sharing": "multihead",
+        "config": {"seed": 0},
+        "epoch": 1,
+        "model": net.state_dict(),
+        "optimizer": {},
+        "scheduler": {},
+        "metrics": [],
+        "data": {},
+    }
     p = tmp_path_factory.mktemp("ck") / "supernet.pt"
     save_checkpoint(p, payload)
     return p, torch.load(p, weights_only=True)
