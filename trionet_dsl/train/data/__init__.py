@@ -29,6 +29,7 @@ class DataConfig(BaseModel):
     channels: int = 3
     seed: int = 0
     flip: bool | None = None  # None: on for photos, off for digits (a flipped 2 is not a 2)
+    max_classes: int | None = None  # the space's classes: larger labels are refused before any allocation
     layout: str | None = None  # npz: "nchw" / "nhwc" to override detection
 
 
@@ -94,7 +95,7 @@ def _read(source: str, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, lis
             x = torch.stack([resize(adapt_channels(i[None], cfg.channels), cfg.image_size)[0] for i in imgs])
             return x, y, names
         if p.suffix == ".npz" and p.is_file():
-            x, y, names = load_npz(p, cfg.layout)
+            x, y, names = load_npz(p, cfg.layout, cfg.max_classes)
         elif not p.exists():
             hint = did_you_mean(source, NAMED_SOURCES) if "/" not in source and "." not in source else None
             raise SpaceError(
@@ -103,6 +104,11 @@ def _read(source: str, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor, lis
             )
         else:
             raise SpaceError(f"cannot use {source} as data", hint="use a .npz file or an image folder")
+    if x.shape[1] != cfg.channels and not (x.shape[1] == 1 or (x.shape[1] == 3 and cfg.channels == 1)):
+        raise SpaceError(
+            f"{source} has {x.shape[1]}-channel images but the space's input has {cfg.channels} channels",
+            hint="grey (1) and RGB (3) images convert into each other; set the space's input channels to match",
+        )
     return resize(adapt_channels(x, cfg.channels), cfg.image_size), y, names
 
 

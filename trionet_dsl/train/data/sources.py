@@ -11,6 +11,7 @@ Each source returns ``(x, y, class_names)`` with ``x`` float32 N x C x H x W in 
 from __future__ import annotations
 
 from collections.abc import Callable
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ def _to_nchw(x: np.ndarray, layout: str | None, path: str) -> np.ndarray:
     """Rule: 3-D arrays are N x H x W (grey); for 4-D, the channel axis is axis 1 if its size is
     1 or 3 and the last axis is not, else the last axis if that is 1 or 3 (``layout`` overrides)."""
     if x.ndim == 3:
-        return x[:, None]
+        x, layout = x[:, None], "nchw"
     if x.ndim != 4:
         raise SpaceError(f"{path}: 'x' must be N x C x H x W, N x H x W x C or N x H x W, got shape {x.shape}")
     if layout is None:
@@ -72,10 +73,15 @@ def _to_nchw(x: np.ndarray, layout: str | None, path: str) -> np.ndarray:
                 f"{path}: cannot tell the channel axis of shape {x.shape}",
                 hint="channels must be 1 or 3, on axis 1 or the last axis",
             )
-    return x if layout == "nchw" else np.transpose(x, (0, 3, 1, 2))
+    out = x if layout == "nchw" else np.transpose(x, (0, 3, 1, 2))
+    if min(out.shape[2:]) < 1:
+        raise SpaceError(f"{path}: images of size {out.shape[2]}x{out.shape[3]}: an image needs at least one pixel")
+    return out
 
 
-def load_npz(path: str | Path, layout: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def load_npz(
+    path: str | Path, layout: str | None = None, max_classes: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Arrays ``x`` (uint8 0..255 or float 0..1) and ``y`` (N integer labels)."""
     p = str(path)
     try:
@@ -83,8 +89,10 @@ def load_npz(path: str | Path, layout: str | None = None) -> tuple[torch.Tensor,
             if "x" not in z or "y" not in z:
                 raise SpaceError(f"{p}: needs arrays 'x' and 'y', found {sorted(z.files)}")
             x, y = z["x"], z["y"]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise SpaceError(f"cannot read {p} as .npz: {exc}", file=p) from None
+    if len(y) == 0:
+        raise SpaceError(f"{p}: holds no samples", file=p, hint="'x' and 'y' need at least one image per class")
     if len(x) != len(y):
         raise SpaceError(f"{p}: {len(x)} images but {len(y)} labels", file=p)
     if not np.issubdtype(y.dtype, np.integer):
@@ -103,6 +111,12 @@ def load_npz(path: str | Path, layout: str | None = None) -> tuple[torch.Tensor,
             raise SpaceError(f"{p}: 'x' contains NaN or infinite values", file=p)
         if x.max(initial=0) > 1.0 + 1e-6:
             x = x / 255.0
+    if max_classes is not None and int(y.max()) >= max_classes:
+        raise SpaceError(
+            f"{p}: labels go up to {int(y.max())} but the space has {max_classes} classes",
+            file=p,
+            hint="labels must be 0 .. classes-1; set 'classes N' in the space to the number of classes",
+        )
     classes = [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)), classes
 
