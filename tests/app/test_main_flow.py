@@ -394,3 +394,11 @@ def test_readme_use_the_exported_model_snippet_runs(tmp_path, monkeypatch):
         )
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
+
+
+@pytest.mark.parametrize("cmd", ["train", "search"])
+def test_huge_seed_is_a_clear_error(tmp_path, cmd):
+    args = [cmd, str(TINY), "--seed", str(2**70)]
+    args += ["--out", str(tmp_path / "run")] if cmd == "train" else ["--checkpoint", str(tmp_path / "x.pt")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output, r.output

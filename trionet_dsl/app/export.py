@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from trionet_dsl.app.datasets import checkpoint_data, load_dataset
-from trionet_dsl.app.options import check_val_fraction, set_threads
+from trionet_dsl.app.options import check_seed, check_val_fraction, set_threads
 from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write
@@ -288,6 +288,7 @@ def export_job(
     """
 
     set_threads(threads)
+    check_seed(seed)
     arch_path = Path(arch_file)
     fmt = format_for(Path(out) if out is not None else None, fmt)
     if fmt == "onnx":

@@ -36,3 +36,9 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def check_seed(seed: int) -> None:
+    """Seeds go to torch generators, which take 0 <= seed < 2**63."""
+    if not 0 <= seed < 2**63:
+        raise SpaceError(f"--seed {seed} is out of range", hint="use an integer from 0 to 2**63 - 1")

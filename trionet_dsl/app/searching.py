@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trionet_dsl.app.datasets import checkpoint_data
-from trionet_dsl.app.options import check_val_fraction, parse_count, set_threads
+from trionet_dsl.app.options import check_seed, check_val_fraction, parse_count, set_threads
 from trionet_dsl.lang.emit import emit_arch
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
@@ -135,6 +135,7 @@ def search_job(
     from trionet_dsl.space.loader import load_space
 
     set_threads(threads)
+    check_seed(seed)
     if budget < 1:
         raise SpaceError(
             f"--budget {budget}: the search must evaluate at least one architecture", hint="use --budget 1 or more"

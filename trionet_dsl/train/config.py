@@ -20,6 +20,6 @@ class TrainConfig(BaseModel):
     sampling: Literal["hierarchical", "uniform", "sandwich"] = "hierarchical"
     sandwich_random: int = Field(2, ge=0)
     sharing: Literal["multihead", "prefix"] = "multihead"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # torch generators take 64-bit seeds
     channels_last: bool = True
     augment: bool = True
