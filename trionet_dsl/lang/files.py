@@ -28,7 +28,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename.
 
     The file gets the mode a plain ``open(path, "w")`` would give it: an existing file keeps
@@ -73,7 +73,7 @@ def shipped_space(name: str) -> Traversable | None:
     try:
         root = resources.files("trionet_dsl.spaces")
     except ModuleNotFoundError:  # a source checkout that was never installed
-        root = Path(__file__).resolve().parents[2] / "spaces"  # type: ignore[assignment]
+        root = Path(__file__).resolve().parents[2] / "spaces"  # a Path is a Traversable
     # one name per joinpath: an installed namespace package gives a MultiplexedPath, whose
     # joinpath takes a single name on Python < 3.12
     entry = root.joinpath("archs").joinpath(name) if name.endswith(".arch") else root.joinpath(f"{name}.space")

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -133,6 +134,16 @@ def _tok(node: Tree | Token) -> tuple[int, int, int]:
     return (m.line, m.column, max(1, width))
 
 
+def _leaf(node: Tree | Token) -> Token:
+    """A child that the grammar makes a terminal: lark types every child as ``Tree | Token``."""
+    return cast(Token, node)
+
+
+def _opt_leaf(node: Tree | Token | None) -> Token | None:
+    """An optional terminal (``[STEP INT]`` and the like are None when absent: maybe_placeholders)."""
+    return cast("Token | None", node)
+
+
 def _children(tree: Tree) -> list:
     return [c for c in tree.children if c is not None]
 
@@ -188,10 +199,10 @@ class _Builder:
         out: list[int] = []
         for it in items:
             if it.data == "i_one":
-                out.append(self.int_(it.children[0], what))
+                out.append(self.int_(_leaf(it.children[0]), what))
             else:
                 start, stop, step = it.children
-                out.extend(self.range_(it, start, stop, step, what))
+                out.extend(self.range_(it, _leaf(start), _leaf(stop), _opt_leaf(step), what))
         if len(set(out)) != len(out):
             raise self.err(items[0], f"duplicate {what} choices: {out}", "list each choice once")
         return tuple(out)
@@ -233,7 +244,7 @@ class _Builder:
             seen[kind] = it
             if kind == "input_stmt":
                 self.at("input", it, anchor=True)
-                dims = self.dims(it.children[0], "input dimension")
+                dims = self.dims(_leaf(it.children[0]), "input dimension")
                 if len(dims) != 3:
                     raise self.err(
                         it.children[0], f"input must be CxHxW, got {it.children[0]}", "for example: input 3x224x224"
@@ -243,7 +254,7 @@ class _Builder:
                 fields["input"] = InputShape(channels=dims[0], height=dims[1], width=dims[2])
             elif kind == "classes_stmt":
                 self.at("classes", it, anchor=True)
-                fields["classes"] = self.int_(it.children[0], "classes")
+                fields["classes"] = self.int_(_leaf(it.children[0]), "classes")
             elif kind == "stem":
                 fields["stem"] = self.stem(it)
             elif kind == "block_defaults":
@@ -267,21 +278,21 @@ class _Builder:
         fields["stages"] = tuple(fields["stages"])
         return Space(**fields)
 
-    def stem(self, t: Tree) -> tuple:
+    def stem(self, t: Tree) -> tuple[StemConv | StemPool, ...]:
         *layers, end = t.children
         self.at("stem", t, anchor=True)
         self.end("stem.end", end)
-        out = []
+        out: list[StemConv | StemPool] = []
         for i, layer in enumerate(layers):
             path = f"stem.{i}"
             self.at(path, layer, anchor=True)
             if layer.data == "stem_conv":
                 shape, ch, stride = layer.children
-                k = self.square(shape)
-                out.append(StemConv(kernel=k, channels=self.int_(ch, "channels"), stride=self.stride(stride)))
+                k = self.square(_leaf(shape))
+                out.append(StemConv(kernel=k, channels=self.int_(_leaf(ch), "channels"), stride=self.stride(stride)))
             else:
                 pool, shape, stride = layer.children
-                out.append(StemPool(kind=str(pool), kernel=self.square(shape), stride=self.stride(stride)))
+                out.append(StemPool(kind=str(pool), kernel=self.square(_leaf(shape)), stride=self.stride(stride)))
         return tuple(out)
 
     def square(self, shape: Token) -> int:
@@ -293,7 +304,7 @@ class _Builder:
         return dims[0]
 
     def stride(self, t: Tree | None) -> int:
-        return 1 if t is None else self.int_(t.children[1], "stride")
+        return 1 if t is None else self.int_(_leaf(t.children[1]), "stride")
 
     def block_defaults(self, t: Tree) -> BlockDefaults:
         type_tok, expansion, *stmts = t.children
@@ -302,7 +313,7 @@ class _Builder:
         self.end("block.end", end)
         if str(type_tok) != "bottleneck":
             raise self.err(type_tok, f"unknown block type '{type_tok}'", did_you_mean(str(type_tok), ["bottleneck"]))
-        exp = 4 if expansion is None else self.int_(expansion.children[1], "expansion")
+        exp = 4 if expansion is None else self.int_(_leaf(expansion.children[1]), "expansion")
         return BlockDefaults(expansion=exp, spec=self.spec(stmts, "block"))
 
     def spec(self, stmts: list[Tree], path: str) -> BlockSpec:
@@ -362,7 +373,7 @@ class _Builder:
 
     def width_item(self, t: Tree):
         if t.data == "w_abs":
-            return Channels(value=self.int_(t.children[0], "width"))
+            return Channels(value=self.int_(_leaf(t.children[0]), "width"))
         if t.data == "w_mult":
             factor = float(str(t.children[0])[:-1])
             if factor <= 0:
@@ -375,8 +386,8 @@ class _Builder:
                 )
             return Multiplier(factor=factor)
         start, stop, step = t.children
-        r = self.range_(t, start, stop, step, "width")
-        return ChannelRange(start=r.start, stop=int(stop), step=r.step)
+        r = self.range_(t, _leaf(start), _leaf(stop), _opt_leaf(step), "width")
+        return ChannelRange(start=r.start, stop=int(_leaf(stop)), step=r.step)
 
     def stage(self, t: Tree) -> Stage:
         name_tok, *rest = t.children
@@ -398,7 +409,7 @@ class _Builder:
             if key in attrs:
                 raise self.err(kw, f"stage attribute '{key}' given twice")
             self.at(f"{path}.attr.{key}", a)
-            attrs[key] = self.int_(val, key)
+            attrs[key] = self.int_(_leaf(val), key)
         for key, example in (("blocks", "blocks 3"), ("width", "width 64")):
             if key not in attrs:
                 raise self.err(name_tok, f"stage '{name}' needs '{key}'", f"add e.g. '{example}' after the name")
@@ -417,7 +428,7 @@ class _Builder:
         for o in overrides:
             idx_tok, *ostmts = o.children
             oend = ostmts.pop()
-            index = self.int_(idx_tok, "block index", minimum=0)
+            index = self.int_(_leaf(idx_tok), "block index", minimum=0)
             opath = f"{path}.block.{index}"
             if index in seen:
                 raise self.err(idx_tok, f"block {index} of stage '{name}' is overridden twice")
@@ -450,7 +461,7 @@ class _Builder:
         keys: set[str] = set()
         for b in blocks:
             stage_tok, idx_tok, op_tree, *attrs = b.children
-            index = self.number(idx_tok, "block index")
+            index = self.number(_leaf(idx_tok), "block index")
             key = f"{stage_tok}.{index}"
             path = f"arch.{key}"
             if key in keys:
@@ -470,7 +481,7 @@ class _Builder:
                 if str(kw) in vals:
                     raise self.err(kw, f"'{kw}' given twice")
                 self.at(f"{path}.{kw}", a)
-                vals[str(kw)] = self.int_(val, str(kw))
+                vals[str(kw)] = self.int_(_leaf(val), str(kw))
             if "width" not in vals:
                 raise self.err(b, f"block {key} needs a width", f"write: {key} {op.signature} width 64")
             out.append(
@@ -592,8 +603,8 @@ def _context_error(text: str, file: str, pos: int) -> SpaceError | None:
                 hint,
                 len(arch_line.group(1)),
             )
-        word = re.match(r"\S+", rest)
-        shown = word.group(0) if word else rest[:1]
+        next_word = re.match(r"\S+", rest)
+        shown = next_word.group(0) if next_word else rest[:1]
         if shown in ("space", "arch"):
             return error(
                 pos,
@@ -660,10 +671,12 @@ def _syntax_error(exc: UnexpectedInput, text: str, file: str) -> SpaceError:
             "unexpected end of file", file=file, line=line, column=col, source=text, hint="a '}' is probably missing"
         )
     if isinstance(exc, UnexpectedCharacters):
-        known = _context_error(text, file, exc.pos_in_stream)
+        # lark declares ``pos_in_stream = None`` on the base class; the lexer always sets it here
+        pos = cast(int, exc.pos_in_stream)
+        known = _context_error(text, file, pos)
         if known is not None:
             return known
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
+        ch = text[pos] if pos < len(text) else "?"
         return SpaceError(
             f"unexpected character {ch!r}",
             file=file,
