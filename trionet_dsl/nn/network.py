@@ -7,6 +7,9 @@ conv-only arch reads like the ResNet it is. ``build`` makes one with fresh weigh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -73,7 +76,7 @@ def make_stem(space: ResolvedSpace) -> nn.Sequential:
 class TrioNet(nn.Module):
     """stem -> bottleneck blocks -> global average pool -> linear classifier."""
 
-    def __init__(self, stem: nn.Sequential, blocks: list[nn.Module], features: int, classes: int) -> None:
+    def __init__(self, stem: nn.Sequential, blocks: Sequence[nn.Module], features: int, classes: int) -> None:
         super().__init__()
         self.stem = stem
         self.blocks = nn.Sequential(*blocks)
@@ -131,6 +134,10 @@ class WithPreprocessing(nn.Module):
     as stored (0-255, N x C x H x W at the space's input size) and gets the pipeline's
     predictions; the constants are buffers, visible in TorchScript and ONNX.
     """
+
+    if TYPE_CHECKING:  # buffers registered in __init__; TorchScript cannot read these (string) annotations
+        mean: torch.Tensor
+        std: torch.Tensor
 
     def __init__(self, net: nn.Module, mean: list[float], std: list[float], scale: float = 255.0) -> None:
         super().__init__()

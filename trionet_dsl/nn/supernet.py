@@ -17,7 +17,7 @@ sub-network costs, never the full supernet.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,19 @@ from trionet_dsl.nn.ops.heads import check_mode
 from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
 
 Sharing = Literal["multihead", "prefix"]
+
+
+class SuperOperator(Protocol):
+    """What a registry entry's super module offers (see :mod:`trionet_dsl.nn.ops.factory`)."""
+
+    @property
+    def output_rows(self) -> int: ...
+
+    def output_index(self, width: int, heads: int | None) -> torch.Tensor | None: ...
+
+    def extract(self, width: int, heads: int | None) -> nn.Module: ...
+
+    def __call__(self, x: torch.Tensor, width: int, heads: int | None) -> torch.Tensor: ...
 
 
 def _op_key(signature: str) -> str:
@@ -66,8 +79,8 @@ class SuperBottleneck(nn.Module):
         # and a shared BN's running averages would describe none of them (SPOS-style choice block).
         # Under Multi-head Sharing an attention operator's outputs are addressed by grid position
         # (``output_index``), so its BN and the 1x1 expand's input columns span the whole grid.
-        self.bn2 = nn.ModuleDict({key: SlicedBatchNorm2d(op.output_rows) for key, op in self.ops.items()})
-        self.conv3 = SuperConv2d(max(op.output_rows for op in self.ops.values()), block.out_channels, 1, 1)
+        self.bn2 = nn.ModuleDict({key: SlicedBatchNorm2d(self.op_module(key).output_rows) for key in self.ops})
+        self.conv3 = SuperConv2d(max(self.op_module(key).output_rows for key in self.ops), block.out_channels, 1, 1)
         self.bn3 = nn.BatchNorm2d(block.out_channels)
         self.downsample = (
             nn.Sequential(
@@ -79,6 +92,14 @@ class SuperBottleneck(nn.Module):
         )
         self.select(block.choices[-1])
 
+    def op_module(self, key: str) -> SuperOperator:
+        """Operator choice ``key``'s super module (a ModuleDict types its entries as plain Modules)."""
+        return cast(SuperOperator, self.ops[key])
+
+    def bn_after(self, key: str) -> SlicedBatchNorm2d:
+        """The BN after operator choice ``key``."""
+        return cast(SlicedBatchNorm2d, self.bn2[key])
+
     def select(self, choice: Choice) -> None:
         """Make ``choice`` the block's active sub-block (its operator key is looked up once, here)."""
         self.active = choice
@@ -87,10 +108,10 @@ class SuperBottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, key = self.active, self._key
         y = F.relu(self.bn1(self.conv1(x, c.width)), inplace=True)
-        op = self.ops[key]
+        op = self.op_module(key)
         idx = op.output_index(c.width, c.heads)
         y = op(y, c.width, c.heads)
-        y = F.relu(self.bn2[key](y, idx), inplace=True)
+        y = F.relu(self.bn_after(key)(y, idx), inplace=True)
         y = self.bn3(self.conv3(y, self.block.out_channels, in_index=idx))
         sc = x if self.downsample is None else self.downsample(x)
         return F.relu(y + sc, inplace=True)
@@ -98,13 +119,13 @@ class SuperBottleneck(nn.Module):
     def extract(self) -> Bottleneck:
         """The active choice as a plain :class:`Bottleneck` with copied weights."""
         c, b, key = self.active, self.block, self._key
-        idx = self.ops[key].output_index(c.width, c.heads)
-        op = self.ops[key].extract(c.width, c.heads)
+        idx = self.op_module(key).output_index(c.width, c.heads)
+        op = self.op_module(key).extract(c.width, c.heads)
         out = Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, op, b.has_projection)
         with torch.no_grad():
             out.conv1.weight.copy_(self.conv1.sliced_weight(c.width, b.in_channels))
             out.bn1.load_state_dict(self.bn1.extract(c.width).state_dict())
-            out.bn2.load_state_dict(self.bn2[key].extract(c.width, idx).state_dict())
+            out.bn2.load_state_dict(self.bn_after(key).extract(c.width, idx).state_dict())
             out.conv3.weight.copy_(self.conv3.sliced_weight(b.out_channels, c.width, idx))
             out.bn3.load_state_dict(self.bn3.state_dict())
             if self.downsample is not None:
@@ -142,10 +163,14 @@ class Supernet(nn.Module):
     def activate(self, arch: Arch) -> Supernet:
         """Select the sub-network ``arch`` (checked against the space) for later forwards."""
         arch = check_arch(self.space, arch)
-        for blk, c in zip(self.blocks, arch_choices(self.space, arch), strict=True):
+        for blk, c in zip(self.bottlenecks(), arch_choices(self.space, arch), strict=True):
             blk.select(c)
         self._arch = arch
         return self
+
+    def bottlenecks(self) -> list[SuperBottleneck]:
+        """The blocks, typed (a ModuleList types its entries as plain Modules)."""
+        return cast(list[SuperBottleneck], list(self.blocks))
 
     @property
     def active_arch(self) -> Arch | None:
@@ -180,7 +205,7 @@ def extract(supernet: Supernet, arch: Arch | None = None) -> TrioNet:
     if supernet.active_arch is None:
         raise ValueError("no sub-network is active: pass an arch or call supernet.activate(arch) first")
     space = supernet.space
-    blocks = [blk.extract() for blk in supernet.blocks]
+    blocks = [blk.extract() for blk in supernet.bottlenecks()]
     model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
     with torch.no_grad():
         model.stem.load_state_dict(supernet.stem.state_dict())

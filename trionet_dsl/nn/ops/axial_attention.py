@@ -35,6 +35,7 @@ Parameters of the plain operator: ``3 C_in w + 3 w^2 + 6 w (2 max_len - 1)``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,21 @@ class AxialAttention2d(nn.Module):
     (heads, d, 2 max_len - 1). TorchScript- and ONNX-exportable.
     """
 
+    if TYPE_CHECKING:  # registered by name in __init__; TorchScript cannot read these (string) annotations
+        h_wq: torch.Tensor
+        h_wk: torch.Tensor
+        h_wv: torch.Tensor
+        h_rq: torch.Tensor
+        h_rk: torch.Tensor
+        h_rv: torch.Tensor
+        w_wq: torch.Tensor
+        w_wk: torch.Tensor
+        w_wv: torch.Tensor
+        w_rq: torch.Tensor
+        w_rk: torch.Tensor
+        w_rv: torch.Tensor
+        rel_index: torch.Tensor
+
     def __init__(self, in_channels: int, width: int, heads: int, max_len: int, span: int = 0, stride: int = 1) -> None:
         super().__init__()
         if heads < 1 or width % heads:
@@ -177,6 +193,9 @@ class SuperAxialAttention(GridOutputs, nn.Module):
     embeddings are (H, D, 2 max_len - 1). ``sharing="prefix"``: W rows (and columns), flat
     embeddings (W, 2 max_len - 1).
     """
+
+    if TYPE_CHECKING:  # a buffer registered in __init__ (the weights are read by name, see _layer)
+        rel_index: torch.Tensor
 
     def __init__(
         self,

@@ -40,6 +40,9 @@ here; this module adds what slices tensors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import torch
 
 from trionet_dsl.space.sharing import MODES, check_mode, grid_dims, grid_index, split_halves, stored_rows
@@ -102,6 +105,10 @@ class GridOutputs:
     sharing: str
     grid: tuple[int, int]
 
+    if TYPE_CHECKING:  # from nn.Module, the users' other base (declared here only for the type checker)
+
+        def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
     @property
     def output_rows(self) -> int:
         """Output positions the layers after this operator store entries for."""
@@ -109,7 +116,7 @@ class GridOutputs:
 
     def output_index(self, width: int, heads: int) -> torch.Tensor | None:
         """Positions of sub-operator (width, heads)'s outputs among ``output_rows`` (None: the leading ``width``)."""
-        device = next(self.parameters()).device  # type: ignore[attr-defined]
+        device = next(self.parameters()).device
         cache = self.__dict__.setdefault("_index_cache", {})  # per instance, rebuilt per device; not state
         key = (width, heads, device)
         if key not in cache:

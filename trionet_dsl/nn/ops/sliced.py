@@ -95,6 +95,8 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
             mean = var = None
         out = F.batch_norm(x, mean, var, pick(self.weight), pick(self.bias), use_batch, factor, self.eps)
         if track and index is not None and mean is not None and var is not None:
+            # track implies the running buffers exist (BatchNorm registers mean and var together)
+            assert self.running_mean is not None and self.running_var is not None
             with torch.no_grad():  # scatter the gathered copies' updates back
                 self.running_mean.index_copy_(0, index, mean)
                 self.running_var.index_copy_(0, index, var)
@@ -115,7 +117,11 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
                 bn.weight.copy_(self.weight[sel])
                 bn.bias.copy_(self.bias[sel])
             if self.track_running_stats:
-                bn.running_mean.copy_(self.running_mean[sel])
-                bn.running_var.copy_(self.running_var[sel])
-                bn.num_batches_tracked.copy_(self.num_batches_tracked)
+                # track_running_stats=True registers the three buffers, on this BN and on the copy
+                mean, var, count = self.running_mean, self.running_var, self.num_batches_tracked
+                assert mean is not None and var is not None and count is not None
+                assert bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
+                bn.running_mean.copy_(mean[sel])
+                bn.running_var.copy_(var[sel])
+                bn.num_batches_tracked.copy_(count)
         return bn.train(self.training)
