@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
@@ -33,7 +34,7 @@ class SearchResult:
 
 def pareto_front(obs: list[Observation]) -> list[Observation]:
     """Non-dominated observations: higher accuracy, fewer FLOPs; sorted by FLOPs."""
-    front = []
+    front: list[Observation] = []
     for o in obs:
         a, f = o.objective("accuracy"), o.flops
         dominated = any(
@@ -87,7 +88,7 @@ class _History:
     def __init__(self, path: Path | None, resume: bool, overwrite: bool, strategy: str, seed: int) -> None:
         self.path, self.strategy, self.seed = path, strategy, seed
         self.replay: list[dict] = []
-        self.fh = None
+        self.fh: TextIO | None = None
         if path is None:
             return
         if not resume and not overwrite and path.exists() and path.stat().st_size > 0:

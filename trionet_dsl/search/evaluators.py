@@ -10,12 +10,14 @@ accuracy. ``flops``/``params`` evaluators rank by cost alone; any callable
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
-
-from torch import nn
+from typing import TYPE_CHECKING, Protocol
 
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn
+
+if TYPE_CHECKING:
+    from trionet_dsl.nn.supernet import Supernet
+    from trionet_dsl.train.data import DataBundle
 
 
 class Evaluator(Protocol):
@@ -27,8 +29,8 @@ class SupernetEvaluator:
 
     def __init__(
         self,
-        supernet: nn.Module,
-        data,
+        supernet: Supernet,
+        data: DataBundle,
         bn_batches: int = 8,
         batch_size: int = 128,
         seed: int = 0,

@@ -7,6 +7,8 @@ back as failed trials (they cost nothing: the cost model rejects them before eva
 
 from __future__ import annotations
 
+from typing import Literal
+
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.search.base import CostFn, Limits, Observation, arch_key
@@ -41,7 +43,7 @@ class OptunaSearch:
         self.warmup_name = (
             "its first population is sampled at random" if self.multi else "its start-up trials are sampled at random"
         )
-        directions = ["maximize", "minimize"] if self.multi else ["maximize"]
+        directions: list[Literal["maximize", "minimize"]] = ["maximize", "minimize"] if self.multi else ["maximize"]
         self.study = optuna.create_study(directions=directions, sampler=s)
         self.pending: dict[str, list] = {}
 

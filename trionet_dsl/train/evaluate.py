@@ -7,8 +7,13 @@ batches. Search and export use these same functions and batches, so they agree.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from trionet_dsl.train.data import DataBundle
 
 
 @torch.no_grad()
@@ -26,7 +31,9 @@ def evaluate(
     return correct / max(1, len(x))
 
 
-def calibration_batches(data, n: int, batch_size: int, seed: int, channels_last: bool = True) -> list[torch.Tensor]:
+def calibration_batches(
+    data: DataBundle, n: int, batch_size: int, seed: int, channels_last: bool = True
+) -> list[torch.Tensor]:
     """The first ``n`` un-augmented training batches of epoch 0: fixed inputs for ``recalibrate_bn``.
 
     The last batch may be short: with drop_last a split smaller than one batch gave no

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,8 @@ from torch import nn
 from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
-from trionet_dsl.nn.network import build
+from trionet_dsl.lang.ir import Arch
+from trionet_dsl.nn.network import TrioNet, build
 from trionet_dsl.nn.supernet import Supernet, load_weights
 from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
@@ -31,6 +33,9 @@ from trionet_dsl.space.sampling import extreme, sample, sandwich
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
 from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn
+
+if TYPE_CHECKING:
+    from trionet_dsl.train.data import DataBundle
 
 
 @dataclass
@@ -47,7 +52,8 @@ class EpochMetrics:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 or "rel" in name or "pos" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -70,7 +76,7 @@ def check_out_dir(out: Path) -> None:
         )
 
 
-def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: int):
+def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: int) -> list[Arch]:
     rng = random.Random(f"{cfg.seed}/{epoch}/{step}")
     if cfg.sampling == "sandwich":
         return sandwich(space, rng, cfg.sandwich_random)
@@ -80,7 +86,7 @@ def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: in
 class _Run:
     """One training run's state: model, optimizer, schedule, history; one method per phase."""
 
-    def __init__(self, target: ResolvedSpace | LoadedArch, data, cfg: TrainConfig, out: Path) -> None:
+    def __init__(self, target: ResolvedSpace | LoadedArch, data: DataBundle, cfg: TrainConfig, out: Path) -> None:
         self.data, self.cfg, self.out = data, cfg, out
         self.is_supernet = isinstance(target, ResolvedSpace)
         self.space: ResolvedSpace = target if isinstance(target, ResolvedSpace) else target.space
@@ -89,12 +95,14 @@ class _Run:
         self.space_text = emit_space(self.space.space)
         self.steps_per_epoch = len(data.train_x) // cfg.batch_size
         torch.manual_seed(cfg.seed)
-        model: nn.Module = (
+        model: Supernet | TrioNet = (
             Supernet(self.space, cfg.sharing, seed=cfg.seed)
             if isinstance(target, ResolvedSpace)
             else build(self.space, target.arch, seed=cfg.seed)
         )
-        self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+        if cfg.channels_last:  # converts the module in place (and returns it)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit Module.to(memory_format=)
+        self.model = model
         self.opt = make_optimizer(self.model, cfg)
         total = cfg.epochs * self.steps_per_epoch
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -142,9 +150,12 @@ class _Run:
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             self.opt.zero_grad(set_to_none=True)
-            archs = _archs_for_step(self.space, cfg, epoch, step) if self.is_supernet else [None]
+            archs: list[Arch] | list[None] = (
+                _archs_for_step(self.space, cfg, epoch, step) if self.is_supernet else [None]
+            )
             for arch in archs:
                 if arch is not None:
+                    assert isinstance(model, Supernet)  # only a supernet run samples archs
                     model.activate(arch)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
@@ -160,7 +171,8 @@ class _Run:
     def validate(self) -> float:
         """Validation accuracy; a supernet's running BN statistics are put back afterwards."""
         saved = None
-        if self.is_supernet:  # running BN stats mix every sub-network: measure with its own, then put them back
+        # a supernet's running BN stats mix every sub-network: measure with its own, then put them back
+        if isinstance(self.model, Supernet):
             self.model.activate(self.eval_arch)
             saved = {k: v.clone() for k, v in self.model.state_dict().items() if "running_" in k or "batches" in k}
             recalibrate_bn(self.model, self.calib)
@@ -192,7 +204,7 @@ class _Run:
 
 def train(
     target: ResolvedSpace | LoadedArch,
-    data,  # trionet_dsl.train.data.DataBundle
+    data: DataBundle,
     cfg: TrainConfig,
     out_dir: str | Path,
     resume: bool = False,
@@ -201,7 +213,7 @@ def train(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> list[EpochMetrics]:
     """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     out = Path(out_dir)
     check_out_dir(out)
@@ -227,10 +239,13 @@ def train(
             task = bar.add_task(
                 "train", total=run.steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0, acc=0.0, ips=0.0
             )
-            loss, acc, ips = run.train_epoch(
-                epoch, lambda lo, ac, ip, task=task: bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
-            )
-            m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, run.sched.get_last_lr()[0])
+
+            def tick(lo: float, ac: float, ip: float, task: TaskID = task) -> None:
+                bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
+
+            loss, acc, ips = run.train_epoch(epoch, tick)
+            # get_last_lr is typed float | Tensor; LambdaLR of a float lr gives floats
+            m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, float(run.sched.get_last_lr()[0]))
             run.history.append(m)
             if progress:
                 note = " (largest sub-network, BN recalibrated)" if run.is_supernet else ""
