@@ -7,6 +7,7 @@ from pathlib import Path
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.space.diff import diff_archs, diff_spaces
 from trionet_dsl.space.loader import LoadedArch, load_any
+from trionet_dsl.space.resolve import ResolvedSpace
 
 
 def _accuracy(histories: list[Path], arch_text_key: str) -> float | None:
@@ -25,30 +26,38 @@ def _accuracy(histories: list[Path], arch_text_key: str) -> float | None:
 
 def diff_report(a: Path, b: Path, space: Path | None = None, histories: list[Path] | None = None) -> dict:
     da, db = load_any(a, space), load_any(b, space)
-    if isinstance(da, LoadedArch) != isinstance(db, LoadedArch):
-        raise SpaceError("cannot diff an arch against a space", file=str(b), hint="give two .arch or two .space files")
-    if isinstance(da, LoadedArch):
-        d = diff_archs(da.arch, db.arch)
-        rep: dict = {
-            "kind": "arch",
-            "a": d.a,
-            "b": d.b,
-            "blocks": [c.model_dump() for c in d.blocks],
-            "n_changed": len(d.changed),
-            "n_equal": len(d.equal),
+    if isinstance(da, LoadedArch) and isinstance(db, LoadedArch):
+        return _arch_report(da, db, histories)
+    if isinstance(da, ResolvedSpace) and isinstance(db, ResolvedSpace):
+        return _space_report(da, db)
+    raise SpaceError("cannot diff an arch against a space", file=str(b), hint="give two .arch or two .space files")
+
+
+def _arch_report(da: LoadedArch, db: LoadedArch, histories: list[Path] | None) -> dict:
+    d = diff_archs(da.arch, db.arch)
+    rep: dict = {
+        "kind": "arch",
+        "a": d.a,
+        "b": d.b,
+        "blocks": [c.model_dump() for c in d.blocks],
+        "n_changed": len(d.changed),
+        "n_equal": len(d.equal),
+    }
+    from trionet_dsl.space.cost import arch_cost
+
+    ca, cb = arch_cost(da.space, da.arch), arch_cost(db.space, db.arch)
+    rep["costs"] = {"params": {"a": ca.params, "b": cb.params}, "flops": {"a": ca.flops, "b": cb.flops}}
+    if histories:
+        from trionet_dsl.search.base import arch_key
+
+        rep["costs"]["accuracy"] = {
+            "a": _accuracy(histories, arch_key(da.arch)),
+            "b": _accuracy(histories, arch_key(db.arch)),
         }
-        from trionet_dsl.space.cost import arch_cost
+    return rep
 
-        ca, cb = arch_cost(da.space, da.arch), arch_cost(db.space, db.arch)
-        rep["costs"] = {"params": {"a": ca.params, "b": cb.params}, "flops": {"a": ca.flops, "b": cb.flops}}
-        if histories:
-            from trionet_dsl.search.base import arch_key
 
-            rep["costs"]["accuracy"] = {
-                "a": _accuracy(histories, arch_key(da.arch)),
-                "b": _accuracy(histories, arch_key(db.arch)),
-            }
-        return rep
+def _space_report(da: ResolvedSpace, db: ResolvedSpace) -> dict:
     d = diff_spaces(da, db)
     rows = []
     for r in d.blocks:

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -33,8 +33,11 @@ from trionet_dsl.nn.supernet import Supernet, extract, load_weights
 from trionet_dsl.space.loader import LoadedArch, compile_arch_text, compile_space_text, load_arch
 from trionet_dsl.train.checkpoint import load_checkpoint
 
+if TYPE_CHECKING:
+    from trionet_dsl.train.data import DataBundle
+
 Format = Literal["pt", "torchscript", "onnx"]
-SUFFIX = {"pt": ".pt", "torchscript": ".ts", "onnx": ".onnx"}
+SUFFIX: dict[Format, str] = {"pt": ".pt", "torchscript": ".ts", "onnx": ".onnx"}
 FORMAT_TAG = "trionet-dsl/model/2"
 BN_HEADER = re.compile(r"BN recalibrated on (\d+) training batches")  # written by search, read by export
 INPUT_DOC = "raw pixels 0-255 (uint8 values as float), N x C x H x W at the space's input size; normalisation is inside"
@@ -50,9 +53,9 @@ class ExportResult:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def format_for(out: Path | None, fmt: str | None) -> str:
+def format_for(out: Path | None, fmt: str | None) -> Format:
     """The export format: as given, else from the output suffix, else ``pt``; a mismatch is an error."""
-    by_suffix = {v: k for k, v in SUFFIX.items()} | {".torchscript": "torchscript", ".pth": "pt"}
+    by_suffix: dict[str, Format] = {v: k for k, v in SUFFIX.items()} | {".torchscript": "torchscript", ".pth": "pt"}
     inferred = by_suffix.get(out.suffix.lower()) if out is not None else None
     if fmt is None:
         return inferred or "pt"
@@ -193,7 +196,7 @@ def export(
             torch.onnx.export(
                 model,
                 (x,),
-                buf,
+                buf,  # type: ignore[arg-type]  # annotated str | PathLike; the dynamo=False exporter writes file objects too
                 dynamo=False,
                 opset_version=17,
                 input_names=["input"],
@@ -279,7 +282,7 @@ def export_job(
     recalibrate: bool = True,
     bn_batches: int | None = None,
     threads: int | None = None,
-):
+) -> ExportResult:
     """Export an arch as a standalone model with inherited (or fresh) weights, and measure the file.
 
     From a supernet, BN is recalibrated as the search evaluator did (``bn_batches`` from the
@@ -311,17 +314,19 @@ def export_job(
             f"--bn-batches {bn_batches}: recalibration needs at least one batch",
             hint="or pass --no-recalibrate to keep the supernet's statistics",
         )
-    bundle = described = None
+    bundle: DataBundle | None = None
+    described: str | None = None
     ck = None
     if not fresh:
+        assert checkpoint is not None  # without --fresh a checkpoint is required (checked above)
         from trionet_dsl.train.checkpoint import load_checkpoint
 
-        ck = load_checkpoint(checkpoint)  # type: ignore[arg-type]
+        ck = load_checkpoint(checkpoint)
         from trionet_dsl.lang.emit import emit_space
         from trionet_dsl.train.checkpoint import require_space
 
-        require_space(ck, emit_space(la.space.space), la.space.name, checkpoint)  # type: ignore[arg-type]
-        bundle, described = checkpoint_data(ck, la.space, checkpoint, data, val_fraction, val_data, force)  # type: ignore[arg-type]
+        require_space(ck, emit_space(la.space.space), la.space.name, checkpoint)
+        bundle, described = checkpoint_data(ck, la.space, checkpoint, data, val_fraction, val_data, force)
     elif data is not None:
         bundle = load_dataset(data, la.space, val_fraction or 0.2, seed, val_source=val_data)
         described = f"{data}: {len(bundle.val_y)} validation images"
@@ -329,6 +334,8 @@ def export_job(
     if ck is not None and ck.get("kind") == "supernet" and recalibrate:
         from trionet_dsl.train.evaluate import calibration_batches
 
+        # checkpoint_data above always loads the checkpoint's data, through load_data (which records its config)
+        assert bundle is not None and bundle.config is not None
         calib = calibration_batches(bundle, bn_batches, 128, bundle.config.seed)
     model = model_from_checkpoint(la, ck if not fresh else None, seed=seed, calibration=calib)
     c = la.space.space.input.channels
@@ -354,7 +361,7 @@ def export_job(
         from trionet_dsl.train.evaluate import evaluate
 
         meta["val_accuracy"] = evaluate(wrapped, bundle.val_raw * 255.0, bundle.val_y, channels_last=False)
-    res = export(wrapped, la, target, fmt, meta)  # type: ignore[arg-type]
+    res = export(wrapped, la, target, fmt, meta)
     if bundle is not None and bundle.val_raw is not None:  # the written file itself, fed raw pixels
         res.accuracy = file_accuracy(res.path, fmt, bundle.val_raw * 255.0, bundle.val_y)
     return res
