@@ -4,15 +4,19 @@ was trained on, split exactly as in training."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trionet_dsl.app.options import check_val_fraction
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.space.resolve import ResolvedSpace
 
+if TYPE_CHECKING:
+    from trionet_dsl.train.data import DataBundle
+
 
 def load_dataset(
     source: str, space: ResolvedSpace, val_fraction: float = 0.2, seed: int = 0, val_source: str | None = None
-):
+) -> DataBundle:
     """The data bundle for a space: images resized to its input, split and normalised."""
     from trionet_dsl.train.data import DataConfig, load_data
 
@@ -44,7 +48,7 @@ def checkpoint_data(
     val_fraction: float | None = None,
     val_data: str | None = None,
     force: bool = False,
-):
+) -> tuple[DataBundle, str]:
     """The data a checkpoint was trained on, split as in training (same fraction and seed).
 
     Search, export and rank evaluate on it by default. Options that name other data are

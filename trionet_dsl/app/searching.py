@@ -94,6 +94,7 @@ def _evaluator(
         require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
         net = Supernet.from_checkpoint(ck, rs)
         bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force)
+        assert bundle.config is not None  # checkpoint_data loads through load_data, which records the config
         return SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed), "accuracy", described
     if evaluator in ("flops", "params"):
         return CostOnlyEvaluator(evaluator), evaluator, None

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trionet_dsl.app.datasets import load_dataset
 from trionet_dsl.app.options import check_val_fraction, set_threads
 from trionet_dsl.space.loader import load_any
 from trionet_dsl.space.resolve import ResolvedSpace
 
+if TYPE_CHECKING:
+    from trionet_dsl.train.config import TrainConfig
+    from trionet_dsl.train.loop import EpochMetrics
+
 
 def train_job(
     file: str | Path,
     data: str,
-    cfg,
+    cfg: TrainConfig,
     out: str | Path,
     resume: bool = False,
     progress: bool = True,
@@ -22,7 +27,7 @@ def train_job(
     stop_after_epoch: int | None = None,
     val_data: str | None = None,
     threads: int | None = None,
-):
+) -> list[EpochMetrics]:
     """Train the supernet of a `.space` file, or an `.arch` from scratch."""
     from trionet_dsl.train.loop import check_out_dir, train
 

@@ -371,7 +371,7 @@ class _Builder:
         values = {k: v[0] for k, v in given.items() if k != "heads"}
         return Op(kind=name, args=spec.normalise(values), heads=given.get("heads"))
 
-    def width_item(self, t: Tree):
+    def width_item(self, t: Tree) -> Channels | Multiplier | ChannelRange:
         if t.data == "w_abs":
             return Channels(value=self.int_(_leaf(t.children[0]), "width"))
         if t.data == "w_mult":

@@ -10,8 +10,8 @@ Each source returns ``(x, y, class_names)`` with ``x`` float32 N x C x H x W in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
