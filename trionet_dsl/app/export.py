@@ -267,6 +267,52 @@ def load_exported(path: str | Path) -> nn.Module:
     return model.eval()
 
 
+def _weights_and_data(
+    la: LoadedArch,
+    checkpoint: str | Path | None,
+    fresh: bool,
+    seed: int,
+    data: str | None,
+    val_fraction: float | None,
+    val_data: str | None,
+    force: bool,
+) -> tuple[dict[str, Any] | None, DataBundle | None, str | None]:
+    """The checkpoint (None with ``fresh``) and the data to measure on: the checkpoint's own split."""
+    if not fresh:
+        assert checkpoint is not None  # without --fresh a checkpoint is required (checked by the caller)
+        from trionet_dsl.lang.emit import emit_space
+        from trionet_dsl.train.checkpoint import load_checkpoint, require_space
+
+        ck = load_checkpoint(checkpoint)
+        require_space(ck, emit_space(la.space.space), la.space.name, checkpoint)
+        bundle, described = checkpoint_data(ck, la.space, checkpoint, data, val_fraction, val_data, force)
+        return ck, bundle, described
+    if data is not None:
+        bundle = load_dataset(data, la.space, val_fraction or 0.2, seed, val_source=val_data)
+        return None, bundle, f"{data}: {len(bundle.val_y)} validation images"
+    return None, None, None
+
+
+def _metadata(
+    la: LoadedArch, mean: list[float], std: list[float], bundle: DataBundle | None, bn: str, described: str | None
+) -> dict[str, Any]:
+    """What an exported file says about itself: input layout, normalisation, classes, provenance."""
+    i = la.space.space.input
+    return {
+        "arch": la.arch.name,
+        "space": la.space.name,
+        "channels": i.channels,
+        "height": i.height,
+        "width": i.width,
+        "mean": mean,
+        "std": std,
+        "scale": 255.0,
+        "classes": bundle.class_names if bundle is not None else [str(k) for k in range(la.space.space.classes)],
+        "bn": bn,
+        "data": described,
+    }
+
+
 def export_job(
     arch_file: str | Path,
     out: str | Path | None = None,
@@ -314,48 +360,23 @@ def export_job(
             f"--bn-batches {bn_batches}: recalibration needs at least one batch",
             hint="or pass --no-recalibrate to keep the supernet's statistics",
         )
-    bundle: DataBundle | None = None
-    described: str | None = None
-    ck = None
-    if not fresh:
-        assert checkpoint is not None  # without --fresh a checkpoint is required (checked above)
-        from trionet_dsl.train.checkpoint import load_checkpoint
-
-        ck = load_checkpoint(checkpoint)
-        from trionet_dsl.lang.emit import emit_space
-        from trionet_dsl.train.checkpoint import require_space
-
-        require_space(ck, emit_space(la.space.space), la.space.name, checkpoint)
-        bundle, described = checkpoint_data(ck, la.space, checkpoint, data, val_fraction, val_data, force)
-    elif data is not None:
-        bundle = load_dataset(data, la.space, val_fraction or 0.2, seed, val_source=val_data)
-        described = f"{data}: {len(bundle.val_y)} validation images"
+    ck, bundle, described = _weights_and_data(la, checkpoint, fresh, seed, data, val_fraction, val_data, force)
     calib = None
     if ck is not None and ck.get("kind") == "supernet" and recalibrate:
         from trionet_dsl.train.evaluate import calibration_batches
 
-        # checkpoint_data above always loads the checkpoint's data, through load_data (which records its config)
+        # checkpoint_data always loads the checkpoint's data through load_data (which records its config)
         assert bundle is not None and bundle.config is not None
         calib = calibration_batches(bundle, bn_batches, 128, bundle.config.seed)
-    model = model_from_checkpoint(la, ck if not fresh else None, seed=seed, calibration=calib)
+    model = model_from_checkpoint(la, ck, seed=seed, calibration=calib)
     c = la.space.space.input.channels
     mean, std = (bundle.mean, bundle.std) if bundle is not None else ([0.0] * c, [1.0] * c)
-    i = la.space.space.input
-    meta = {
-        "arch": la.arch.name,
-        "space": la.space.name,
-        "channels": i.channels,
-        "height": i.height,
-        "width": i.width,
-        "mean": mean,
-        "std": std,
-        "scale": 255.0,
-        "classes": bundle.class_names if bundle is not None else [str(k) for k in range(la.space.space.classes)],
-        "bn": f"recalibrated on {bn_batches} training batches"
+    bn = (
+        f"recalibrated on {bn_batches} training batches"
         if calib is not None
-        else ("supernet running statistics" if ck is not None and ck.get("kind") == "supernet" else "trained"),
-        "data": described,
-    }
+        else ("supernet running statistics" if ck is not None and ck.get("kind") == "supernet" else "trained")
+    )
+    meta = _metadata(la, mean, std, bundle, bn, described)
     wrapped = WithPreprocessing(model, mean, std).eval()
     if bundle is not None and bundle.val_raw is not None:
         from trionet_dsl.train.evaluate import evaluate
