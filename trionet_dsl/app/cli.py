@@ -481,6 +481,89 @@ def search_cmd(
     con.print(_esc(res.best_text))
 
 
+# ----------------------------------------------------------------------------- rank
+@app.command("rank")
+@guarded
+def rank_cmd(
+    space_file: Path = typer.Argument(..., help="the .space that was trained"),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="supernet.pt written by train"),
+    archs: int = typer.Option(12, "--archs", help="sub-networks to rank (>= 3; FLOPs-stratified + single-operator)"),
+    epochs: int = typer.Option(10, "--epochs", help="stand-alone training epochs per arch"),
+    repeats: int = typer.Option(1, "--repeats", help="trainings per arch with different seeds (>= 2: noise ceiling)"),
+    out: Path = typer.Option(Path("rank"), "--out", help="output folder (rank.json, rank.png, trained archs)"),
+    data: str | None = typer.Option(None, "--data", help="default: the checkpoint's training data and split"),
+    val_fraction: float | None = typer.Option(None, "--val-fraction", help="default: the checkpoint's"),
+    val_data: str | None = typer.Option(None, "--val", help="default: the checkpoint's"),
+    force: bool = typer.Option(False, "--force", help="evaluate on data other than the checkpoint's"),
+    bn_batches: int = typer.Option(8, "--bn-batches", help="batches for BatchNorm recalibration (as search)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="stand-alone training batch size"),
+    lr: float = typer.Option(0.05, "--lr", help="stand-alone training learning rate"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out (finished trainings are kept)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="start over in an --out that holds a run"),
+    seed: int = typer.Option(0, "--seed"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+) -> None:
+    """Does the supernet rank architectures? Kendall τ / Spearman ρ / top-k of one-shot vs stand-alone accuracy."""
+    from trionet_dsl.app.ranking import RESULTS, rank_job, saved_count
+
+    err = _console(stderr=True)
+    try:
+        res = rank_job(
+            resolve_file(space_file),
+            checkpoint,
+            out,
+            archs=archs,
+            epochs=epochs,
+            repeats=repeats,
+            seed=seed,
+            data=data,
+            val_fraction=val_fraction,
+            val_data=val_data,
+            force=force,
+            bn_batches=bn_batches,
+            batch_size=batch_size,
+            lr=lr,
+            resume=resume,
+            overwrite=overwrite,
+            threads=threads,
+            progress=not (no_progress or as_json),
+            warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"),
+        )
+    except KeyboardInterrupt:
+        n = saved_count(out)
+        raise Interrupted(
+            f"{n} stand-alone training(s) are saved in {out / RESULTS}; run the same command with --resume to continue"
+        ) from None
+    if as_json:
+        _emit_json(res.as_dict())
+        return
+    con = _console()
+    st, noise = res.report["statistics"], res.report["noise_ceiling"]
+    con.print(f"one-shot evaluated on {_esc(res.data)}")
+    t = Table(title=f"one-shot vs stand-alone accuracy, {len(res.report['archs'])} archs (bootstrap 95% intervals)")
+    for col in ("measure", "value", "95% interval"):
+        t.add_column(col)
+
+    def row(name: str, key: str) -> None:
+        v, (lo, hi) = st[key]["value"], st[key]["ci95"]
+        t.add_row(name, f"{v:.3f}", f"[{lo:.3f}, {hi:.3f}]")
+
+    row("Kendall τ-b", "kendall_tau")
+    row("Spearman ρ", "spearman_rho")
+    row(f"top-{st['k']} overlap", "top_k_overlap")
+    ceiling = noise["seed_to_seed_tau"]
+    if ceiling is not None:
+        t.add_row("seed-to-seed τ (noise ceiling)", f"{ceiling:.3f}", "")
+        frac = noise["supernet_tau_fraction"]
+        t.add_row("supernet τ / ceiling", "n/a" if frac is None else f"{frac:.2f}", "")
+    else:
+        t.add_row("seed-to-seed τ (noise ceiling)", "n/a", "use --repeats 2 or more")
+    con.print(t)
+    con.print(f"wrote {res.json_path} and {res.png_path} ({res.trained} trained now)")
+
+
 # ----------------------------------------------------------------------------- export
 @app.command("export")
 @guarded
