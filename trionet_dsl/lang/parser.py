@@ -9,7 +9,9 @@ next one) so ``fmt`` never drops or moves one.
 from __future__ import annotations
 
 import bisect
+import contextvars
 import functools
+import gc
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -63,6 +65,8 @@ _KEYWORD_TEXT = {
 MAX_INT = 2**31 - 1
 """Largest integer the language accepts (also keeps ``int()`` away from huge digit strings)."""
 MAX_RANGE_VALUES = 4096
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+"""Largest source text the front end reads (UTF-8 bytes); a larger file is refused before parsing."""
 MAX_MULTIPLIER = 1e6
 """Most values one ``a..b step s`` range may expand to."""
 
@@ -95,7 +99,25 @@ def _lark() -> Lark:
         text = resources.files("trionet_dsl.grammars").joinpath("space.lark").read_text()
     except (ModuleNotFoundError, FileNotFoundError):
         text = (Path(__file__).resolve().parents[2] / "grammars" / "space.lark").read_text()
-    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    # comments are %ignore'd by the grammar; the lexer hands each one to _collect_comment as it
+    # goes (one lexing pass: no second scan of the text, no per-comment line counting)
+    return Lark(
+        text,
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _collect_comment},
+    )
+
+
+_COMMENT_SINK: contextvars.ContextVar[list[Token] | None] = contextvars.ContextVar("comment_sink", default=None)
+
+
+def _collect_comment(tok: Token) -> Token:
+    sink = _COMMENT_SINK.get()
+    if sink is not None:
+        sink.append(tok)
+    return tok
 
 
 @dataclass
@@ -271,10 +293,11 @@ class _Builder:
             raise self.err(
                 name_tok, f"space '{name_tok}' has no stages", "add e.g.: stage s1 blocks 3 width 64 stride 1"
             )
-        names = [s.name for s in fields["stages"]]
-        for i, n in enumerate(names):
-            if n in names[:i]:
+        stage_names: set[str] = set()
+        for i, n in enumerate(st.name for st in fields["stages"]):
+            if n in stage_names:
                 raise self.smap.error(f"stage.{n}#{i}", f"duplicate stage name '{n}'", "every stage needs its own name")
+            stage_names.add(n)
         fields["stages"] = tuple(fields["stages"])
         return Space(**fields)
 
@@ -712,6 +735,20 @@ def parse_document(text: str, file: str = "<input>") -> Parsed:
     """Parse text into IR (Space or Arch) plus its source map; raises SpaceError only."""
     if not isinstance(text, str):
         raise SpaceError("input is not text", file=file)
+    _check_size(text, file)
+    # the tree of a large file is hundreds of thousands of young objects: the cyclic collector's
+    # repeated passes over them made the time per KB grow with the size (x2 at 1 MB); the input is
+    # bounded by MAX_SOURCE_BYTES and the tree holds no cycles, so it is paused while reading
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_document(text, file)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_document(text: str, file: str) -> Parsed:
     comments: list[Token] = []
     try:
         tree = _parse_with_comments(_lark(), text, comments)
@@ -739,17 +776,36 @@ def parse_document(text: str, file: str = "<input>") -> Parsed:
     return Parsed(doc, builder.smap)
 
 
+def _too_large(file: str, line: int, column: int, size: str) -> SpaceError:
+    return SpaceError(
+        f"the file is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB ({size}); it is not read",
+        file=file,
+        line=line,
+        column=column,
+        hint=f"a .space or .arch file is at most {MAX_SOURCE_BYTES:,} bytes; this position is past the limit",
+    )
+
+
+def _check_size(text: str, file: str) -> None:
+    """Refuse text over MAX_SOURCE_BYTES (UTF-8) before any parsing, located where the limit is crossed."""
+    if len(text) <= MAX_SOURCE_BYTES // 4:  # cannot exceed the limit even at 4 bytes a character
+        return
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_SOURCE_BYTES:
+        return
+    head = data[:MAX_SOURCE_BYTES]
+    line = head.count(b"\n") + 1
+    column = len(head[head.rfind(b"\n") + 1 :].decode("utf-8", "ignore")) + 1
+    raise _too_large(file, line, column, f"{len(data):,} bytes")
+
+
 def _parse_with_comments(parser: Lark, text: str, sink: list[Token]) -> Tree:
     """Parse and collect comment tokens (lark ignores them; we keep them for fmt)."""
-    tokens = []
-    for m in re.finditer(r"#[^\n]*", text):
-        # the language has no strings, so every '#' starts a comment
-        line = text.count("\n", 0, m.start()) + 1
-        col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
-        tok = Token("COMMENT", m.group(0), start_pos=m.start(), line=line, column=col)
-        tokens.append(tok)
-    sink.extend(tokens)
-    return parser.parse(text)
+    reset = _COMMENT_SINK.set(sink)
+    try:
+        return parser.parse(text)
+    finally:
+        _COMMENT_SINK.reset(reset)
 
 
 def parse(text: str, file: str = "<input>") -> Space | Arch:
@@ -761,9 +817,14 @@ def read_text(path: str | Path) -> str:
     """Read a source file, turning OS and decoding failures into SpaceError."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as fh:
+            data = fh.read(MAX_SOURCE_BYTES + 1)  # never more: a huge file is refused unread
     except OSError as exc:
         raise SpaceError(f"cannot read {p}: {exc.strerror or exc}", file=str(p)) from None
+    if len(data) > MAX_SOURCE_BYTES:
+        head = data[:MAX_SOURCE_BYTES]
+        column = len(head[head.rfind(b"\n") + 1 :].decode("utf-8", "ignore")) + 1
+        raise _too_large(str(p), head.count(b"\n") + 1, column, f"more than {MAX_SOURCE_BYTES:,} bytes")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
