@@ -38,6 +38,7 @@ Parameters of the plain operator: ``3 * C_in * w + w * K``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,134 @@ from trionet_dsl.nn.ops.heads import (
 )
 from trionet_dsl.space.op_costs import local_attention_macs, local_attention_params
 
+#: Auto mode chunks the output rows once the unfolded keys and values of the whole input would
+#: exceed this many bytes (see ``chunk_rows_for``); each chunk's unfold is then at most this big.
+CHUNK_BYTES = 64 * 2**20
+
+
+def chunk_rows_for(
+    n: int, width: int, span: int, height: int, width_px: int, itemsize: int, chunk_rows: int | None
+) -> int:
+    """Output rows per chunk: ``height`` (one chunk, today's formulation) or fewer.
+
+    ``chunk_rows``: ``None`` = by size (one chunk while the unfold of k and v, ``N * 2w * K^2 * H * W``
+    elements, fits in ``CHUNK_BYTES``; otherwise as many rows as fit, at least 1); ``0`` = never
+    chunk; ``r > 0`` = chunks of ``r`` rows.
+    """
+    if chunk_rows is not None:
+        return height if chunk_rows <= 0 else min(chunk_rows, height)
+    per_row = n * 2 * width * span * span * width_px * itemsize
+    if per_row * height <= CHUNK_BYTES:
+        return height
+    return max(1, min(height, CHUNK_BYTES // max(per_row, 1)))
+
+
+def _band_kv(kv: torch.Tensor, span: int, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """K^2 copies of a band's keys and values: kv (N, 2w, R + 2p, W) -> k, v (N, h, d, K^2, R*W)."""
+    n, c2, rows_in, width = kv.shape
+    rows = rows_in - 2 * (span // 2)
+    d = c2 // (2 * heads)
+    unf = F.unfold(kv, span, padding=(0, span // 2))
+    k, v = unf.reshape(n, 2, heads, d, span * span, rows * width).unbind(1)
+    return k, v
+
+
+def _band_attention(
+    q: torch.Tensor, k: torch.Tensor, rel_row: torch.Tensor, rel_col: torch.Tensor, valid: torch.Tensor, span: int
+) -> torch.Tensor:
+    """Softmax weights of a band: q (N, h, d, L), k (N, h, d, K^2, L), valid (K^2, L) -> (N, h, K^2, L)."""
+    n, heads, _, hw = q.shape
+    dr = rel_row.shape[1]
+    logits = (q[:, :, :, None] * k).sum(2)
+    row = torch.einsum("nhdl,hda->nhal", q[:, :, :dr], rel_row)
+    col = torch.einsum("nhdl,hdb->nhbl", q[:, :, dr:], rel_col)
+    rel = (row[:, :, :, None, :] + col[:, :, None, :, :]).reshape(n, heads, span * span, hw)
+    logits = (logits + rel).masked_fill(valid < 0.5, float("-inf"))
+    return torch.softmax(logits, dim=2)
+
+
+class _BandedLocalAttention(torch.autograd.Function):
+    """SASA over bands of output rows with a hand-written backward.
+
+    Forward keeps only q, k/v (not unfolded) and the softmax weights (``N h K^2 H W``, 1/(2d) of
+    the unfold); backward re-unfolds one band of k and v at a time and folds its gradient back
+    (``F.fold`` sums the overlapping halos). So at most one band's K^2 copies exist at a time.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        kv_in: torch.Tensor,
+        rel_row: torch.Tensor,
+        rel_col: torch.Tensor,
+        heads: int,
+        span: int,
+        rows: int,
+    ) -> torch.Tensor:
+        n, w, height, width = q.shape
+        d = w // heads
+        pad = span // 2
+        kv = F.pad(kv_in, (0, 0, pad, pad))  # zero halo rows: every band slices the same way
+        ones = torch.ones(1, 1, height, width, dtype=q.dtype, device=q.device)
+        valid = F.unfold(ones, span, padding=pad)[0]  # (K^2, HW)
+        qh = q.reshape(n, heads, d, height * width)
+        out = torch.empty_like(qh)
+        attn = qh.new_empty(n, heads, span * span, height * width)
+        for r0 in range(0, height, rows):
+            r1 = min(r0 + rows, height)
+            cols = slice(r0 * width, r1 * width)
+            k, v = _band_kv(kv[:, :, r0 : r1 + 2 * pad], span, heads)
+            a = _band_attention(qh[..., cols], k, rel_row, rel_col, valid[:, cols], span)
+            attn[..., cols] = a
+            out[..., cols] = (a[:, :, None] * v).sum(3)
+        ctx.save_for_backward(qh, kv, rel_row, rel_col, attn)
+        ctx.shape = (heads, span, rows, height, width)
+        return out.reshape(n, w, height, width)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        qh, kv, rel_row, rel_col, attn = ctx.saved_tensors
+        heads, span, rows, height, width = ctx.shape
+        n, _, d, _ = qh.shape
+        pad, kk = span // 2, span * span
+        dr = rel_row.shape[1]
+        go = grad_out.reshape(n, heads, d, height * width)
+        g_q = torch.empty_like(qh)
+        g_kv = torch.zeros_like(kv)
+        g_row = torch.zeros_like(rel_row)
+        g_col = torch.zeros_like(rel_col)
+        for r0 in range(0, height, rows):
+            r1 = min(r0 + rows, height)
+            cols = slice(r0 * width, r1 * width)
+            hw = (r1 - r0) * width
+            k, v = _band_kv(kv[:, :, r0 : r1 + 2 * pad], span, heads)
+            a, g, q = attn[..., cols], go[..., cols, None].transpose(3, 4), qh[..., cols]
+            g_a = (g * v).sum(2)  # (N, h, K^2, L)
+            g_v = a[:, :, None] * g
+            g_l = a * (g_a - (a * g_a).sum(2, keepdim=True))  # softmax backward; masked entries have a = 0
+            g_l2 = g_l.reshape(n, heads, span, span, hw)
+            g_r, g_c = g_l2.sum(3), g_l2.sum(2)  # (N, h, K, L): row / column offset logits
+            gq = (g_l[:, :, None] * k).sum(3)
+            gq[:, :, :dr] += torch.einsum("nhal,hda->nhdl", g_r, rel_row)
+            gq[:, :, dr:] += torch.einsum("nhbl,hdb->nhdl", g_c, rel_col)
+            g_q[..., cols] = gq
+            g_row += torch.einsum("nhdl,nhal->hda", q[:, :, :dr], g_r)
+            g_col += torch.einsum("nhdl,nhbl->hdb", q[:, :, dr:], g_c)
+            g_k = g_l[:, :, None] * q[:, :, :, None]
+            g_unf = torch.stack([g_k, g_v], 1).reshape(n, 2 * heads * d * kk, hw)
+            g_kv[:, :, r0 : r1 + 2 * pad] += F.fold(g_unf, (r1 - r0 + 2 * pad, width), span, padding=(0, pad))
+        g_kv_in = g_kv[:, :, pad : pad + height]
+        return g_q.reshape(n, heads * d, height, width), g_kv_in, g_row, g_col, None, None, None
+
+
+@torch.jit.unused
+def _banded(
+    q: torch.Tensor, kv_in: torch.Tensor, rel_row: torch.Tensor, rel_col: torch.Tensor, heads: int, span: int, rows: int
+) -> torch.Tensor:
+    out: torch.Tensor = _BandedLocalAttention.apply(q, kv_in, rel_row, rel_col, heads, span, rows)
+    return out
+
 
 def local_attention(
     x: torch.Tensor,
@@ -65,8 +194,43 @@ def local_attention(
     heads: int,
     span: int,
     stride: int,
+    chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """Functional SASA core shared by the super and plain modules.
+
+    x (N, C, H, W); wq/wk/wv (w, C); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
+    Returns (N, w, ceil(H/stride), ceil(W/stride)), channels head-major. ``chunk_rows`` picks the
+    formulation (see ``chunk_rows_for``): one band of all rows is ``local_attention_unfold``;
+    narrower bands give the same numbers without materialising K^2 copies of the whole input.
+    Under TorchScript and tracing (export) it is always ``local_attention_unfold``.
+    """
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return local_attention_unfold(x, wq, wk, wv, rel_row, rel_col, heads, span, stride)
+    n, _, height, width = x.shape
+    w = wq.shape[0]
+    rows = chunk_rows_for(n, w, span, height, width, x.element_size(), chunk_rows)
+    if rows >= height:
+        return local_attention_unfold(x, wq, wk, wv, rel_row, rel_col, heads, span, stride)
+    qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None]).contiguous()
+    q, kv_in = qkv.split([w, 2 * w], dim=1)
+    out = _banded(q, kv_in, rel_row, rel_col, heads, span, rows)
+    if stride > 1:
+        out = F.avg_pool2d(out, stride, stride, ceil_mode=True)
+    return out
+
+
+def local_attention_unfold(
+    x: torch.Tensor,
+    wq: torch.Tensor,
+    wk: torch.Tensor,
+    wv: torch.Tensor,
+    rel_row: torch.Tensor,
+    rel_col: torch.Tensor,
+    heads: int,
+    span: int,
+    stride: int,
+) -> torch.Tensor:
+    """Today's formulation: one unfold of K^2 copies of k and v over the whole input.
 
     x (N, C, H, W); wq/wk/wv (w, C); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
     Returns (N, w, ceil(H/stride), ceil(W/stride)), channels head-major.
@@ -119,16 +283,21 @@ class LocalAttention2d(nn.Module):
     """A plain SASA layer of fixed size: what extraction and ``build`` produce.
 
     Parameters: ``wq, wk, wv`` (width, in_channels), ``rel_row`` (heads, ceil(d/2), span),
-    ``rel_col`` (heads, floor(d/2), span). TorchScript- and ONNX-exportable.
+    ``rel_col`` (heads, floor(d/2), span). TorchScript- and ONNX-exportable (scripted and
+    exported with the one-unfold formulation). ``chunk_rows`` picks the formulation in eager
+    mode (``None``: by size; ``0``: one unfold; ``r``: bands of ``r`` rows; see ``local_attention``).
     """
 
-    def __init__(self, in_channels: int, width: int, heads: int, span: int, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, width: int, heads: int, span: int, stride: int = 1, chunk_rows: int | None = None
+    ) -> None:
         super().__init__()
         if heads < 1 or width % heads:
             raise ValueError(f"{heads} heads do not divide width {width}")
         _check_span(span)
         self.in_channels, self.width = in_channels, width
         self.heads, self.span, self.stride = heads, span, stride
+        self.chunk_rows = chunk_rows
         d = width // heads
         dr, dc = split_halves(d)
         self.wq = nn.Parameter(torch.empty(width, in_channels))
@@ -144,7 +313,16 @@ class LocalAttention2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return local_attention(
-            x, self.wq, self.wk, self.wv, self.rel_row, self.rel_col, self.heads, self.span, self.stride
+            x,
+            self.wq,
+            self.wk,
+            self.wv,
+            self.rel_row,
+            self.rel_col,
+            self.heads,
+            self.span,
+            self.stride,
+            self.chunk_rows,
         )
 
     @staticmethod
@@ -174,9 +352,11 @@ class SuperLocalAttention(GridOutputs, nn.Module):
         span: int,
         stride: int = 1,
         sharing: str = "multihead",
+        chunk_rows: int | None = None,
     ) -> None:
         super().__init__()
         _check_span(span)
+        self.chunk_rows = chunk_rows
         self.in_max, self.widths, self.head_choices = in_max, tuple(widths), tuple(heads)
         self.span, self.stride, self.sharing = span, stride, check_mode(sharing)
         self.grid = grid_dims(self.widths, self.head_choices)
@@ -219,7 +399,9 @@ class SuperLocalAttention(GridOutputs, nn.Module):
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
         t = self.weights(x.shape[1], width, heads)
-        return local_attention(x, t["wq"], t["wk"], t["wv"], t["rel_row"], t["rel_col"], heads, self.span, self.stride)
+        return local_attention(
+            x, t["wq"], t["wk"], t["wv"], t["rel_row"], t["rel_col"], heads, self.span, self.stride, self.chunk_rows
+        )
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> LocalAttention2d:
         """A plain copy (cloned weights) of sub-operator (width, heads).
@@ -228,7 +410,7 @@ class SuperLocalAttention(GridOutputs, nn.Module):
         1x1 reduce's output, which has the sub-network's width.
         """
         cin = width if in_channels is None else in_channels
-        m = LocalAttention2d(cin, width, heads, self.span, self.stride)
+        m = LocalAttention2d(cin, width, heads, self.span, self.stride, self.chunk_rows)
         with torch.no_grad():
             for name, t in self.weights(cin, width, heads).items():
                 getattr(m, name).copy_(t)
