@@ -20,6 +20,7 @@ from rich.table import Table
 from trionet_dsl.app.shipped import resolve_file
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
+from trionet_dsl.space.counts import count_text
 
 app = typer.Typer(
     add_completion=True,
@@ -187,7 +188,7 @@ def _print_report(rep: dict) -> None:
                 s["in"],
                 s["out"],
                 " ".join(map(str, s["choices_per_block"])),
-                f"{s['size']:,}",
+                count_text(s["size"]),
             )
         con.print(t)
         t = Table(title="blocks")
@@ -204,7 +205,7 @@ def _print_report(rep: dict) -> None:
                 str(b["choices"]),
             )
         con.print(t)
-        con.print(f"space size: [bold]{rep['size']:,}[/] architectures (= {rep['size_sci']})")
+        con.print(f"space size: [bold]{count_text(rep['size'])}[/] architectures (= {rep['size_sci']})")
         if "costs" in rep:
             c = rep["costs"]
             con.print(
@@ -315,7 +316,7 @@ def diff_cmd(
                 style="dim" if r["status"] == "same" else None,
             )
         con.print(t)
-        con.print(f"space size {rep['size_a']:,} -> {rep['size_b']:,}")
+        con.print(f"space size {count_text(rep['size_a'])} -> {count_text(rep['size_b'])}")
 
 
 # ----------------------------------------------------------------------------- train

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trionet_dsl.space.counts import count_value, sci
 from trionet_dsl.space.graph import build_graph, space_size, stage_summaries
 from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
@@ -37,8 +38,8 @@ def report(doc: ResolvedSpace | LoadedArch, with_costs: bool = True) -> dict:
         "name": rs.name,
         "input": f"{inp.channels}x{inp.height}x{inp.width}",
         "classes": rs.space.classes,
-        "size": size,
-        "size_sci": f"{size:.3e}",
+        "size": count_value(size),
+        "size_sci": sci(size),
         "stages": [
             {
                 "name": s.name,
@@ -46,7 +47,7 @@ def report(doc: ResolvedSpace | LoadedArch, with_costs: bool = True) -> dict:
                 "in": _shape(s.in_shape),
                 "out": _shape(s.out_shape),
                 "choices_per_block": list(s.choices_per_block),
-                "size": s.size,
+                "size": count_value(s.size),
             }
             for s in stage_summaries(g)
         ],

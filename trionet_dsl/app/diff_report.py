@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trionet_dsl.lang.errors import SpaceError
+from trionet_dsl.space.counts import count_value
 from trionet_dsl.space.diff import diff_archs, diff_spaces
 from trionet_dsl.space.loader import LoadedArch, load_any
 from trionet_dsl.space.resolve import ResolvedSpace
@@ -78,6 +79,6 @@ def _space_report(da: ResolvedSpace, db: ResolvedSpace) -> dict:
         "b": d.b,
         "header": d.header,
         "blocks": rows,
-        "size_a": d.size_a,
-        "size_b": d.size_b,
+        "size_a": count_value(d.size_a),
+        "size_b": count_value(d.size_b),
     }
