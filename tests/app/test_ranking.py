@@ -183,3 +183,24 @@ def test_rank_cli_json_overwrite_and_refusals(supernet, tmp_path, monkeypatch):
     other.write_text(TINY.read_text().replace("classes 3", "classes 4"))
     r = runner.invoke(app, ["rank", str(other), "--checkpoint", str(ckpt), "--out", str(tmp_path / "y")])
     assert r.exit_code == 2, r.output
+
+
+def test_rank_ctrl_c_exits_130_saying_what_is_saved(supernet, tmp_path, monkeypatch):
+    from trionet_dsl.train.loop import EpochMetrics
+
+    calls = []
+
+    def interrupted_train(target, data, cfg, out_dir, **_):
+        calls.append(out_dir)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return [EpochMetrics(1, 1.0, 0.5, 0.5 + len(calls) / 10, 100.0, 0.01)]
+
+    monkeypatch.setattr("trionet_dsl.train.loop.train", interrupted_train)
+    _, ckpt = supernet
+    out = tmp_path / "r"
+    args = ["rank", str(TINY), "--checkpoint", str(ckpt), "--archs", "4", "--epochs", "1", "--out", str(out)]
+    r = runner.invoke(app, [*args, "--batch-size", "16", "--no-progress"])
+    assert r.exit_code == 130 and "2 stand-alone training(s) are saved" in r.output, r.output
+    r = runner.invoke(app, [*args, "--batch-size", "16", "--no-progress", "--resume", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["trained_now"] == 2, r.output
