@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from trionet_dsl.app.cli import app
 from trionet_dsl.app.compile_report import report
 from trionet_dsl.app.diff_report import diff_report
 from trionet_dsl.lang.emit import emit
+from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.space.counts import count_text, count_value, sci
 from trionet_dsl.space.loader import compile_space_text
 from trionet_dsl.space.resolve import check_arch
@@ -63,3 +65,16 @@ def test_cli_compile_and_diff_of_two_4096_block_spaces(tmp_path):
     res = CliRunner().invoke(app, ["diff", str(a), str(b)])
     assert res.exit_code == 0, res.output
     assert "space size 1." in res.output and "Traceback" not in res.output
+
+
+def test_a_tiny_file_cannot_demand_unbounded_work():
+    # 4,096 blocks of 4,096 widths each: 16.7M choices to tabulate; refused at the width, at once
+    text = BIG.replace("width 0.5x | 0.75x | 1.0x", "width 1..4096").replace(
+        "op conv(kernel=3) | local(span=5) | axial", "op conv(kernel=3)"
+    )
+    text = "\n".join(line for line in text.splitlines() if "heads" not in line)
+    t0 = time.perf_counter()
+    with pytest.raises(SpaceError, match="more than 262,144 choices") as exc:
+        compile_space_text(text, "w.space")
+    assert time.perf_counter() - t0 < 2.0
+    assert exc.value.line == text.splitlines().index("    width 1..4096") + 1

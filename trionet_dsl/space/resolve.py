@@ -144,6 +144,9 @@ class ResolvedSpace:
 
 
 MAX_BLOCKS = 4096
+MAX_CHOICES = 2**18
+"""Most (block, choice) pairs a space may have, summed over its blocks: the cost model and the
+supernet tabulate each one, so this bounds their work (a few seconds) whatever the text says."""
 """Most blocks a space may have in all (resolution is linear in it)."""
 MAX_WIDTH_CHOICES = 4096
 """Most width choices one block may have."""
@@ -336,6 +339,7 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
                 )
             seen_ov.add(o.index)
     blocks: list[ResolvedBlock] = []
+    n_choices = 0
     for si, st in enumerate(space.stages):
         expansion = st.expansion if st.expansion is not None else space.block.expansion
         out_c = st.width * expansion
@@ -361,6 +365,13 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
             in_c = blocks[-1].out_channels if blocks else stem_c
             oh, ow = -(-h // stride), -(-w // stride)
             blocks.append(ResolvedBlock(st.name, bi, in_c, out_c, stride, (h, w), (oh, ow), widths, tuple(options)))
+            n_choices += blocks[-1].num_choices
+            if n_choices > MAX_CHOICES:
+                raise err_at("width")(
+                    f"the space has more than {MAX_CHOICES:,} choices in all (widths x operators x heads, "
+                    "summed over its blocks)",
+                    "use fewer widths (e.g. a range with a step: 16..256 step 16) or fewer blocks",
+                )
             h, w = oh, ow
     return ResolvedSpace(space, stem_c, stem_hw, tuple(blocks))
 
