@@ -17,6 +17,8 @@ sub-network costs, never the full supernet.
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Literal, Protocol, cast
 
 import torch
@@ -133,12 +135,61 @@ class SuperBottleneck(nn.Module):
         return out
 
 
+def default_memory_budget() -> int:
+    """Half of the machine's physical memory in bytes (8 GiB where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def memory_estimate(space: ResolvedSpace, sharing: str = "multihead") -> tuple[int, int]:
+    """(parameter bytes, activation bytes of one sample) of the supernet at float32, without building it.
+
+    Parameters count once for the weights, once for their gradients and once for the optimiser's
+    momentum; activations are every block's input, inner (largest width, twice) and output maps
+    plus the input and stem maps, which a training step keeps for backward.
+    """
+    from trionet_dsl.space.cost import supernet_params
+
+    param_bytes = 3 * 4 * supernet_params(space, sharing)
+    inp = space.space.input
+    floats = inp.channels * inp.height * inp.width
+    floats += sum(math.prod(step.out_shape) for step in space.stem)
+    for b in space.blocks:
+        (h, w), (oh, ow) = b.in_hw, b.out_hw
+        floats += b.in_channels * h * w + 2 * b.max_width * h * w + b.out_channels * oh * ow
+    return param_bytes, 4 * floats
+
+
+def check_memory(space: ResolvedSpace, sharing: str = "multihead", max_memory: int | None = None) -> None:
+    """Refuse, before any allocation, a supernet whose estimated memory exceeds ``max_memory`` bytes."""
+    budget = default_memory_budget() if max_memory is None else max_memory
+    param_bytes, act_bytes = memory_estimate(space, sharing)
+    if param_bytes + act_bytes > budget:
+        gib = 2**30
+        raise SpaceError(
+            f"space '{space.name}': its supernet needs an estimated {param_bytes / gib:.2f} GiB for parameters "
+            f"(weights, gradients, momentum) and {act_bytes / gib:.2f} GiB of activations for one sample, "
+            f"over the memory budget of {budget / gib:.2f} GiB",
+            file=space.name,
+            hint="use a smaller input, fewer or narrower blocks, or raise the budget (--max-memory)",
+        )
+
+
 class Supernet(nn.Module):
     """All sub-networks of a space in one module; see the module docstring for the sharing."""
 
-    def __init__(self, space: ResolvedSpace, sharing: Sharing = "multihead", seed: int | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        space: ResolvedSpace,
+        sharing: Sharing = "multihead",
+        seed: int | None = None,
+        max_memory: int | None = None,
+    ) -> None:
         check_mode(sharing)
+        check_memory(space, sharing, max_memory)  # before any allocation
+        super().__init__()
         if seed is not None:
             torch.manual_seed(seed)
         self.space = space
