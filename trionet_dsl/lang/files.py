@@ -5,9 +5,11 @@ wheel, a zip or an editable install alike."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -28,6 +30,56 @@ def _umask() -> int:
     return mask
 
 
+STALE_UNKNOWN_S = 3600
+"""A temp file whose writer cannot be told (no pid in its name) is stale after this many seconds."""
+
+
+_TEMP_TAIL = re.compile(r"(?:([0-9]+)\.)?[A-Za-z0-9_]+\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # a live process of another user (or a pid the OS cannot hold)
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files that interrupted writes of ``path`` left beside it (``.NAME.PID.*.tmp``).
+
+    Only stale ones: a temp whose writer's pid is no longer running (an older temp without a pid
+    in its name once it is an hour old); a write in progress in another process is left alone.
+    Returns the files removed; failures to list or remove are ignored (the write goes on).
+    """
+    prefix = f".{path.name}."
+    removed: list[Path] = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        tmp = path.parent / name
+        m = _TEMP_TAIL.fullmatch(name[len(prefix) :])  # PID.RANDOM.tmp, or RANDOM.tmp (older writers)
+        if m is None:
+            continue  # another file's temp (``.NAME.x.PID.R.tmp`` of NAME.x) or not ours
+        try:
+            if m.group(1):
+                stale = not _pid_alive(int(m.group(1)))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > STALE_UNKNOWN_S
+            if stale and tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename.
 
@@ -44,7 +96,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    remove_stale_temps(p)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
