@@ -232,6 +232,22 @@ def _print_report(rep: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- fmt
+def _refuse_read_only(f: Path) -> None:
+    """A read-only file (no write bit, or not writable by this user) is never rewritten: exit 2."""
+    import os
+
+    try:
+        mode = os.stat(f).st_mode  # the link's target for a symlink: that is the file fmt writes
+    except OSError as exc:
+        raise SpaceError(f"cannot rewrite {f}: {exc.strerror or exc}", file=str(f)) from None
+    if not mode & 0o222 or not os.access(f, os.W_OK):
+        raise SpaceError(
+            f"{f} is read-only; fmt does not rewrite it",
+            file=str(f),
+            hint="make it writable first (chmod u+w), or use 'trionet fmt --check' to only report",
+        )
+
+
 @app.command("fmt")
 @guarded
 def fmt_cmd(
@@ -250,6 +266,7 @@ def fmt_cmd(
         if out != text:
             dirty.append(f)
             if not check:
+                _refuse_read_only(f)
                 atomic_write_text(f, out)
                 con.print(f"reformatted {f}")
         elif not check:
