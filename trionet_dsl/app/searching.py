@@ -17,6 +17,7 @@ from trionet_dsl.app.options import check_seed, check_val_fraction, parse_count,
 from trionet_dsl.lang.emit import emit_arch
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
+from trionet_dsl.search.base import Observation
 from trionet_dsl.space.loader import LoadedArch, load_arch
 
 
@@ -102,6 +103,35 @@ def _evaluator(
     raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops or params")
 
 
+def _check_options(seed: int, budget: int, bn_batches: int, val_fraction: float | None, strategy: str) -> None:
+    """Every option checked before anything is loaded: a typo fails in a second."""
+    check_seed(seed)
+    if budget < 1:
+        raise SpaceError(
+            f"--budget {budget}: the search must evaluate at least one architecture", hint="use --budget 1 or more"
+        )
+    if bn_batches < 1:
+        raise SpaceError(
+            f"--bn-batches {bn_batches}: BatchNorm recalibration needs at least one batch",
+            hint="use the default 8 (0 would reset BN statistics and measure noise)",
+        )
+    if val_fraction is not None:
+        check_val_fraction(val_fraction)
+    if strategy in ("tpe", "nsga2"):
+        from trionet_dsl.search.optuna_search import require_optuna
+
+        require_optuna()  # before the checkpoint and data are loaded
+
+
+def _write_arch(obs: Observation, path: Path, name: str, header: list[str], evaluator: str) -> Path:
+    """One evaluated arch as DSL text, its provenance and measurements as header comments."""
+    arch = obs.arch.model_copy(update={"name": name})
+    acc = "n/a" if obs.accuracy is None else f"{obs.accuracy:.4f}"
+    measured = f"accuracy {acc} (one-shot, {evaluator}), FLOPs {obs.flops:,} (multiply-adds), params {obs.params:,}"
+    atomic_write_text(path, emit_arch(arch, [header[0], measured, *header[1:]]))
+    return path
+
+
 def search_job(
     space_file: str | Path,
     checkpoint: str | Path | None,
@@ -136,22 +166,7 @@ def search_job(
     from trionet_dsl.space.loader import load_space
 
     set_threads(threads)
-    check_seed(seed)
-    if budget < 1:
-        raise SpaceError(
-            f"--budget {budget}: the search must evaluate at least one architecture", hint="use --budget 1 or more"
-        )
-    if bn_batches < 1:
-        raise SpaceError(
-            f"--bn-batches {bn_batches}: BatchNorm recalibration needs at least one batch",
-            hint="use the default 8 (0 would reset BN statistics and measure noise)",
-        )
-    if val_fraction is not None:
-        check_val_fraction(val_fraction)
-    if strategy in ("tpe", "nsga2"):
-        from trionet_dsl.search.optuna_search import require_optuna
-
-        require_optuna()  # before the checkpoint and data are loaded
+    _check_options(seed, budget, bn_batches, val_fraction, strategy)
     out = Path(out)
     if out.is_dir():
         raise SpaceError(f"--out {out} is a folder", hint=f"give a file name, e.g. {out / 'best.arch'}")
@@ -187,19 +202,16 @@ def search_job(
         warn=note,
     )
 
-    def write(obs, path: Path, name: str) -> Path:
-        arch = obs.arch.model_copy(update={"name": name})
-        acc = "n/a" if obs.accuracy is None else f"{obs.accuracy:.4f}"
-        header = [
-            f"searched by trionet-dsl: strategy {strategy}, seed {seed}, "
-            f"{len(res.history)} archs evaluated (accuracy ties -> fewer FLOPs, params, text order)",
-            f"accuracy {acc} (one-shot, {evaluator}), FLOPs {obs.flops:,} (multiply-adds), params {obs.params:,}",
-            f"limits: max-flops {limits.max_flops or 'none'}, max-params {limits.max_params or 'none'}",
-        ]
-        if described:
-            header.append(f"evaluated on {described}; BN recalibrated on {bn_batches} training batches")
-        atomic_write_text(path, emit_arch(arch, header))
-        return path
+    header = [
+        f"searched by trionet-dsl: strategy {strategy}, seed {seed}, "
+        f"{len(res.history)} archs evaluated (accuracy ties -> fewer FLOPs, params, text order)",
+        f"limits: max-flops {limits.max_flops or 'none'}, max-params {limits.max_params or 'none'}",
+    ]
+    if described:
+        header.append(f"evaluated on {described}; BN recalibrated on {bn_batches} training batches")
+
+    def write(obs: Observation, path: Path, name: str) -> Path:
+        return _write_arch(obs, path, name, header, evaluator)
 
     name = re.sub(r"\W", "_", out.stem) or "best"
     write(res.best, out, name)
