@@ -27,6 +27,7 @@ from trionet_dsl.lang.ir import (
     StemConv,
     StemPool,
 )
+from trionet_dsl.lang.keywords import STATEMENT_WORDS
 from trionet_dsl.lang.parser import parse
 from trionet_dsl.space.loader import compile_arch_text, compile_space_text, load_space
 
@@ -37,26 +38,7 @@ SHIPPED = sorted(SPACES.glob("*.space")) + sorted((SPACES / "archs").glob("*.arc
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-KEYWORDS = {
-    "space",
-    "arch",
-    "input",
-    "classes",
-    "stem",
-    "block",
-    "stage",
-    "op",
-    "width",
-    "heads",
-    "blocks",
-    "stride",
-    "expansion",
-    "conv",
-    "maxpool",
-    "avgpool",
-    "of",
-    "step",
-}
+KEYWORDS = set(STATEMENT_WORDS)
 
 # ------------------------------------------------------------------ strategies for IR
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,7}", fullmatch=True)

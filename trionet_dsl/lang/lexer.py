@@ -28,32 +28,15 @@ from pygments.token import (
     _TokenType,
 )
 
+from trionet_dsl.lang.keywords import BLOCK_TYPES, STATEMENT_WORDS, STEM_LAYERS
 from trionet_dsl.lang.operators import REGISTRY
 
 __all__ = ["TrioNetLexer", "source_line_tokens"]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"  # the grammar's NAME (common.CNAME)
 
-KEYWORDS = (
-    "space",
-    "arch",
-    "of",
-    "input",
-    "classes",
-    "stem",
-    "block",
-    "stage",
-    "op",
-    "width",
-    "heads",
-    "blocks",
-    "stride",
-    "expansion",
-    "step",
-    "bottleneck",
-)
+KEYWORDS = tuple(w for w in STATEMENT_WORDS if w not in STEM_LAYERS) + BLOCK_TYPES
 OPERATORS = REGISTRY.names  # the built-in operators (the registry when this module is imported)
-STEM_LAYERS = ("conv", "maxpool", "avgpool")
 
 
 class TrioNetLexer(RegexLexer):

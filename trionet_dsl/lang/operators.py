@@ -56,36 +56,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from trionet_dsl.lang.keywords import BLOCK_TYPES, STATEMENT_WORDS
+
 if TYPE_CHECKING:
     from trionet_dsl.lang.ir import Op
 
 Ref = str | Callable[..., Any]
 """A callable, or ``"package.module:attribute"`` naming one (imported on first use)."""
 
-RESERVED = frozenset(
-    {
-        "space",
-        "arch",
-        "of",
-        "input",
-        "classes",
-        "stem",
-        "block",
-        "stage",
-        "op",
-        "width",
-        "heads",
-        "blocks",
-        "stride",
-        "expansion",
-        "step",
-        "maxpool",
-        "avgpool",
-        "bottleneck",
-        "kind",
-        "args",
-    }
-)
+# "conv" is a stem layer and also the built-in conv operator: the one statement word an operator may take
+RESERVED = frozenset(w for w in STATEMENT_WORDS + BLOCK_TYPES + ("kind", "args") if w != "conv")
 """Words an operator or argument may not be named (keywords of the language, IR field names)."""
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -38,6 +38,7 @@ from trionet_dsl.lang.ir import (
     StemConv,
     StemPool,
 )
+from trionet_dsl.lang.keywords import STATEMENT_WORDS
 from trionet_dsl.lang.operators import REGISTRY
 
 _KEYWORD_TEXT = {
@@ -70,26 +71,7 @@ MAX_SOURCE_BYTES = 4 * 1024 * 1024
 MAX_MULTIPLIER = 1e6
 """Most values one ``a..b step s`` range may expand to."""
 
-_STATEMENT_WORDS = (
-    "space",
-    "arch",
-    "input",
-    "classes",
-    "stem",
-    "block",
-    "stage",
-    "op",
-    "width",
-    "heads",
-    "blocks",
-    "stride",
-    "expansion",
-    "conv",
-    "maxpool",
-    "avgpool",
-    "of",
-    "step",
-)
+_STATEMENT_WORDS = STATEMENT_WORDS
 
 
 @functools.cache
