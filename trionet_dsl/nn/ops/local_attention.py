@@ -57,7 +57,7 @@ from trionet_dsl.space.op_costs import local_attention_macs, local_attention_par
 
 #: Auto mode chunks the output rows once the unfolded keys and values of the whole input would
 #: exceed this many bytes (see ``chunk_rows_for``); each chunk's unfold is then at most this big.
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 32 * 2**20
 
 
 def chunk_rows_for(
