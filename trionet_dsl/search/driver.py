@@ -61,21 +61,50 @@ def read_history(path: Path) -> list[dict]:
     if not path.exists():
         return []
     records = []
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpaceError(f"cannot read history {path}: {exc}", file=str(path)) from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if n == len(lines):  # a line cut short by an interruption: drop it
                 break
             raise SpaceError(
                 f"{path}:{n}: history line is not JSON",
                 file=str(path),
+                line=n,
                 hint="the history is damaged; start a new search without --resume",
             ) from None
+        problem = _record_problem(rec)
+        if problem:
+            raise SpaceError(
+                f"{path}:{n}: history line is not a search record: {problem}",
+                file=str(path),
+                line=n,
+                hint="the history is damaged or is not a search history; start a new search without --resume",
+            )
+        records.append(rec)
     return records
+
+
+def _record_problem(rec: object) -> str | None:
+    """What is wrong with a decoded history line (None for a good record)."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    if not isinstance(rec.get("arch_key"), str):
+        return "'arch_key' is missing or not a string"
+    acc = rec.get("accuracy")
+    if acc is not None and (isinstance(acc, bool) or not isinstance(acc, (int, float))):
+        return "'accuracy' is not a number or null"
+    for key in ("i", "params", "flops"):
+        v = rec.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            return f"'{key}' is not an integer"
+    return None
 
 
 class _History:
