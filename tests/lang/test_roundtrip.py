@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,10 @@ SPACES = ROOT / "spaces"
 SHIPPED = sorted(SPACES.glob("*.space")) + sorted((SPACES / "archs").glob("*.arch"))
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# the loaded profile (tests/conftest.py; --hypothesis-profile=long for a nightly-sized run) may ask for more
+FUZZ = settings(
+    max_examples=max(400, settings().max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 KEYWORDS = set(STATEMENT_WORDS)
 
@@ -367,8 +371,13 @@ SNIPPETS = [
 ]
 
 
+SLOW_INPUT_S = 1.0
+"""A fuzz input of a few hundred bytes that takes longer than this to parse or compile fails the test."""
+
+
 def only_space_errors(text: str, r50) -> None:
     for fn in (parse, compile_space_text, lambda t: compile_arch_text(t, "<fuzz>", r50)):
+        t0 = time.perf_counter()
         try:
             fn(text)
         except SpaceError as e:
@@ -376,6 +385,8 @@ def only_space_errors(text: str, r50) -> None:
             assert "error:" in rendered
             assert "internal error" not in e.message, rendered  # the last-resort net must never fire
             assert e.line >= 0 and e.column >= 0
+        took = time.perf_counter() - t0
+        assert took < SLOW_INPUT_S, f"slow input ({took:.2f} s, {len(text)} chars): {text[:200]!r}"
 
 
 @st.composite
