@@ -1,47 +1,15 @@
-"""The front end is linear in the input's size, and refuses an oversized input before parsing.
+"""The front end refuses an oversized input before parsing, and keeps comments in one lexer pass.
 
-Each hostile shape of ``benchmarks/parse_linearity.py`` is parsed at two sizes (4 and 32 KB);
-the time per KB may not grow by more than 3x (quadratic spots grew it by the size ratio or more).
-The bound is loose so a busy machine does not fail it; the benchmark reports the real figures.
+Linearity itself is a speed claim: ``benchmarks/parse_linearity.py`` measures it (µs per KB at
+three sizes per hostile shape) and the README reports its figures; tests do not time themselves.
 """
 
 from __future__ import annotations
-
-import importlib.util
-import time
-from pathlib import Path
 
 import pytest
 
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.parser import MAX_SOURCE_BYTES, parse_document, read_text
-from trionet_dsl.space.loader import compile_space_text
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "parse_linearity.py"
-_spec = importlib.util.spec_from_file_location("parse_linearity", BENCH)
-assert _spec and _spec.loader
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
-
-
-def _us_per_kb(text: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        try:
-            compile_space_text(text)
-        except SpaceError:
-            pass
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e6 / (len(text) / 1024)
-
-
-@pytest.mark.parametrize("shape", ["comment lines", "trailing comments", "distinct stage names", "long lines"])
-def test_time_per_kb_does_not_grow_with_size(shape):
-    make = bench.SHAPES[shape]
-    compile_space_text(make(1))  # warm-up
-    small, large = _us_per_kb(make(4)), _us_per_kb(make(32))
-    assert large < 3 * small, f"{shape}: {small:.0f} µs/KB at 4 KB, {large:.0f} µs/KB at 32 KB"
 
 
 def test_comments_are_kept_with_their_positions():
@@ -54,10 +22,8 @@ def test_comments_are_kept_with_their_positions():
 def test_oversized_text_is_refused_before_parsing():
     line = "# " + "x" * 1000 + "\n"
     text = line * (MAX_SOURCE_BYTES // len(line) + 2)
-    t0 = time.perf_counter()
     with pytest.raises(SpaceError) as exc:
         parse_document(text, "big.space")
-    assert time.perf_counter() - t0 < 1.0
     err = exc.value
     assert "larger than 4 MiB" in str(err) and err.file == "big.space"
     assert err.line == MAX_SOURCE_BYTES // len(line) + 1  # the line where the limit is crossed

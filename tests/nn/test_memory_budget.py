@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,8 @@ def test_small_space_fits_and_estimate_is_positive():
 
 def test_huge_input_is_refused_before_allocation():
     space = compile_space_text(SMALL.replace("input 3x32x32", "input 3x20000x20000"))
-    t0 = time.perf_counter()
     with pytest.raises(SpaceError, match=r"GiB of activations for one sample, over the memory budget") as exc:
         Supernet(space, max_memory=64 * 2**30)
-    assert time.perf_counter() - t0 < 1.0
     assert "--max-memory" in (exc.value.hint or "")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -73,8 +72,6 @@ def test_a_tiny_file_cannot_demand_unbounded_work():
         "op conv(kernel=3) | local(span=5) | axial", "op conv(kernel=3)"
     )
     text = "\n".join(line for line in text.splitlines() if "heads" not in line)
-    t0 = time.perf_counter()
     with pytest.raises(SpaceError, match="more than 262,144 choices") as exc:
         compile_space_text(text, "w.space")
-    assert time.perf_counter() - t0 < 2.0
     assert exc.value.line == text.splitlines().index("    width 1..4096") + 1
