@@ -50,7 +50,7 @@ def main() -> None:
     for sharing in ("multihead", "prefix"):
         cfg = TrainConfig(epochs=args.epochs, batch_size=32, lr=0.2, seed=args.seed, sharing=sharing)
         with tempfile.TemporaryDirectory() as out:
-            train(space, data, cfg, out, progress=False)
+            train(space, data, cfg, out, progress=False, overwrite=True)
             net = Supernet.from_checkpoint(load_checkpoint(Path(out) / "supernet.pt"), space)
         net = net.to(memory_format=torch.channels_last)
         ev = SupernetEvaluator(net, data, bn_batches=8, seed=args.seed)

@@ -61,7 +61,7 @@ def main() -> None:
     # 1. trionet train spaces/trionet_small.space --data digits --epochs N --out OUT/supernet
     cfg = TrainConfig(epochs=supernet_epochs, batch_size=32, lr=0.2, seed=args.seed, sampling="hierarchical")
     con.rule("1. supernet training (Hierarchical Sampling)")
-    train(space, data, cfg, out / "supernet", progress=True)
+    train(space, data, cfg, out / "supernet", progress=True, overwrite=True)
 
     # 2. trionet search spaces/trionet_small.space --checkpoint OUT/supernet/supernet.pt --max-flops L
     limit = (ext["flops_min"] + ext["flops_max"]) // 2
@@ -101,7 +101,14 @@ def main() -> None:
     acfg = TrainConfig(epochs=arch_epochs, batch_size=32, lr=0.05, seed=args.seed)
     rows = []
     for label, arch in candidates.items():
-        hist = train(LoadedArch(space, arch), data, acfg, out / label.split()[0].replace("-", "_"), progress=False)
+        hist = train(
+            LoadedArch(space, arch),
+            data,
+            acfg,
+            out / label.split()[0].replace("-", "_"),
+            progress=False,
+            overwrite=True,
+        )
         c = cost.cost(arch)
         rows.append((label, hist[-1].val_acc, max(h.val_acc for h in hist), c.params, c.flops))
         con.print(f"{label}: final val acc {hist[-1].val_acc:.4f}")

@@ -402,3 +402,17 @@ def test_huge_seed_is_a_clear_error(tmp_path, cmd):
     args += ["--out", str(tmp_path / "run")] if cmd == "train" else ["--checkpoint", str(tmp_path / "x.pt")]
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_train_never_overwrites_a_run_without_asking(tmp_path):
+    npz = _npz(tmp_path, n=48)
+    args = ["train", str(TINY), "--data", str(npz), "--epochs", "1", "--batch-size", "8", "--no-progress"]
+    run = tmp_path / "run"
+    assert runner.invoke(app, [*args, "--out", str(run)]).exit_code == 0
+    before = (run / "supernet.pt").read_bytes()
+    r = runner.invoke(app, [*args, "--out", str(run), "--seed", "5"])
+    assert r.exit_code == 2 and "already holds a run" in r.output and "--overwrite" in r.output
+    assert (run / "supernet.pt").read_bytes() == before
+    assert runner.invoke(app, [*args, "--out", str(run), "--seed", "5", "--overwrite"]).exit_code == 0
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "big"), "--max-memory", "1K"])
+    assert r.exit_code == 2 and "memory budget" in r.output, r.output

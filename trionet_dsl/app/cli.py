@@ -360,6 +360,10 @@ def train_cmd(
     space: Path | None = typer.Option(None, "--space", help="space of an .arch (default: found by name)"),
     no_progress: bool = typer.Option(False, "--no-progress"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in --out"),
+    max_memory: str | None = typer.Option(
+        None, "--max-memory", help="refuse a supernet estimated above this many bytes, e.g. 8G (default: half the RAM)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary (paths, metrics)"),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
@@ -395,6 +399,8 @@ def train_cmd(
             space=space,
             val_data=val_data,
             threads=threads,
+            overwrite=overwrite,
+            max_memory=max_memory,
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None

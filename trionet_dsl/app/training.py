@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trionet_dsl.app.datasets import load_dataset
-from trionet_dsl.app.options import check_val_fraction, set_threads
+from trionet_dsl.app.options import check_val_fraction, parse_count, set_threads
 from trionet_dsl.space.loader import load_any
 from trionet_dsl.space.resolve import ResolvedSpace
 
@@ -27,6 +27,8 @@ def train_job(
     stop_after_epoch: int | None = None,
     val_data: str | None = None,
     threads: int | None = None,
+    overwrite: bool = False,
+    max_memory: str | int | None = None,
 ) -> list[EpochMetrics]:
     """Train the supernet of a `.space` file, or an `.arch` from scratch."""
     from trionet_dsl.train.loop import check_out_dir, train
@@ -37,4 +39,14 @@ def train_job(
     target = load_any(file, space)
     rs = target if isinstance(target, ResolvedSpace) else target.space
     bundle = load_dataset(data, rs, val_fraction, cfg.seed, val_source=val_data)
-    return train(target, bundle, cfg, out, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
+    return train(
+        target,
+        bundle,
+        cfg,
+        out,
+        resume=resume,
+        progress=progress,
+        stop_after_epoch=stop_after_epoch,
+        overwrite=overwrite,
+        max_memory=parse_count(max_memory, "--max-memory"),
+    )

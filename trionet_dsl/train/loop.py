@@ -86,7 +86,14 @@ def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: in
 class _Run:
     """One training run's state: model, optimizer, schedule, history; one method per phase."""
 
-    def __init__(self, target: ResolvedSpace | LoadedArch, data: DataBundle, cfg: TrainConfig, out: Path) -> None:
+    def __init__(
+        self,
+        target: ResolvedSpace | LoadedArch,
+        data: DataBundle,
+        cfg: TrainConfig,
+        out: Path,
+        max_memory: int | None = None,
+    ) -> None:
         self.data, self.cfg, self.out = data, cfg, out
         self.is_supernet = isinstance(target, ResolvedSpace)
         self.space: ResolvedSpace = target if isinstance(target, ResolvedSpace) else target.space
@@ -96,7 +103,7 @@ class _Run:
         self.steps_per_epoch = len(data.train_x) // cfg.batch_size
         torch.manual_seed(cfg.seed)
         model: Supernet | TrioNet = (
-            Supernet(self.space, cfg.sharing, seed=cfg.seed)
+            Supernet(self.space, cfg.sharing, seed=cfg.seed, max_memory=max_memory)
             if isinstance(target, ResolvedSpace)
             else build(self.space, target.arch, seed=cfg.seed)
         )
@@ -211,8 +218,14 @@ def train(
     progress: bool = True,
     stop_after_epoch: int | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    overwrite: bool = False,
+    max_memory: int | None = None,
 ) -> list[EpochMetrics]:
-    """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``)."""
+    """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``).
+
+    A folder that already holds a run is continued (``resume``) or replaced (``overwrite``),
+    never silently overwritten; ``max_memory`` (bytes) bounds a supernet's estimated memory.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     out = Path(out_dir)
@@ -224,7 +237,13 @@ def train(
             hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data",
         )
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(target, data, cfg, out)
+    run = _Run(target, data, cfg, out, max_memory)
+    if not resume and not overwrite and run.ckpt_path.exists():
+        raise SpaceError(
+            f"--out {out} already holds a run ({run.ckpt_path.name})",
+            file=str(out),
+            hint="continue it with --resume, start over with --overwrite, or give another --out",
+        )
     if resume:
         run.resume()
     columns = [
