@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from torch import nn
 
 from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
-from trionet_dsl.lang.files import atomic_write_text
+from trionet_dsl.lang.files import atomic_write, atomic_write_text
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.nn.network import TrioNet, build
 from trionet_dsl.nn.supernet import Supernet, load_weights
@@ -205,7 +206,9 @@ class _Run:
         }
         save_checkpoint(self.ckpt_path, payload)
         if self.history[-1].val_acc >= max(h.val_acc for h in self.history):  # ties: the later epoch
-            save_checkpoint(self.out / BEST_NAME, payload)
+            # a byte copy of the file just written: no second serialisation and digest of the weights
+            with self.ckpt_path.open("rb") as src:
+                atomic_write(self.out / BEST_NAME, lambda f: shutil.copyfileobj(src, f))
         atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(h.as_dict()) + "\n" for h in self.history))
 
 
