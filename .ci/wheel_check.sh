@@ -156,7 +156,19 @@ sess = ort.InferenceSession("best.onnx", providers=["CPUExecutionProvider"])
 shape = [d if isinstance(d, int) else 2 for d in sess.get_inputs()[0].shape]
 logits = sess.run(None, {"input": np.full(shape, 128, np.float32)})[0]
 assert logits.shape == (2, 10), logits.shape
-print(f"best.onnx runs in onnxruntime: logits {logits.shape}, file accuracy {rep['accuracy']:.4f}")
+# the outcome a user gets: the ONNX file, fed the checkpoint's validation images as raw 0-255 pixels,
+# scores the one-shot accuracy that search wrote into best.arch's header (search used --bn-batches 2;
+# export reads that from the header)
+import re
+from trionet_dsl.app.datasets import load_dataset
+from trionet_dsl.space.loader import load_arch
+space = load_arch("best.arch").space
+bundle = load_dataset("digits600.npz", space, 0.2, seed=0)
+raw = (bundle.val_raw * 255).numpy().astype(np.float32)
+acc = float((sess.run(None, {"input": raw})[0].argmax(1) == bundle.val_y.numpy()).mean())
+header = float(re.search(r"accuracy (\d\.\d{4})", open("best.arch").read()).group(1))
+assert round(acc, 4) == header and abs(acc - rep["accuracy"]) < 1e-6, (acc, header, rep["accuracy"])
+print(f"best.onnx in onnxruntime on {len(raw)} raw validation images: {acc:.4f} = search header {header:.4f}")
 PY
 
 step "diff and fmt on the searched archs"
