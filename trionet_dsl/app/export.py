@@ -363,11 +363,11 @@ def export_job(
     ck, bundle, described = _weights_and_data(la, checkpoint, fresh, seed, data, val_fraction, val_data, force)
     calib = None
     if ck is not None and ck.get("kind") == "supernet" and recalibrate:
-        from trionet_dsl.train.evaluate import calibration_batches
+        from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches
 
         # checkpoint_data always loads the checkpoint's data through load_data (which records its config)
         assert bundle is not None and bundle.config is not None
-        calib = calibration_batches(bundle, bn_batches, 128, bundle.config.seed)
+        calib = calibration_batches(bundle, bn_batches, CALIBRATION_BATCH_SIZE, bundle.config.seed)
     model = model_from_checkpoint(la, ck, seed=seed, calibration=calib)
     c = la.space.space.input.channels
     mean, std = (bundle.mean, bundle.std) if bundle is not None else ([0.0] * c, [1.0] * c)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from trionet_dsl.lang.ir import Arch
-from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
 
 if TYPE_CHECKING:
     from trionet_dsl.nn.supernet import Supernet
@@ -32,7 +32,7 @@ class SupernetEvaluator:
         supernet: Supernet,
         data: DataBundle,
         bn_batches: int = 8,
-        batch_size: int = 128,
+        batch_size: int = CALIBRATION_BATCH_SIZE,
         seed: int = 0,
         channels_last: bool = True,
         max_val: int | None = None,

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
 
 
+CALIBRATION_BATCH_SIZE = 128
+"""Batch size of BN recalibration: search, export and epoch validation must use the same batches."""
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, channels_last: bool = True

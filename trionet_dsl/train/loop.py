@@ -33,7 +33,7 @@ from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import extreme, sample, sandwich
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
-from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -120,7 +120,7 @@ class _Run:
         self.start_epoch = 0
         if self.is_supernet:  # validation measures the largest sub-network with its own BN statistics
             self.eval_arch = extreme(self.space, random.Random(cfg.seed), largest=True, name="largest")
-            self.calib = calibration_batches(data, 8, 128, cfg.seed, cfg.channels_last)
+            self.calib = calibration_batches(data, 8, CALIBRATION_BATCH_SIZE, cfg.seed, cfg.channels_last)
 
     def resume(self) -> None:
         """Continue from the run's checkpoint: same space, same settings, or a clear refusal."""
