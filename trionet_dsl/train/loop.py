@@ -104,7 +104,7 @@ class _Run:
         self.steps_per_epoch = len(data.train_x) // cfg.batch_size
         torch.manual_seed(cfg.seed)
         model: Supernet | TrioNet = (
-            Supernet(self.space, cfg.sharing, seed=cfg.seed, max_memory=max_memory)
+            Supernet(self.space, cfg.sharing, seed=cfg.seed, max_memory=max_memory, batch_size=cfg.batch_size)
             if isinstance(target, ResolvedSpace)
             else build(self.space, target.arch, seed=cfg.seed)
         )
