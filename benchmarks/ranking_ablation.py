@@ -3,17 +3,17 @@
 The same N sub-networks (``trionet rank``'s pick: the single-operator archs, the rest stratified
 by FLOPs) are trained from scratch R times each (the stand-alone accuracies and their seed-to-seed
 noise ceiling), then five supernets are trained with one budget — {hierarchical, uniform}
-sampling × {multihead, prefix} sharing, plus sandwich — and each one's one-shot accuracies
+sampling x {multihead, prefix} sharing, plus sandwich — and each one's one-shot accuracies
 (inherited weights, BN recalibrated exactly as ``trionet search`` does) are ranked against the
 stand-alone ones: Kendall τ-b, Spearman ρ, top-k overlap (k = N/4), bootstrap 95% intervals, and
 τ as a fraction of the ceiling.
 
-Default space: ``spaces/trionet_rank.space`` (16×16 grayscale, five operator choices that differ
+Default space: ``spaces/trionet_rank.space`` (16x16 grayscale, five operator choices that differ
 in accuracy and cost), on mnist5k. Everything finished is kept in ``--out`` (stand-alone runs
 in ``standalone.jsonl``, one-shot accuracies per supernet in ``oneshot.jsonl``): a re-run with
 the same options resumes. Prints the table and writes ``ablation.json``.
 
-    python benchmarks/ranking_ablation.py                 # N=24, R=2, 8 stand-alone / 12 supernet epochs
+    python benchmarks/ranking_ablation.py                 # N=24, R=2, 8 stand-alone / 8 supernet epochs
     python benchmarks/ranking_ablation.py --quick         # CI-sized smoke: N=6, R=2, 1 epoch each
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ SUPERNETS = [
     ("uniform", "prefix"),
     ("sandwich", "multihead"),
 ]
+BN_SWEEP = (1, 2, 4, 8, 16)
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -77,7 +79,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=8, help="stand-alone epochs")
     ap.add_argument("--lr", type=float, default=0.1, help="stand-alone learning rate (SGD, cosine, batch 64)")
-    ap.add_argument("--supernet-epochs", type=int, default=12)
+    ap.add_argument("--supernet-epochs", type=int, default=8)
     ap.add_argument("--bn-batches", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -138,8 +140,10 @@ def main() -> None:
         )
         with tempfile.TemporaryDirectory() as run:
             loop.train(space, data, cfg, run, progress=False, overwrite=True)
-            net = Supernet.from_checkpoint(load_checkpoint(Path(run) / "supernet.pt"), space)
-        net = net.to(memory_format=torch.channels_last)
+            kept = out / "supernets" / f"{sampling}_{sharing}.pt"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(Path(run) / "supernet.pt", kept)  # for the BN-batches sweep and later looks
+        net = Supernet.from_checkpoint(load_checkpoint(kept), space).to(memory_format=torch.channels_last)
         ev = SupernetEvaluator(net, data, bn_batches=args.bn_batches, seed=args.seed)
         oneshot[name] = [ev(p.arch)["accuracy"] for p in picked]
         _append(os_path, {"supernet": name, "accs": oneshot[name]})
@@ -156,10 +160,28 @@ def main() -> None:
                 "supernet": name,
                 "statistics": stats,
                 "tau_vs_single_runs": float(np.nanmean(single)),
-                "tau_fraction_of_ceiling": None if not ceiling else tau / ceiling,
+                "tau_fraction_of_ceiling": tau / ceiling if ceiling and ceiling > 0 else None,  # no ceiling: no fraction
                 "mean_oneshot": float(np.mean(oneshot[name])),
             }
         )
+    # How many BN-recalibration batches does one-shot ranking need? (search's inner loop: each batch
+    # is a forward pass of CALIBRATION_BATCH_SIZE images per evaluated arch)
+    sweep_path = out / "bn_sweep.jsonl"
+    sweep = {r["bn_batches"]: r for r in _read(sweep_path)}
+    default = f"{SUPERNETS[0][0]}_{SUPERNETS[0][1]}.pt"
+    net = Supernet.from_checkpoint(load_checkpoint(out / "supernets" / default), space)
+    net = net.to(memory_format=torch.channels_last)
+    for n in BN_SWEEP:
+        if n in sweep:
+            continue
+        ev = SupernetEvaluator(net, data, bn_batches=n, seed=args.seed)
+        t = time.perf_counter()
+        accs = [ev(p.arch)["accuracy"] for p in picked]
+        per_min = 60 * len(picked) / (time.perf_counter() - t)
+        stats = rank_statistics(accs, standalone, resamples=1000, seed=args.seed)
+        sweep[n] = {"bn_batches": n, "statistics": stats, "archs_per_minute": per_min, "accs": accs}
+        _append(sweep_path, sweep[n])
+
     report = {
         "settings": settings,
         "noise_ceiling_tau": ceiling,
@@ -167,6 +189,7 @@ def main() -> None:
         "standalone_runs": runs,
         "archs": [{"text": p.text, "operators": p.mix, "flops": p.flops, "params": p.params} for p in picked],
         "supernets": rows,
+        "bn_sweep": [sweep[n] for n in BN_SWEEP],
         "oneshot": oneshot,
         "seconds": time.time() - t0,
     }
@@ -178,7 +201,9 @@ def main() -> None:
 
     print(f"\nstand-alone: mean {np.mean(standalone):.4f}, range {min(standalone):.4f}-{max(standalone):.4f}")
     print(f"noise ceiling (seed-to-seed tau of the stand-alone accuracies): {ceiling}")
-    print(f"| supernet | Kendall tau | Spearman rho | top-{rows[0]['statistics']['k']} | tau / ceiling | mean one-shot |")
+    print(
+        f"| supernet | Kendall tau | Spearman rho | top-{rows[0]['statistics']['k']} | tau / ceiling | mean one-shot |"
+    )
     print("|---|---|---|---|---|---|")
     for row in rows:
         s = row["statistics"]
@@ -187,6 +212,12 @@ def main() -> None:
             f"| {row['supernet']} | {fmt(s['kendall_tau'])} | {fmt(s['spearman_rho'])} | {fmt(s['top_k_overlap'])} "
             f"| {'n/a' if frac is None else f'{frac:.2f}'} | {row['mean_oneshot']:.4f} |"
         )
+    print(f"\n{SUPERNETS[0][0]}/{SUPERNETS[0][1]} supernet, one-shot ranking by BN-recalibration batches:")
+    print("| BN batches | Kendall tau | Spearman rho | archs/min (this run) |")
+    print("|---|---|---|---|")
+    for n in BN_SWEEP:
+        s = sweep[n]["statistics"]
+        print(f"| {n} | {fmt(s['kendall_tau'])} | {fmt(s['spearman_rho'])} | {sweep[n]['archs_per_minute']:.0f} |")
     print(f"\n{time.time() - t0:.0f} s; results in {out}")
 
 
