@@ -440,7 +440,9 @@ def search_cmd(
     budget: int = typer.Option(50, "--budget", help="architectures to evaluate"),
     max_flops: str | None = typer.Option(None, "--max-flops", help="e.g. 300M"),
     max_params: str | None = typer.Option(None, "--max-params", help="e.g. 5M"),
-    evaluator: str = typer.Option("supernet", "--evaluator", help="supernet | flops | params"),
+    evaluator: str = typer.Option(
+        "supernet", "--evaluator", help="supernet | flops | params | table (synthetic, no training)"
+    ),
     multi_objective: bool = typer.Option(False, "--multi-objective", help="keep the accuracy/FLOPs Pareto front"),
     history: Path | None = typer.Option(None, "--history", help="JSON lines log (default: OUT.history.jsonl)"),
     resume: bool = typer.Option(False, "--resume", help="continue from the history"),
@@ -453,6 +455,11 @@ def search_cmd(
     no_progress: bool = typer.Option(False, "--no-progress"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+    batch: int = typer.Option(1, "--batch", help="proposals asked of the strategy at a time"),
+    storage: str | None = typer.Option(
+        None, "--storage", help="tpe/nsga2: shared Optuna study, e.g. sqlite:///study.db or a journal file"
+    ),
+    study: str | None = typer.Option(None, "--study", help="study name in --storage (default: per space+strategy)"),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
@@ -482,6 +489,9 @@ def search_cmd(
             overwrite=overwrite,
             threads=threads,
             warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"),
+            batch=batch,
+            storage=storage,
+            study=study,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None

@@ -33,6 +33,7 @@ class SearchOutcome:
     history: Path | None
     data: str | None = None
     warnings: list[str] = field(default_factory=list)
+    repeats: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -44,6 +45,7 @@ class SearchOutcome:
             "history": None if self.history is None else str(self.history),
             "data": self.data,
             "warnings": self.warnings,
+            "repeats_answered": self.repeats,
             "front": [{"arch": str(p), "accuracy": a, "params": prm, "flops": fl} for p, a, prm, fl in self.front],
         }
 
@@ -99,8 +101,12 @@ def _evaluator(
         return SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed), "accuracy", described
     if evaluator in ("flops", "params"):
         return CostOnlyEvaluator(evaluator), evaluator, None
+    if evaluator == "table":
+        from trionet_dsl.search.tabular import TableEvaluator
 
-    raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops or params")
+        return TableEvaluator(rs, seed=0), "accuracy", "a synthetic accuracy table (seed 0; no training)"
+
+    raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops, params or table")
 
 
 def _check_options(seed: int, budget: int, bn_batches: int, val_fraction: float | None, strategy: str) -> None:
@@ -155,18 +161,36 @@ def search_job(
     overwrite: bool = False,
     threads: int | None = None,
     warn: Callable[[str], None] | None = None,
+    batch: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
 ) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
     The supernet evaluator measures on the checkpoint's own validation split (see
     :func:`checkpoint_data`), BN recalibrated on ``bn_batches`` training batches; the
-    arch's header says both, and ``export`` reproduces the number.
+    arch's header says both, and ``export`` reproduces the number. ``batch`` proposals are
+    asked at a time (1: today's ask-evaluate-tell). ``storage``/``study`` (tpe, nsga2) make
+    independent worker processes share one Optuna study; give each worker its own seed.
     """
     from trionet_dsl.search.driver import run_search
     from trionet_dsl.space.loader import load_space
 
     set_threads(threads)
     _check_options(seed, budget, bn_batches, val_fraction, strategy)
+    if batch < 1:
+        raise SpaceError(f"--batch {batch}: ask at least one proposal at a time", hint="use --batch 1 or more")
+    if study is not None and storage is None:
+        raise SpaceError("--study needs --storage", hint="e.g. --storage sqlite:///study.db --study NAME")
+    if storage is not None and strategy not in ("tpe", "nsga2") and not (multi_objective and strategy == "tpe"):
+        raise SpaceError(
+            f"--storage is for the Optuna strategies, not '{strategy}'", hint="use --strategy tpe or nsga2"
+        )
+    if storage is not None and resume:
+        raise SpaceError(
+            "--resume replays this worker's history, but the shared study in --storage is the search's state",
+            hint="run the worker again without --resume (and --overwrite or a new --history): it continues the study",
+        )
     out = Path(out)
     if out.is_dir():
         raise SpaceError(f"--out {out} is a folder", hint=f"give a file name, e.g. {out / 'best.arch'}")
@@ -177,6 +201,11 @@ def search_job(
     )
     if multi_objective and strategy == "tpe":
         strategy = "nsga2"
+    options = dict(strategy_options or {})
+    if strategy in ("tpe", "nsga2"):
+        options.setdefault("multi_objective", multi_objective)
+        if storage is not None:
+            options.update(storage=storage, study=study)
     hist = Path(history) if history else out.with_suffix(".history.jsonl")
     notes: list[str] = []
 
@@ -197,9 +226,10 @@ def search_job(
         history_path=hist,
         resume=resume,
         progress=progress,
-        strategy_options=strategy_options,
+        strategy_options=options,
         overwrite=overwrite,
         warn=note,
+        batch=batch,
     )
 
     header = [
@@ -207,8 +237,10 @@ def search_job(
         f"{len(res.history)} archs evaluated (accuracy ties -> fewer FLOPs, params, text order)",
         f"limits: max-flops {limits.max_flops or 'none'}, max-params {limits.max_params or 'none'}",
     ]
-    if described:
+    if described and evaluator == "supernet":
         header.append(f"evaluated on {described}; BN recalibrated on {bn_batches} training batches")
+    elif described:
+        header.append(f"evaluated on {described}")
 
     def write(obs: Observation, path: Path, name: str) -> Path:
         return _write_arch(obs, path, name, header, evaluator)
@@ -234,6 +266,7 @@ def search_job(
         hist,
         described,
         notes,
+        res.repeats,
     )
 
 

@@ -57,11 +57,18 @@ class Observation:
 
 @runtime_checkable
 class SearchStrategy(Protocol):
-    """ask() proposes a feasible arch (None when the strategy is exhausted); tell() reports it."""
+    """ask(n) proposes up to n distinct feasible archs (fewer, or none, when the strategy is
+    exhausted); tell() reports each one's result, in the order asked.
+
+    The driver answers a proposal it has already evaluated from its history (tell() is given
+    the known result) instead of evaluating it again; a strategy that avoids such repeats
+    itself wastes no ask. A plug-in whose ``ask()`` takes no argument and returns one arch
+    (or None) still works: the driver asks it n times.
+    """
 
     name: str
 
-    def ask(self) -> Arch | None: ...
+    def ask(self, n: int = 1) -> list[Arch]: ...
 
     def tell(self, obs: Observation) -> None: ...
 

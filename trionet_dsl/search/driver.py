@@ -8,6 +8,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import warnings
@@ -26,10 +27,17 @@ from trionet_dsl.space.resolve import ResolvedSpace
 
 @dataclass
 class SearchResult:
+    """``history``: this run's evaluations, in order (no arch twice); ``repeats``: proposals
+    answered from the history instead of evaluated; ``stopped``: why the search ended before
+    its budget (None when it spent it). ``best``/``front`` also cover results a shared
+    study's other workers found (``SearchStrategy.shared_observations``)."""
+
     best: Observation
     front: list[Observation]
     history: list[Observation]
     objective: str
+    repeats: int = 0
+    stopped: str | None = None
 
 
 def pareto_front(obs: list[Observation]) -> list[Observation]:
@@ -176,6 +184,29 @@ class _History:
         os.fsync(self.fh.fileno())
 
 
+def _asker(strat: SearchStrategy) -> Callable[[int], list[Arch]]:
+    """``n -> proposals`` for a batch strategy, or for a plug-in whose ask() takes no argument."""
+    try:
+        takes_n = bool(inspect.signature(strat.ask).parameters)
+    except (TypeError, ValueError):
+        takes_n = True
+    if takes_n:
+        return lambda n: list(strat.ask(n) or [])
+
+    legacy: Callable[[], Arch | None] = strat.ask  # type: ignore[assignment]
+
+    def one_by_one(n: int) -> list[Arch]:
+        out: list[Arch] = []
+        for _ in range(n):
+            arch = legacy()
+            if arch is None:
+                break
+            out.append(arch)
+        return out
+
+    return one_by_one
+
+
 def run_search(
     space: ResolvedSpace,
     strategy: str | SearchStrategy,
@@ -191,10 +222,16 @@ def run_search(
     strategy_options: dict | None = None,
     overwrite: bool = False,
     warn: Callable[[str], None] | None = None,
+    batch: int = 1,
+    max_repeats: int = 1000,
 ) -> SearchResult:
-    """Evaluate up to ``budget`` architectures; returns the best and the Pareto front.
+    """Evaluate up to ``budget`` distinct architectures; returns the best and the Pareto front.
 
-    A budget at or below the strategy's warm-up (``strategy.warmup``: evolution's
+    The strategy is asked ``batch`` proposals at a time and told every result in the order
+    it proposed them (``batch=1``: ask, evaluate, tell). A proposal already evaluated is
+    never evaluated again: the strategy is told the known result and the budget is not
+    spent; after ``max_repeats`` such proposals in a row the search stops, and ``warn`` is
+    told why. A budget at or below the strategy's warm-up (``strategy.warmup``: evolution's
     population, TPE's start-up trials, NSGA-II's population) makes any strategy a random
     search; ``warn`` is told so (default: ``warnings.warn``).
     """
@@ -202,20 +239,32 @@ def run_search(
         raise SpaceError(
             f"--budget {budget}: the search must evaluate at least one architecture", hint="use --budget 1 or more"
         )
+    if batch < 1:
+        raise SpaceError(f"--batch {batch}: ask at least one proposal at a time", hint="use --batch 1 or more")
     strat = (
         make_strategy(strategy, space, cost, limits, seed=seed, **(strategy_options or {}))
         if isinstance(strategy, str)
         else strategy
     )
+    if resume and getattr(strat, "shared", False):
+        raise SpaceError(
+            "--resume replays this worker's history, but a shared study (--storage) is already the search's state",
+            hint="run the worker again without --resume (and --overwrite or a new --history): it continues the study",
+        )
+    say = warn or _warn
     warmup = int(getattr(strat, "warmup", 0))
     if budget <= warmup:
-        (warn or _warn)(
+        say(
             f"--budget {budget} is within the {warmup} random warm-up proposals of strategy "
             f"'{strat.name}' ({getattr(strat, 'warmup_name', 'warm-up')}): this search is a random "
             "search; raise --budget above it"
         )
     log = _History(Path(history_path) if history_path else None, resume, overwrite, strat.name, seed)
     history: list[Observation] = []
+    seen: dict[str, Observation] = {}
+    ask = _asker(strat)
+    repeats = in_a_row = 0
+    stopped: str | None = None
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -228,28 +277,57 @@ def run_search(
     ]
     with Progress(*cols, disable=not progress) as bar, log:
         task = bar.add_task("search", total=budget, best="-")
-        for i in range(budget):
-            arch = strat.ask()
-            if arch is None:
+        while len(history) < budget:
+            proposals = ask(min(batch, budget - len(history)))
+            if not proposals:
+                stopped = f"strategy '{strat.name}' has no new architecture to propose"
                 break
-            obs = log.replayed(i, arch, cost)
-            if obs is None:
-                params, flops = cost(arch)
-                result = evaluate(arch)
-                obs = Observation(
-                    arch, result.get("accuracy"), params, flops, {k: v for k, v in result.items() if k != "accuracy"}
+            told: list[Observation] = []
+            for arch in proposals:
+                key = arch_key(arch)
+                if key in seen:  # answered from the history: no evaluation spent
+                    known = seen[key]
+                    told.append(Observation(arch, known.accuracy, known.params, known.flops, dict(known.extra)))
+                    repeats += 1
+                    in_a_row += 1
+                    continue
+                obs = log.replayed(len(history), arch, cost)
+                if obs is None:
+                    params, flops = cost(arch)
+                    result = evaluate(arch)
+                    obs = Observation(
+                        arch,
+                        result.get("accuracy"),
+                        params,
+                        flops,
+                        {k: v for k, v in result.items() if k != "accuracy"},
+                    )
+                    log.append(len(history), obs)
+                seen[key] = obs
+                history.append(obs)
+                told.append(obs)
+                in_a_row = 0
+                best = select_best(history, objective)
+                acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
+                bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
+            for obs in told:
+                strat.tell(obs)
+            if in_a_row >= max_repeats:
+                stopped = (
+                    f"strategy '{strat.name}' proposed {in_a_row} already-evaluated architectures in a row "
+                    "(answered from the history)"
                 )
-                log.append(i, obs)
-            strat.tell(obs)
-            history.append(obs)
-            best = select_best(history, objective)
-            acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
-            bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
+                break
     if not history:
         raise SpaceError(
             "the search evaluated no architecture",
             hint="the limits may exclude the whole space: check --max-flops / --max-params "
             "against the range `trionet compile` prints",
         )
-    best = select_best(history, objective)
-    return SearchResult(best, pareto_front(history), history, objective)
+    if stopped is not None:
+        stopped = f"search stopped after {len(history)} of {budget} evaluations: {stopped}"
+        say(stopped)
+    shared = getattr(strat, "shared_observations", None)
+    pool = history + (list(shared()) if callable(shared) else [])
+    best = select_best(pool, objective)
+    return SearchResult(best, pareto_front(pool), history, objective, repeats, stopped)

@@ -73,27 +73,47 @@ class Evolution:
         return max(pool, key=lambda o: o.objective("accuracy"))
 
     # -- protocol
-    def ask(self) -> Arch | None:
-        if len(self.population) < self.population_size:
+    def ask(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` distinct children of the current population (random samples while the
+        population fills); a batch is bred from the population as it was before the batch."""
+        out: list[Arch] = []
+        taken: set[str] = set()
+        while len(out) < n:
+            arch = self._one(taken, len(self.population) + len(out) < self.population_size)
+            if arch is None:
+                break
+            taken.add(arch_key(arch))
+            out.append(arch)
+        return out
+
+    def _one(self, taken: set[str], warming: bool) -> Arch | None:
+        def new(a: Arch) -> bool:
+            return arch_key(a) not in self.seen and arch_key(a) not in taken
+
+        if warming:
             for _ in range(100):
                 try:
                     arch = feasible_sample(self.space, self.rng, self.cost, self.limits)
                 except InfeasibleSpace:
                     return None
-                if arch_key(arch) not in self.seen:
+                if new(arch):
                     return arch
-            return arch
+            return None
         for _ in range(200):
             parent = self.tournament().arch
             if self.rng.random() < self.crossover:
                 parent = self.cross(parent, self.tournament().arch)
             child = self.mutate(parent)
-            if self.limits.admits(*self.cost(child)) and arch_key(child) not in self.seen:
+            if self.limits.admits(*self.cost(child)) and new(child):
                 return child
-        try:
-            return feasible_sample(self.space, self.rng, self.cost, self.limits)
-        except InfeasibleSpace:
-            return None
+        for _ in range(100):
+            try:
+                arch = feasible_sample(self.space, self.rng, self.cost, self.limits)
+            except InfeasibleSpace:
+                return None
+            if new(arch):
+                return arch
+        return None
 
     def tell(self, obs: Observation) -> None:
         self.seen.add(arch_key(obs.arch))

@@ -17,13 +17,23 @@ class RandomSearch:
         self.rng = random.Random(seed)
         self.seen: set[str] = set()
 
-    def ask(self) -> Arch | None:
+    def ask(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` distinct archs never proposed before (fewer once 1000 draws find none)."""
+        out: list[Arch] = []
+        while len(out) < n:
+            arch = self._one()
+            if arch is None:
+                break
+            out.append(arch)
+        return out
+
+    def _one(self) -> Arch | None:
         for _ in range(1000):
             try:
                 arch = feasible_sample(self.space, self.rng, self.cost, self.limits)
             except InfeasibleSpace:
                 return None
-            if arch_key(arch) not in self.seen or len(self.seen) >= self.space.size:
+            if arch_key(arch) not in self.seen:
                 self.seen.add(arch_key(arch))
                 return arch
         return None
