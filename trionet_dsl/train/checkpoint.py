@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write
@@ -26,7 +26,11 @@ FORMAT = "trionet-dsl/checkpoint/1"
 
 
 class CheckpointSchema(BaseModel):
-    """What every checkpoint holds; extra entries (optimizer state, metrics, data) are allowed."""
+    """What every checkpoint holds; extra entries (optimizer state, metrics, data) are allowed.
+
+    ``epoch`` counts finished epochs and ``step`` the optimizer steps done in the next one
+    (0 at an epoch's end); checkpoints written before mid-epoch saves have no ``step``.
+    """
 
     model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
 
@@ -34,7 +38,8 @@ class CheckpointSchema(BaseModel):
     kind: str = Field(pattern="^(supernet|arch)$")
     space_text: str = Field(min_length=1)
     arch_text: str | None = None
-    epoch: int = Field(ge=1)
+    epoch: int = Field(ge=0)
+    step: int = Field(0, ge=0)
     config: dict[str, Any]
     model: dict[str, torch.Tensor] = Field(min_length=1)
     sharing: Literal["multihead", "prefix"] = "multihead"
@@ -42,6 +47,12 @@ class CheckpointSchema(BaseModel):
     scheduler: dict[str, Any] = Field(default_factory=dict)
     metrics: list[dict[str, Any]] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _some_training(self) -> CheckpointSchema:
+        if self.epoch == 0 and self.step == 0:
+            raise ValueError("a checkpoint is written after at least one step (epoch 0, step 0)")
+        return self
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:

@@ -23,3 +23,4 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63)  # torch generators take 64-bit seeds
     channels_last: bool = True
     augment: bool = True
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a gradient scaler

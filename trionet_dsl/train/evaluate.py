@@ -3,6 +3,8 @@
 A supernet's running BN statistics mix every sampled sub-network; before a sub-network is
 measured (search) or shipped (export), its statistics are re-estimated on fixed training
 batches. Search and export use these same functions and batches, so they agree.
+Both follow the model: batches go to the device its parameters are on, and ``precision``
+autocasts the forward passes as training did.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from trionet_dsl.train.device import autocast, model_device
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -22,16 +26,24 @@ CALIBRATION_BATCH_SIZE = 128
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, channels_last: bool = True
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 256,
+    channels_last: bool = True,
+    precision: str = "fp32",
 ) -> float:
-    """Top-1 accuracy in eval mode."""
+    """Top-1 accuracy in eval mode, computed on the model's device."""
     model.eval()
+    device = model_device(model)
     correct = 0
     for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
+        xb = x[i : i + batch_size].to(device)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        correct += (model(xb).argmax(1) == y[i : i + batch_size]).sum().item()
+        with autocast(device, precision):
+            logits = model(xb)
+        correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
     return correct / max(1, len(x))
 
 
@@ -52,17 +64,19 @@ def calibration_batches(
     ]
 
 
-def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
-    """Reset BN running stats and re-estimate them as a plain average over ``batches``."""
+def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor], precision: str = "fp32") -> None:
+    """Reset BN running stats and re-estimate them as a plain average over ``batches`` (moved to
+    the model's device; the batches themselves stay where they are)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch weighs the same
     model.train()
-    with torch.no_grad():
+    device = model_device(model)
+    with torch.no_grad(), autocast(device, precision):
         for xb in batches:
-            model(xb)
+            model(xb.to(device))
     for m, mom in zip(bns, saved, strict=True):
         m.momentum = mom
     model.eval()

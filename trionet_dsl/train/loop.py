@@ -2,8 +2,12 @@
 
 Reproducible and resumable bit for bit: the sub-networks of step ``t`` of epoch ``e``
 come from ``Random(f"{seed}/{e}/{t}")``, batches and augmentation from a generator
-seeded by ``(seed, epoch)``, and the checkpoint written after every epoch holds the
-model, optimizer and schedule, so a resumed run continues exactly where it stopped.
+seeded by ``(seed, epoch)``, and the checkpoint written after every epoch (and every
+``save_every`` steps inside one) holds the model, optimizer, schedule, RNG state and the
+epoch's running sums, so a resumed run continues exactly where it stopped, mid-epoch too.
+
+The run computes on ``device`` (see :mod:`trionet_dsl.train.device`) in ``cfg.precision``;
+what it writes is CPU tensors, loadable anywhere.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import extreme, sample, sandwich
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
+from trionet_dsl.train.device import autocast, check_precision, grad_scaler, resolve_device, to_cpu
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
 
 if TYPE_CHECKING:
@@ -94,8 +99,10 @@ class _Run:
         cfg: TrainConfig,
         out: Path,
         max_memory: int | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.data, self.cfg, self.out = data, cfg, out
+        self.device = device or torch.device("cpu")
         self.is_supernet = isinstance(target, ResolvedSpace)
         self.space: ResolvedSpace = target if isinstance(target, ResolvedSpace) else target.space
         self.arch_text = None if isinstance(target, ResolvedSpace) else emit_arch(target.arch)
@@ -110,7 +117,9 @@ class _Run:
         )
         if cfg.channels_last:  # converts the module in place (and returns it)
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit Module.to(memory_format=)
+        model.to(self.device)  # before the optimizer is built: its state lives beside the parameters
         self.model = model
+        self.scaler = grad_scaler(self.device, cfg.precision)
         self.opt = make_optimizer(self.model, cfg)
         total = cfg.epochs * self.steps_per_epoch
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -118,9 +127,12 @@ class _Run:
         )
         self.history: list[EpochMetrics] = []
         self.start_epoch = 0
+        self.start_step = 0  # optimizer steps already done in epoch start_epoch (a mid-epoch checkpoint)
+        self.sums = {"seen": 0, "correct": 0, "loss_sum": 0.0}  # the current epoch's running totals
         if self.is_supernet:  # validation measures the largest sub-network with its own BN statistics
             self.eval_arch = extreme(self.space, random.Random(cfg.seed), largest=True, name="largest")
-            self.calib = calibration_batches(data, 8, CALIBRATION_BATCH_SIZE, cfg.seed, cfg.channels_last)
+            calib = calibration_batches(data, 8, CALIBRATION_BATCH_SIZE, cfg.seed, cfg.channels_last)
+            self.calib = [xb.to(self.device) for xb in calib]
 
     def resume(self) -> None:
         """Continue from the run's checkpoint: same space, same settings, or a clear refusal."""
@@ -131,8 +143,11 @@ class _Run:
         ck = load_checkpoint(self.ckpt_path)
         require_space(ck, self.space_text, self.space.name, self.ckpt_path)
         mine = self.cfg.model_dump(mode="json")
-        if ck.get("config") != mine:
-            diff = {k: (ck["config"].get(k), v) for k, v in mine.items() if ck["config"].get(k) != v}
+        theirs = dict(ck.get("config") or {})
+        for key, default in TrainConfig().model_dump(mode="json").items():
+            theirs.setdefault(key, default)  # settings added since (precision) had their default then
+        if theirs != mine:
+            diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
             raise SpaceError(
                 f"--resume with different settings than the checkpoint: {diff}",
                 hint="use the same options as the interrupted run",
@@ -140,21 +155,56 @@ class _Run:
         load_weights(self.model, ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
         self.start_epoch = ck["epoch"]
+        self.start_step = ck.get("step", 0)
+        if self.start_step >= self.steps_per_epoch:
+            raise SpaceError(
+                f"{self.ckpt_path} stopped at step {self.start_step} of an epoch, but an epoch now has "
+                f"{self.steps_per_epoch} steps",
+                hint="resume with the same data as the interrupted run",
+            )
+        if self.start_step:
+            self.sums = dict(ck["epoch_sums"])
+        rng = ck.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self.history = [EpochMetrics(**m) for m in ck.get("metrics", [])]
 
-    def train_epoch(self, epoch: int, tick: Callable[[float, float, float], None]) -> tuple[float, float, float]:
-        """One epoch of steps; returns (mean loss, accuracy, images/s) over the sampled sub-networks."""
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps done since the run began (the resumed part included)."""
+        return self.start_epoch * self.steps_per_epoch + self.start_step
+
+    def train_epoch(
+        self,
+        epoch: int,
+        tick: Callable[[float, float, float], None],
+        first_step: int = 0,
+        after_step: Callable[[int, int], bool] | None = None,
+    ) -> tuple[float, float, float] | None:
+        """One epoch of steps from ``first_step``; returns (mean loss, accuracy, images/s) over the
+        sampled sub-networks, or None when ``after_step(epoch, steps done)`` stopped it early."""
         from trionet_dsl.train.data import iterate
 
-        cfg, model = self.cfg, self.model
+        cfg, model, dev = self.cfg, self.model, self.device
         model.train()
         t0 = time.perf_counter()
-        seen = correct = 0
-        loss_sum = 0.0
-        for step, (xb, yb) in enumerate(
-            iterate(self.data, "train", cfg.batch_size, epoch, cfg.seed, augment=cfg.augment, drop_last=True)
-        ):
+        if first_step == 0:
+            self.sums = {"seen": 0, "correct": 0, "loss_sum": 0.0}
+        sums, seen0 = self.sums, self.sums["seen"]
+
+        def ips() -> float:
+            return (sums["seen"] - seen0) / max(1e-9, time.perf_counter() - t0)
+
+        batches = iterate(self.data, "train", cfg.batch_size, epoch, cfg.seed, augment=cfg.augment, drop_last=True)
+        for step, (xb, yb) in enumerate(batches):
+            if step < first_step:  # drawn all the same: the epoch's generator must reach the same state
+                continue
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             self.opt.zero_grad(set_to_none=True)
@@ -165,16 +215,21 @@ class _Run:
                 if arch is not None:
                     assert isinstance(model, Supernet)  # only a supernet run samples archs
                     model.activate(arch)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
-                (loss / len(archs)).backward()
-                correct += (logits.argmax(1) == yb).sum().item()
-                seen += len(yb)
-                loss_sum += loss.item() * len(yb)
-            self.opt.step()
+                with autocast(dev, cfg.precision):
+                    logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                self.scaler.scale(loss / len(archs)).backward()
+                sums["correct"] += (logits.argmax(1) == yb).sum().item()
+                sums["seen"] += len(yb)
+                sums["loss_sum"] += loss.item() * len(yb)
+            self.scaler.step(self.opt)  # a plain opt.step() unless fp16 scales the loss
+            self.scaler.update()
             self.sched.step()
-            tick(loss_sum / seen, correct / seen, seen / max(1e-9, time.perf_counter() - t0))
-        return loss_sum / max(1, seen), correct / max(1, seen), seen / max(1e-9, time.perf_counter() - t0)
+            tick(sums["loss_sum"] / sums["seen"], sums["correct"] / sums["seen"], ips())
+            if after_step is not None and after_step(epoch, step + 1):
+                return None
+        seen = max(1, sums["seen"])
+        return sums["loss_sum"] / seen, sums["correct"] / seen, ips()
 
     def validate(self) -> float:
         """Validation accuracy; a supernet's running BN statistics are put back afterwards."""
@@ -183,14 +238,24 @@ class _Run:
         if isinstance(self.model, Supernet):
             self.model.activate(self.eval_arch)
             saved = {k: v.clone() for k, v in self.model.state_dict().items() if "running_" in k or "batches" in k}
-            recalibrate_bn(self.model, self.calib)
-        val = evaluate(self.model, self.data.val_x, self.data.val_y, channels_last=self.cfg.channels_last)
+            recalibrate_bn(self.model, self.calib, self.cfg.precision)
+        val = evaluate(
+            self.model,
+            self.data.val_x,
+            self.data.val_y,
+            channels_last=self.cfg.channels_last,
+            precision=self.cfg.precision,
+        )
         if saved is not None:
             self.model.load_state_dict(saved, strict=False)
         return val
 
-    def save(self, epoch: int) -> None:
-        """The epoch's checkpoint (and ``best.pt`` when it is the best so far), written atomically."""
+    def save(self, epoch: int, step: int = 0) -> None:
+        """The checkpoint after ``epoch`` finished epochs and ``step`` steps of the next, written
+        atomically (at an epoch's end also ``best.pt`` when it is the best so far, and metrics)."""
+        rng: dict[str, object] = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
         payload = {
             "kind": "supernet" if self.is_supernet else "arch",
             "space_text": self.space_text,
@@ -198,13 +263,19 @@ class _Run:
             "sharing": self.cfg.sharing,
             "config": self.cfg.model_dump(mode="json"),
             "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(),
+            "step": step,
+            "model": to_cpu(self.model.state_dict()),
+            "optimizer": to_cpu(self.opt.state_dict()),
             "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": rng,
+            "epoch_sums": dict(self.sums) if step else {},
             "metrics": [h.as_dict() for h in self.history],
             "data": self.data.meta() if hasattr(self.data, "meta") else {},
         }
         save_checkpoint(self.ckpt_path, payload)
+        if step:  # mid-epoch: no validation yet, so best.pt and metrics.jsonl stay as they are
+            return
         if self.history[-1].val_acc >= max(h.val_acc for h in self.history):  # ties: the later epoch
             # a byte copy of the file just written: no second serialisation and digest of the weights
             with self.ckpt_path.open("rb") as src:
@@ -223,16 +294,28 @@ def train(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     overwrite: bool = False,
     max_memory: int | None = None,
+    device: str | torch.device = "auto",
+    save_every: int | None = None,
+    steps: int | None = None,
 ) -> list[EpochMetrics]:
     """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``).
 
     A folder that already holds a run is continued (``resume``) or replaced (``overwrite``),
     never silently overwritten; ``max_memory`` (bytes) bounds a supernet's estimated memory.
+    ``device``: auto | cpu | cuda | cuda:N | mps. ``save_every``: also checkpoint every that many
+    optimizer steps inside an epoch. ``steps``: stop (checkpoint written) once the run has made
+    that many optimizer steps in all, counting the part before a resume; the learning-rate
+    schedule stays the one of ``cfg.epochs``, so ``--resume`` without the cap continues the run.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     out = Path(out_dir)
     check_out_dir(out)
+    for name, value in (("--save-every", save_every), ("--steps", steps)):
+        if value is not None and value < 1:
+            raise SpaceError(f"{name} {value} must be at least 1", hint=f"drop {name}, or give a step count >= 1")
+    dev = resolve_device(device)
+    check_precision(cfg.precision, dev)
     if len(data.train_x) // cfg.batch_size == 0:
         raise SpaceError(
             f"an epoch would have no training step: {len(data.train_x)} training image(s) but "
@@ -240,7 +323,7 @@ def train(
             hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data",
         )
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(target, data, cfg, out, max_memory)
+    run = _Run(target, data, cfg, out, max_memory, dev)
     if not resume and not overwrite and run.ckpt_path.exists():
         raise SpaceError(
             f"--out {out} already holds a run ({run.ckpt_path.name})",
@@ -249,6 +332,18 @@ def train(
         )
     if resume:
         run.resume()
+    spe = run.steps_per_epoch
+
+    def after_step(epoch: int, done: int) -> bool:
+        """Mid-epoch: checkpoint every ``save_every`` steps, and stop (saved) at the ``steps`` cap."""
+        if done >= spe:  # the epoch's end saves, with validation
+            return False
+        total = epoch * spe + done
+        stop = steps is not None and total >= steps
+        if stop or (save_every is not None and total % save_every == 0):
+            run.save(epoch, done)
+        return stop
+
     columns = [
         TextColumn("[bold]epoch {task.fields[epoch]}"),
         BarColumn(),
@@ -258,14 +353,22 @@ def train(
     ]
     with Progress(*columns, disable=not progress, transient=False) as bar:
         for epoch in range(run.start_epoch, cfg.epochs):
+            if steps is not None and epoch * spe + (run.start_step if epoch == run.start_epoch else 0) >= steps:
+                break  # resumed at (or past) the cap: nothing to do
+            first = run.start_step if epoch == run.start_epoch else 0
             task = bar.add_task(
-                "train", total=run.steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0, acc=0.0, ips=0.0
+                "train", total=spe, completed=first, epoch=f"{epoch + 1}/{cfg.epochs}", loss=0.0, acc=0.0, ips=0.0
             )
 
             def tick(lo: float, ac: float, ip: float, task: TaskID = task) -> None:
                 bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
 
-            loss, acc, ips = run.train_epoch(epoch, tick)
+            result = run.train_epoch(epoch, tick, first, after_step)
+            if result is None:  # stopped at the --steps cap, checkpoint written
+                if progress:
+                    bar.console.print(f"stopped after {steps} step(s) (--steps): saved {run.ckpt_path}")
+                break
+            loss, acc, ips = result
             # get_last_lr is typed float | Tensor; LambdaLR of a float lr gives floats
             m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, float(run.sched.get_last_lr()[0]))
             run.history.append(m)
@@ -278,6 +381,8 @@ def train(
             run.save(epoch + 1)
             if on_epoch is not None:
                 on_epoch(m)
+            if steps is not None and (epoch + 1) * spe >= steps:
+                break
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
                 raise KeyboardInterrupt
     return run.history
