@@ -100,10 +100,11 @@ def _train_saved(out: Path) -> str:
     for name in ("supernet.pt", "model.pt"):
         if (out / name).is_file():
             try:
-                epoch = load_checkpoint(out / name).get("epoch")
+                ck = load_checkpoint(out / name)
             except SpaceError:
                 continue
-            return f"epoch {epoch} is saved in {out / name}; run the same command with --resume to continue"
+            where = f"epoch {ck['epoch'] + 1} step {ck['step']}" if ck.get("step") else f"epoch {ck.get('epoch')}"
+            return f"{where} is saved in {out / name}; run the same command with --resume to continue"
     return "stopped before the first epoch finished: nothing was saved; run the command again to start over"
 
 
@@ -365,12 +366,22 @@ def train_cmd(
         None, "--max-memory", help="refuse a supernet estimated above this many bytes, e.g. 8G (default: half the RAM)"
     ),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary (paths, metrics)"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N | mps"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (autocast; fp16 needs a GPU)"),
+    save_every: int | None = typer.Option(
+        None, "--save-every", help="also checkpoint every N optimizer steps inside an epoch (--resume continues there)"
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", help="stop after N optimizer steps in all, checkpoint written (smoke runs)"
+    ),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
     from pydantic import ValidationError
 
     from trionet_dsl.app.training import train_job
+    from trionet_dsl.train.checkpoint import load_checkpoint
     from trionet_dsl.train.config import TrainConfig
+    from trionet_dsl.train.device import resolve_device
 
     try:
         cfg = TrainConfig(
@@ -383,6 +394,7 @@ def train_cmd(
             sampling=sampling,
             sharing=sharing,
             seed=seed,
+            precision=precision,
         )
     except ValidationError as exc:
         e = exc.errors()[0]
@@ -401,10 +413,14 @@ def train_cmd(
             threads=threads,
             overwrite=overwrite,
             max_memory=max_memory,
+            device=device,
+            save_every=save_every,
+            steps=steps,
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
     ckpt = out / ("model.pt" if file.suffix == ".arch" else "supernet.pt")
+    saved = load_checkpoint(ckpt) if ckpt.is_file() else {}
     if as_json:
         best = max(hist, key=lambda m: m.val_acc) if hist else None
         _emit_json(
@@ -415,6 +431,10 @@ def train_cmd(
                 "epochs": [m.as_dict() for m in hist],
                 "best_epoch": best.epoch if best else None,
                 "best_val_acc": best.val_acc if best else None,
+                "saved_epoch": saved.get("epoch"),
+                "saved_step": saved.get("step", 0),
+                "device": str(resolve_device(device)),
+                "precision": precision,
             }
         )
         return
@@ -425,6 +445,11 @@ def train_cmd(
         con.print(
             f"trained {m.epoch} epoch(s): val acc {m.val_acc:.4f} (best {best.val_acc:.4f} at epoch "
             f"{best.epoch}); checkpoints {ckpt} (last) and {out / 'best.pt'} (best)"
+        )
+    if saved.get("step"):
+        con.print(
+            f"stopped inside epoch {saved['epoch'] + 1} after step {saved['step']}: saved in {ckpt}; "
+            "run the same command with --resume (without --steps, or a larger one) to continue"
         )
 
 
@@ -460,6 +485,8 @@ def search_cmd(
         None, "--storage", help="tpe/nsga2: shared Optuna study, e.g. sqlite:///study.db or a journal file"
     ),
     study: str | None = typer.Option(None, "--study", help="study name in --storage (default: per space+strategy)"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N | mps"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (autocast; fp16 needs a GPU)"),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
@@ -492,6 +519,8 @@ def search_cmd(
             batch=batch,
             storage=storage,
             study=study,
+            device=device,
+            precision=precision,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None
@@ -621,6 +650,8 @@ def export_cmd(
     space: Path | None = typer.Option(None, "--space"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+    device: str = typer.Option("auto", "--device", help="device of BN recalibration (the file is written for CPU)"),
+    precision: str = typer.Option("fp32", "--precision", help="precision of BN recalibration (as search ran)"),
 ) -> None:
     """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.app.export import export_job
@@ -640,6 +671,8 @@ def export_cmd(
         recalibrate=recalibrate,
         bn_batches=bn_batches,
         threads=threads,
+        device=device,
+        precision=precision,
     )
     if as_json:
         _emit_json(

@@ -76,12 +76,15 @@ def model_from_checkpoint(
     checkpoint: str | Path | dict | None,
     seed: int = 0,
     calibration: list[torch.Tensor] | None = None,
+    device: torch.device | None = None,
+    precision: str = "fp32",
 ) -> TrioNet:
-    """The arch's standalone model: weights inherited from a checkpoint, or fresh.
+    """The arch's standalone model, on the CPU: weights inherited from a checkpoint, or fresh.
 
     From a supernet, ``calibration`` batches (see ``train.calibration_batches``) re-estimate
-    the sub-network's BN statistics exactly as the search evaluator does before extraction;
-    ``None`` keeps the supernet's shared running statistics.
+    the sub-network's BN statistics exactly as the search evaluator does before extraction
+    (on ``device``, autocast to ``precision``, as search ran); ``None`` keeps the supernet's
+    shared running statistics.
     """
     from trionet_dsl.train.checkpoint import require_space
 
@@ -103,8 +106,9 @@ def model_from_checkpoint(
     if calibration is not None:
         from trionet_dsl.train.evaluate import recalibrate_bn
 
-        recalibrate_bn(net, calibration)
-    return extract(net.eval()).eval()
+        net.to(device or torch.device("cpu"))
+        recalibrate_bn(net, calibration, precision)
+    return extract(net.eval()).cpu().eval()  # the file is written from CPU tensors: loadable anywhere
 
 
 def example_input(loaded: LoadedArch, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -328,16 +332,22 @@ def export_job(
     recalibrate: bool = True,
     bn_batches: int | None = None,
     threads: int | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> ExportResult:
     """Export an arch as a standalone model with inherited (or fresh) weights, and measure the file.
 
     From a supernet, BN is recalibrated as the search evaluator did (``bn_batches`` from the
     arch's search header, else 8), so the file's validation accuracy equals the one-shot
-    accuracy search reported for the arch.
+    accuracy search reported for the arch. ``device``/``precision`` are those of that
+    recalibration (give search's); the file is written, and measured, on the CPU in fp32.
     """
+    from trionet_dsl.train.device import check_precision, resolve_device
 
     set_threads(threads)
     check_seed(seed)
+    dev = resolve_device(device)
+    check_precision(precision, dev)
     arch_path = Path(arch_file)
     fmt = format_for(Path(out) if out is not None else None, fmt)
     if fmt == "onnx":
@@ -368,7 +378,7 @@ def export_job(
         # checkpoint_data always loads the checkpoint's data through load_data (which records its config)
         assert bundle is not None and bundle.config is not None
         calib = calibration_batches(bundle, bn_batches, CALIBRATION_BATCH_SIZE, bundle.config.seed)
-    model = model_from_checkpoint(la, ck, seed=seed, calibration=calib)
+    model = model_from_checkpoint(la, ck, seed=seed, calibration=calib, device=dev, precision=precision)
     c = la.space.space.input.channels
     mean, std = (bundle.mean, bundle.std) if bundle is not None else ([0.0] * c, [1.0] * c)
     bn = (

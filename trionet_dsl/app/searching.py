@@ -109,6 +109,25 @@ def _evaluator(
     raise SpaceError(f"unknown evaluator '{evaluator}'", hint="use supernet, flops, params or table")
 
 
+def _on_device(evaluate, device, precision: str):
+    """The supernet evaluator on ``device``, its forward passes autocast to ``precision``
+    (recalibration and evaluation follow the model's device)."""
+    from trionet_dsl.train.device import autocast
+
+    net = getattr(evaluate, "net", None)
+    if net is None:  # cost-only evaluators compute nothing on a device
+        return evaluate
+    net.to(device)
+    if precision == "fp32":
+        return evaluate
+
+    def in_precision(arch):
+        with autocast(device, precision):
+            return evaluate(arch)
+
+    return in_precision
+
+
 def _check_options(seed: int, budget: int, bn_batches: int, val_fraction: float | None, strategy: str) -> None:
     """Every option checked before anything is loaded: a typo fails in a second."""
     check_seed(seed)
@@ -164,6 +183,8 @@ def search_job(
     batch: int = 1,
     storage: str | None = None,
     study: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
@@ -175,6 +196,7 @@ def search_job(
     """
     from trionet_dsl.search.driver import run_search
     from trionet_dsl.space.loader import load_space
+    from trionet_dsl.train.device import check_precision, resolve_device
 
     set_threads(threads)
     _check_options(seed, budget, bn_batches, val_fraction, strategy)
@@ -191,6 +213,8 @@ def search_job(
             "--resume replays this worker's history, but the shared study in --storage is the search's state",
             hint="run the worker again without --resume (and --overwrite or a new --history): it continues the study",
         )
+    dev = resolve_device(device)
+    check_precision(precision, dev)
     out = Path(out)
     if out.is_dir():
         raise SpaceError(f"--out {out} is a folder", hint=f"give a file name, e.g. {out / 'best.arch'}")
@@ -199,6 +223,7 @@ def search_job(
     evaluate, objective, described = _evaluator(
         evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force
     )
+    evaluate = _on_device(evaluate, dev, precision)
     if multi_objective and strategy == "tpe":
         strategy = "nsga2"
     options = dict(strategy_options or {})

@@ -29,12 +29,18 @@ def train_job(
     threads: int | None = None,
     overwrite: bool = False,
     max_memory: str | int | None = None,
+    device: str = "auto",
+    save_every: int | None = None,
+    steps: int | None = None,
 ) -> list[EpochMetrics]:
-    """Train the supernet of a `.space` file, or an `.arch` from scratch."""
+    """Train the supernet of a `.space` file, or an `.arch` from scratch (see ``train.loop.train``
+    for ``device``, ``save_every`` and ``steps``)."""
+    from trionet_dsl.train.device import check_precision, resolve_device
     from trionet_dsl.train.loop import check_out_dir, train
 
     set_threads(threads)
     check_out_dir(Path(out))
+    check_precision(cfg.precision, resolve_device(device))  # before the data is loaded
     check_val_fraction(val_fraction)
     target = load_any(file, space)
     rs = target if isinstance(target, ResolvedSpace) else target.space
@@ -49,4 +55,7 @@ def train_job(
         stop_after_epoch=stop_after_epoch,
         overwrite=overwrite,
         max_memory=parse_count(max_memory, "--max-memory"),
+        device=device,
+        save_every=save_every,
+        steps=steps,
     )
