@@ -20,17 +20,24 @@ from trionet_dsl.space.sharing import grid_dims, split_halves, stored_rows
 
 
 # ---------------------------------------------------------------------------- formulas
-def conv2d_param_count(in_channels: int, width: int, kernel: int) -> int:
-    """Parameters of a bias-free KxK conv."""
-    return width * in_channels * kernel * kernel
+def conv2d_param_count(in_channels: int, width: int, kernel: int, groups: int = 1) -> int:
+    """Parameters of a bias-free KxK conv of ``groups`` groups: ``w (C_in / G) K^2``."""
+    return width * (in_channels // groups) * kernel * kernel
 
 
 def conv2d_macs(
-    height: int, width_px: int, in_channels: int, width: int, kernel: int, stride: int = 1, batch: int = 1
+    height: int,
+    width_px: int,
+    in_channels: int,
+    width: int,
+    kernel: int,
+    stride: int = 1,
+    batch: int = 1,
+    groups: int = 1,
 ) -> int:
-    """``N ceil(H/s) ceil(W/s) C_in w K^2`` (padding K//2, odd K)."""
+    """``N ceil(H/s) ceil(W/s) (C_in / G) w K^2`` (padding K//2, odd K)."""
     oh, ow = -(-height // stride), -(-width_px // stride)
-    return batch * oh * ow * in_channels * width * kernel * kernel
+    return batch * oh * ow * (in_channels // groups) * width * kernel * kernel
 
 
 def local_attention_params(in_channels: int, width: int, heads: int, span: int) -> int:
@@ -62,17 +69,30 @@ def axial_attention_macs(height: int, width_px: int, in_channels: int, width: in
 
 # ---------------------------------------------------------------------------- registry entries
 def conv_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return conv2d_param_count(width, width, op.require("kernel"))
+    return conv2d_param_count(width, width, op.require("kernel"), op.arg("groups") or 1)
 
 
 def conv_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride)
+    return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride, groups=op.arg("groups") or 1)
 
 
 def conv_super_params(
     op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
 ) -> int:
-    return conv2d_param_count(max(widths), max(widths), op.require("kernel"))
+    """The widest conv; a grouped one keeps its G groups (see :mod:`trionet_dsl.nn.ops.grouped`)."""
+    return conv2d_param_count(max(widths), max(widths), op.require("kernel"), op.arg("groups") or 1)
+
+
+def conv_check(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...]) -> tuple[str, str] | None:
+    """Every width of a grouped conv's block must split into its ``G`` groups."""
+    groups = op.arg("groups") or 1
+    bad = [w for w in widths if w % groups]
+    if not bad:
+        return None
+    return (
+        f"{groups} groups do not divide width {bad[0]}",
+        f"use widths that are multiples of {groups} (e.g. a range with 'step {groups}') or fewer groups",
+    )
 
 
 def local_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:

@@ -15,6 +15,7 @@ from torch import nn
 from trionet_dsl.lang.ir import Op
 from trionet_dsl.lang.operators import head_count
 from trionet_dsl.nn.ops.axial_attention import AxialAttention2d, SuperAxialAttention
+from trionet_dsl.nn.ops.grouped import SuperGroupedConv2d
 from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAttention
 from trionet_dsl.nn.ops.sliced import SuperConv2d
 
@@ -44,7 +45,7 @@ class SuperConvOp(nn.Module):
 
 def conv_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
     kernel = op.require("kernel")
-    conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, bias=False)
+    conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, groups=op.arg("groups") or 1, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return conv
 
@@ -59,6 +60,9 @@ def conv_super(
     stride: int,
     sharing: str,
 ) -> nn.Module:
+    groups = op.arg("groups") or 1
+    if groups > 1:
+        return SuperGroupedConv2d(max(widths), groups, op.require("kernel"), stride)
     return SuperConvOp(in_max, max(widths), op.require("kernel"), stride)
 
 
