@@ -26,7 +26,7 @@ supernet loads the modules. A registration from outside the package may pass cal
 directly (see ``tests/test_operator_registry.py``).
 
 **Registration.** :data:`REGISTRY` is the one registry every stage reads, holding the
-built-in ``conv``, ``local`` and ``axial``. ``REGISTRY.register(op)`` adds an operator and
+built-in ``conv``, ``local``, ``axial`` and ``global``. ``REGISTRY.register(op)`` adds an operator and
 returns a :class:`Registration` whose ``remove()`` takes it out again (it is also a context
 manager); ``with REGISTRY.extended(op, ...):`` adds operators for the ``with`` body only.
 Nothing else in the package changes the registry, so an extension never outlives the code
@@ -333,6 +333,18 @@ BUILTINS: tuple[Operator, ...] = (
         plain_module=f"{_MODULES}:axial_plain",
         super_module=f"{_MODULES}:axial_super",
         help="Axial-DeepLab axial self-attention (height then width), global unless a span is given",
+    ),
+    Operator(
+        "global",
+        args=(Arg("max_mib", None, help="cap on the attention logits per image, MiB (absent: 64)"),),
+        attention=True,
+        params=f"{_COSTS}:global_params",
+        macs=f"{_COSTS}:global_macs",
+        super_params=f"{_COSTS}:global_super_params",
+        plain_module=f"{_MODULES}:global_plain",
+        super_module=f"{_MODULES}:global_super",
+        check=f"{_COSTS}:global_check",
+        help="BoTNet all-to-all multi-head self-attention with 2-D relative positions (stride: avg pool)",
     ),
 )
 

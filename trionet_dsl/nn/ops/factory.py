@@ -15,6 +15,7 @@ from torch import nn
 from trionet_dsl.lang.ir import Op
 from trionet_dsl.lang.operators import head_count
 from trionet_dsl.nn.ops.axial_attention import AxialAttention2d, SuperAxialAttention
+from trionet_dsl.nn.ops.global_attention import GlobalAttention2d, SuperGlobalAttention
 from trionet_dsl.nn.ops.grouped import SuperGroupedConv2d
 from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAttention
 from trionet_dsl.nn.ops.sliced import SuperConv2d
@@ -98,3 +99,20 @@ def axial_super(
     sharing: str,
 ) -> nn.Module:
     return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing)
+
+
+def global_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
+    return GlobalAttention2d(width, width, head_count(heads), in_hw, stride)
+
+
+def global_super(
+    op: Op,
+    *,
+    in_max: int,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    stride: int,
+    sharing: str,
+) -> nn.Module:
+    return SuperGlobalAttention(in_max, widths, heads, in_hw, stride, sharing)
