@@ -77,6 +77,8 @@ def test_lexer_token_kinds():
     space = (ROOT / "spaces" / "trionet_r50.space").read_text()
     assert _kind(space, "local") in Name.Builtin
     assert _kind(space, "axial") in Name.Builtin
+    botnet = (ROOT / "spaces" / "botnet_r50.space").read_text()
+    assert _kind(botnet, "global") in Name.Builtin
     assert _kind(space, "3x224x224") in Number
     assert _kind(space, "0.75x") in Number
     assert _kind(space, "1000") in Number
@@ -217,9 +219,11 @@ def test_textmate_grammar_scopes():
     assert _scope("  stage s4 blocks 3 width 512 stride 2 {", "s4").startswith("entity.name")
     assert _scope("  stage s4 blocks 3 width 512 stride 2 {", "blocks").startswith("keyword.control")
     assert _scope("  s1.0 local(span=7) width 64 heads 8", "s1").startswith("entity.name")
-    line = "    op conv(kernel=3) | local(span=7, heads=4|8) | axial"
-    for op in ("conv", "local", "axial"):
+    line = "    op conv(kernel=3, groups=32) | local(span=7, heads=4|8) | axial | global(max_mib=128)"
+    for op in ("conv", "local", "axial", "global"):
         assert _scope(line, op).startswith("support.function"), op
+    assert _scope(line, "groups").startswith("variable.parameter")
+    assert _scope(line, "max_mib").startswith("variable.parameter")
     assert _scope(line, "|").startswith("keyword.operator")
     assert _scope(line, "kernel").startswith("variable.parameter")
     assert _scope(line, "heads").startswith("variable.parameter")

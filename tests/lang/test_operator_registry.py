@@ -209,7 +209,7 @@ def test_toy_operator_validation(dwconv):
 def test_registration_does_not_leak():
     assert "dwconv" not in REGISTRY
     with REGISTRY.extended(DWCONV):
-        assert REGISTRY.names == ("conv", "local", "axial", "dwconv")
+        assert REGISTRY.names == ("conv", "local", "axial", "global", "dwconv")
         with pytest.raises(ValueError, match="already registered"):
             REGISTRY.register(DWCONV)
     assert "dwconv" not in REGISTRY
@@ -220,7 +220,7 @@ def test_registration_does_not_leak():
         assert parse(TOY).block.spec.ops[1].kind == "dwconv"
     finally:
         handle.remove()
-    assert REGISTRY.names == ("conv", "local", "axial")
+    assert REGISTRY.names == ("conv", "local", "axial", "global")
 
 
 def test_unknown_operator_in_a_space_file_is_located_and_lists_the_registered_names(dwconv):
@@ -228,15 +228,17 @@ def test_unknown_operator_in_a_space_file_is_located_and_lists_the_registered_na
     e = raised(parse, text)
     assert e.message == "unknown operator 'dwcnv'"
     assert (e.line, e.column) == at(text, "dwcnv")
-    assert e.hint == "did you mean 'dwconv'? (expected one of: conv, local, axial, dwconv)"
+    assert e.hint == "did you mean 'dwconv'? (expected one of: conv, local, axial, global, dwconv)"
     e = raised(parse, TOY.replace("dwconv(kernel=5)", "sparse"))
-    assert e.hint == "expected one of: conv, local, axial, dwconv"
+    assert e.hint == "expected one of: conv, local, axial, global, dwconv"
 
 
 def test_unknown_kinds_are_errors_in_python_apis(small_space):
-    with pytest.raises(KeyError, match="registered operators: conv, local, axial"):
+    with pytest.raises(KeyError, match="registered operators: conv, local, axial, global"):
         operator("dwconv")
-    with pytest.raises(ValidationError, match="unknown operator 'dwconv'; registered operators: conv, local, axial"):
+    with pytest.raises(
+        ValidationError, match="unknown operator 'dwconv'; registered operators: conv, local, axial, global"
+    ):
         Op(kind="dwconv")
     with pytest.raises(ValidationError, match="operator 'conv' has no argument 'span'"):
         Op(kind="conv", span=3)
@@ -245,11 +247,12 @@ def test_unknown_kinds_are_errors_in_python_apis(small_space):
 
 
 def test_builtins_are_declared_once_with_their_defaults():
-    assert REGISTRY.names == ("conv", "local", "axial")
+    assert REGISTRY.names == ("conv", "local", "axial", "global")
     assert Op(kind="conv") == Op(kind="conv", kernel=3) and Op(kind="local").span == 7
     assert Op(kind="axial").span is None and Op(kind="axial").signature == "axial"
-    assert [operator(k).attention for k in REGISTRY.names] == [False, True, True]
-    assert operator("conv").keywords == ("kernel",) and operator("local").keywords == ("span", "heads")
+    assert [operator(k).attention for k in REGISTRY.names] == [False, True, True, True]
+    assert Op(kind="global").signature == "global" and operator("global").keywords == ("max_mib", "heads")
+    assert operator("conv").keywords == ("kernel", "groups") and operator("local").keywords == ("span", "heads")
 
 
 @pytest.mark.parametrize(

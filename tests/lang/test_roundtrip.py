@@ -54,10 +54,12 @@ heads_choices = st.lists(st.integers(1, 64), min_size=1, max_size=4, unique=True
 
 @st.composite
 def ops(draw, with_heads: bool = True):
-    kind = draw(st.sampled_from(["conv", "local", "axial"]))
+    kind = draw(st.sampled_from(["conv", "local", "axial", "global"]))
     if kind == "conv":
-        return Op(kind="conv", kernel=draw(st.integers(1, 15)))
+        return Op(kind="conv", kernel=draw(st.integers(1, 15)), groups=draw(st.none() | st.integers(1, 64)))
     heads = draw(st.none() | heads_choices) if with_heads else None
+    if kind == "global":
+        return Op(kind="global", max_mib=draw(st.none() | st.integers(1, 4096)), heads=heads)
     if kind == "local":
         return Op(kind="local", span=draw(st.integers(1, 31)), heads=heads)
     return Op(kind="axial", span=draw(st.none() | st.integers(1, 63)), heads=heads)

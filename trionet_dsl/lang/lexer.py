@@ -6,9 +6,10 @@ it once the package is installed. It follows ``grammars/space.lark`` token for t
 valid file lexes with no ``Error`` token, and the token values concatenate back to the input.
 
 Context the grammar gives a word is kept where it matters for colour: ``conv``/``maxpool``/
-``avgpool`` are stem keywords inside ``stem { ... }`` and ``conv``/``local``/``axial`` are
-operators (``Name.Builtin``) elsewhere; inside an operator's parentheses a name before ``=`` is
-an argument (``Name.Attribute``), so ``heads=`` there is not the ``heads`` statement.
+``avgpool`` are stem keywords inside ``stem { ... }`` and the registered operators
+(``conv``/``local``/``axial``/``global``) are ``Name.Builtin`` elsewhere; inside an
+operator's parentheses a name before ``=`` is an argument (``Name.Attribute``), so ``heads=``
+there is not the ``heads`` statement.
 """
 
 from __future__ import annotations

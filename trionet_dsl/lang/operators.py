@@ -26,7 +26,7 @@ supernet loads the modules. A registration from outside the package may pass cal
 directly (see ``tests/test_operator_registry.py``).
 
 **Registration.** :data:`REGISTRY` is the one registry every stage reads, holding the
-built-in ``conv``, ``local`` and ``axial``. ``REGISTRY.register(op)`` adds an operator and
+built-in ``conv``, ``local``, ``axial`` and ``global``. ``REGISTRY.register(op)`` adds an operator and
 returns a :class:`Registration` whose ``remove()`` takes it out again (it is also a context
 manager); ``with REGISTRY.extended(op, ...):`` adds operators for the ``with`` body only.
 Nothing else in the package changes the registry, so an extension never outlives the code
@@ -43,13 +43,14 @@ without heads; ``in_hw`` is the block's input (height, width); a bottleneck's op
     output_rows(op, *, widths, heads, sharing) -> int                    # outputs the BN after it stores
     plain_module(op, *, width, heads, in_hw, stride) -> torch.nn.Module
     super_module(op, *, in_max, widths, heads, in_hw, stride, sharing) -> torch.nn.Module
-    check(op, *, widths, heads) -> str | None                            # an error message, or None
+    check(op, *, widths, heads[, in_hw]) -> str | (str, str) | None      # an error (and hint), or None
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -87,6 +88,15 @@ def head_count(heads: int | None) -> int:
     if heads is None:
         raise ValueError("an attention operator needs a head count")
     return heads
+
+
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` accepts keyword ``name`` (a check written before ``in_hw`` existed does not)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def load_ref(ref: Ref) -> Callable[..., Any]:
@@ -163,9 +173,22 @@ class Operator:
                 out.append((a.name, int(value)))
         return tuple(out)
 
-    def validate(self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...]) -> str | None:
-        """The operator's own rule (``check``) for ``op`` in a block, or None when it holds."""
-        return None if self.check is None else load_ref(self.check)(op, widths=widths, heads=heads)
+    def validate(
+        self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int] | None = None
+    ) -> tuple[str, str | None] | None:
+        """The operator's own rule (``check``) for ``op`` in a block: None when it holds, else
+        (message, hint). ``in_hw`` (the block's input size) is passed to a check that takes it."""
+        if self.check is None:
+            return None
+        check = load_ref(self.check)
+        kwargs: dict[str, Any] = {"widths": widths, "heads": heads}
+        if in_hw is not None and _takes(check, "in_hw"):
+            kwargs["in_hw"] = in_hw
+        problem = check(op, **kwargs)
+        if problem is None or isinstance(problem, str):
+            return None if not problem else (problem, None)
+        message, hint = problem
+        return str(message), None if hint is None else str(hint)
 
     # -- costs (torch-free)
     def count_params(self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
@@ -277,13 +300,17 @@ _MODULES = "trionet_dsl.nn.ops.factory"
 BUILTINS: tuple[Operator, ...] = (
     Operator(
         "conv",
-        args=(Arg("kernel", 3, odd=True, help="kernel size K (a K x K conv)"),),
+        args=(
+            Arg("kernel", 3, odd=True, help="kernel size K (a K x K conv)"),
+            Arg("groups", None, help="groups G (ResNeXt); every width a multiple of G"),
+        ),
         params=f"{_COSTS}:conv_params",
         macs=f"{_COSTS}:conv_macs",
         super_params=f"{_COSTS}:conv_super_params",
         plain_module=f"{_MODULES}:conv_plain",
         super_module=f"{_MODULES}:conv_super",
-        help="K x K convolution (no bias)",
+        check=f"{_COSTS}:conv_check",
+        help="K x K convolution (no bias), optionally grouped",
     ),
     Operator(
         "local",
@@ -306,6 +333,18 @@ BUILTINS: tuple[Operator, ...] = (
         plain_module=f"{_MODULES}:axial_plain",
         super_module=f"{_MODULES}:axial_super",
         help="Axial-DeepLab axial self-attention (height then width), global unless a span is given",
+    ),
+    Operator(
+        "global",
+        args=(Arg("max_mib", None, help="cap on the attention logits per image, MiB (absent: 64)"),),
+        attention=True,
+        params=f"{_COSTS}:global_params",
+        macs=f"{_COSTS}:global_macs",
+        super_params=f"{_COSTS}:global_super_params",
+        plain_module=f"{_MODULES}:global_plain",
+        super_module=f"{_MODULES}:global_super",
+        check=f"{_COSTS}:global_check",
+        help="BoTNet all-to-all multi-head self-attention with 2-D relative positions (stride: avg pool)",
     ),
 )
 

@@ -20,17 +20,24 @@ from trionet_dsl.space.sharing import grid_dims, split_halves, stored_rows
 
 
 # ---------------------------------------------------------------------------- formulas
-def conv2d_param_count(in_channels: int, width: int, kernel: int) -> int:
-    """Parameters of a bias-free KxK conv."""
-    return width * in_channels * kernel * kernel
+def conv2d_param_count(in_channels: int, width: int, kernel: int, groups: int = 1) -> int:
+    """Parameters of a bias-free KxK conv of ``groups`` groups: ``w (C_in / G) K^2``."""
+    return width * (in_channels // groups) * kernel * kernel
 
 
 def conv2d_macs(
-    height: int, width_px: int, in_channels: int, width: int, kernel: int, stride: int = 1, batch: int = 1
+    height: int,
+    width_px: int,
+    in_channels: int,
+    width: int,
+    kernel: int,
+    stride: int = 1,
+    batch: int = 1,
+    groups: int = 1,
 ) -> int:
-    """``N ceil(H/s) ceil(W/s) C_in w K^2`` (padding K//2, odd K)."""
+    """``N ceil(H/s) ceil(W/s) (C_in / G) w K^2`` (padding K//2, odd K)."""
     oh, ow = -(-height // stride), -(-width_px // stride)
-    return batch * oh * ow * in_channels * width * kernel * kernel
+    return batch * oh * ow * (in_channels // groups) * width * kernel * kernel
 
 
 def local_attention_params(in_channels: int, width: int, heads: int, span: int) -> int:
@@ -60,19 +67,52 @@ def axial_attention_macs(height: int, width_px: int, in_channels: int, width: in
     )
 
 
+def global_attention_params(in_channels: int, width: int, heads: int, max_hw: tuple[int, int]) -> int:
+    """``3 C_in w + w (2 max_h - 1 + 2 max_w - 1)``: q/k/v and per-head row/column embeddings."""
+    return 3 * width * in_channels + width * (2 * max_hw[0] - 1 + 2 * max_hw[1] - 1)
+
+
+def global_attention_macs(height: int, width_px: int, in_channels: int, width: int, heads: int, batch: int = 1) -> int:
+    """``N H W (3 C_in w + 2 H W w + (H + W) w)`` (see :mod:`trionet_dsl.nn.ops.global_attention`)."""
+    hw = height * width_px
+    return batch * hw * (3 * in_channels * width + 2 * hw * width + (height + width_px) * width)
+
+
+GLOBAL_MAX_MIB = 64
+"""Default cap on a ``global`` operator's logits per image (MiB, float32): ``heads (HW)^2 4`` bytes."""
+
+
+def global_logit_mib(heads: int, in_hw: tuple[int, int]) -> float:
+    """MiB of float32 logits one image needs in a ``global`` operator of ``heads`` heads."""
+    return heads * (in_hw[0] * in_hw[1]) ** 2 * 4 / 2**20
+
+
 # ---------------------------------------------------------------------------- registry entries
 def conv_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return conv2d_param_count(width, width, op.require("kernel"))
+    return conv2d_param_count(width, width, op.require("kernel"), op.arg("groups") or 1)
 
 
 def conv_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride)
+    return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride, groups=op.arg("groups") or 1)
 
 
 def conv_super_params(
     op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
 ) -> int:
-    return conv2d_param_count(max(widths), max(widths), op.require("kernel"))
+    """The widest conv; a grouped one keeps its G groups (see :mod:`trionet_dsl.nn.ops.grouped`)."""
+    return conv2d_param_count(max(widths), max(widths), op.require("kernel"), op.arg("groups") or 1)
+
+
+def conv_check(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...]) -> tuple[str, str] | None:
+    """Every width of a grouped conv's block must split into its ``G`` groups."""
+    groups = op.arg("groups") or 1
+    bad = [w for w in widths if w % groups]
+    if not bad:
+        return None
+    return (
+        f"{groups} groups do not divide width {bad[0]}",
+        f"use widths that are multiples of {groups} (e.g. a range with 'step {groups}') or fewer groups",
+    )
 
 
 def local_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
@@ -108,3 +148,40 @@ def axial_super_params(
     """Height layer (in: max width) and width layer (in: the stored rows), three embeddings each."""
     wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * max(in_hw) - 1
     return 3 * rows * wmax + 3 * rows * rows + 2 * 3 * rows * offsets
+
+
+def global_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
+    return global_attention_params(width, width, head_count(heads), in_hw)
+
+
+def global_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
+    return global_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads))
+
+
+def global_super_params(
+    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+) -> int:
+    """q/k/v of ``stored_rows`` rows; embeddings per head (H x D x offsets) or flat (W x offsets)."""
+    wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * in_hw[0] - 1 + 2 * in_hw[1] - 1
+    if sharing == "multihead":
+        big_h, big_d = grid_dims(widths, heads)
+        return 3 * rows * wmax + big_h * big_d * offsets
+    return 3 * rows * wmax + wmax * offsets
+
+
+def global_check(
+    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int] | None = None
+) -> tuple[str, str] | None:
+    """Refuse a ``global`` whose (HW)^2 logits per head exceed the cap (``max_mib``, default 64 MiB)."""
+    if in_hw is None or not heads:
+        return None
+    cap = op.arg("max_mib") or GLOBAL_MAX_MIB
+    need = global_logit_mib(max(heads), in_hw)
+    if need <= cap:
+        return None
+    return (
+        f"{max(heads)} heads over a {in_hw[0]}x{in_hw[1]} feature map need {need:,.0f} MiB of attention "
+        f"logits per image (heads x (HW)^2 floats), over the cap of {cap} MiB",
+        "put global attention in a later stage (BoTNet uses it at 14x14), use fewer heads, "
+        f"or raise the cap: global(max_mib={int(need) + 1})",
+    )

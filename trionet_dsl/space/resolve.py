@@ -256,6 +256,7 @@ def _option(
     widths: tuple[int, ...],
     block_heads: tuple[int, ...] | None,
     err_at: Callable[..., Callable[..., SpaceError]],
+    in_hw: tuple[int, int] | None = None,
 ) -> OpOption:
     """Operator ``j`` of a block checked by its registry entry: sizes, heads, its own rule."""
     spec = REGISTRY.get(op.kind)
@@ -288,9 +289,9 @@ def _option(
     elif op.heads:
         raise err_at("op", f".{j}")(f"{op.kind} takes no heads")
     heads = tuple(sorted(heads))
-    problem = spec.validate(op, widths=widths, heads=heads)
+    problem = spec.validate(op, widths=widths, heads=heads, in_hw=in_hw)
     if problem:
-        raise err_at("op", f".{j}")(f"{op.signature}: {problem}")
+        raise err_at("op", f".{j}")(f"{op.signature}: {problem[0]}", problem[1])
     return OpOption(op.without_heads(), heads)
 
 
@@ -360,7 +361,7 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
                     "add 'op conv(kernel=3)' to the space's block defaults or the stage",
                 )
             widths = _widths(spec.width or (Multiplier(factor=1.0),), st.width, err_at("width"))
-            options = [_option(op, j, widths, spec.heads, err_at) for j, op in enumerate(spec.ops)]
+            options = [_option(op, j, widths, spec.heads, err_at, (h, w)) for j, op in enumerate(spec.ops)]
             stride = st.stride if bi == 0 else 1
             in_c = blocks[-1].out_channels if blocks else stem_c
             oh, ow = -(-h // stride), -(-w // stride)

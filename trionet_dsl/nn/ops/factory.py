@@ -15,6 +15,8 @@ from torch import nn
 from trionet_dsl.lang.ir import Op
 from trionet_dsl.lang.operators import head_count
 from trionet_dsl.nn.ops.axial_attention import AxialAttention2d, SuperAxialAttention
+from trionet_dsl.nn.ops.global_attention import GlobalAttention2d, SuperGlobalAttention
+from trionet_dsl.nn.ops.grouped import SuperGroupedConv2d
 from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAttention
 from trionet_dsl.nn.ops.sliced import SuperConv2d
 
@@ -44,7 +46,7 @@ class SuperConvOp(nn.Module):
 
 def conv_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
     kernel = op.require("kernel")
-    conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, bias=False)
+    conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, groups=op.arg("groups") or 1, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return conv
 
@@ -59,6 +61,9 @@ def conv_super(
     stride: int,
     sharing: str,
 ) -> nn.Module:
+    groups = op.arg("groups") or 1
+    if groups > 1:
+        return SuperGroupedConv2d(max(widths), groups, op.require("kernel"), stride)
     return SuperConvOp(in_max, max(widths), op.require("kernel"), stride)
 
 
@@ -94,3 +99,20 @@ def axial_super(
     sharing: str,
 ) -> nn.Module:
     return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing)
+
+
+def global_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
+    return GlobalAttention2d(width, width, head_count(heads), in_hw, stride)
+
+
+def global_super(
+    op: Op,
+    *,
+    in_max: int,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    stride: int,
+    sharing: str,
+) -> nn.Module:
+    return SuperGlobalAttention(in_max, widths, heads, in_hw, stride, sharing)
