@@ -9,7 +9,11 @@ check them against module parameter counts, loops and fvcore.
 Each operator has three registry functions (``<kind>_params``, ``<kind>_macs``,
 ``<kind>_super_params``, signatures in the registry's docstring); they call the general
 formulas (``conv2d_*``, ``local_attention_*``, ``axial_attention_*``) with input channels = width, as in a
-bottleneck.
+bottleneck, unless ``in_channels`` (``in_max`` for the supernet) says otherwise, as a ``basic`` block's
+layers do (``in -> width``, ``width -> out``).
+
+A grouped conv (``groups=G``) has ``w * (C_in / G) * K^2`` parameters and
+``ceil(H/s) ceil(W/s) w (C_in / G) K^2`` multiply-adds: each output channel sees ``C_in / G`` inputs.
 """
 
 from __future__ import annotations
@@ -20,17 +24,24 @@ from trionet_dsl.space.sharing import grid_dims, split_halves, stored_rows
 
 
 # ---------------------------------------------------------------------------- formulas
-def conv2d_param_count(in_channels: int, width: int, kernel: int) -> int:
-    """Parameters of a bias-free KxK conv."""
-    return width * in_channels * kernel * kernel
+def conv2d_param_count(in_channels: int, width: int, kernel: int, groups: int = 1) -> int:
+    """Parameters of a bias-free KxK conv of ``groups`` groups: ``w (C_in / G) K^2``."""
+    return width * (in_channels // groups) * kernel * kernel
 
 
 def conv2d_macs(
-    height: int, width_px: int, in_channels: int, width: int, kernel: int, stride: int = 1, batch: int = 1
+    height: int,
+    width_px: int,
+    in_channels: int,
+    width: int,
+    kernel: int,
+    stride: int = 1,
+    batch: int = 1,
+    groups: int = 1,
 ) -> int:
-    """``N ceil(H/s) ceil(W/s) C_in w K^2`` (padding K//2, odd K)."""
+    """``N ceil(H/s) ceil(W/s) (C_in / G) w K^2`` (padding K//2, odd K)."""
     oh, ow = -(-height // stride), -(-width_px // stride)
-    return batch * oh * ow * in_channels * width * kernel * kernel
+    return batch * oh * ow * (in_channels // groups) * width * kernel * kernel
 
 
 def local_attention_params(in_channels: int, width: int, heads: int, span: int) -> int:
@@ -61,50 +72,107 @@ def axial_attention_macs(height: int, width_px: int, in_channels: int, width: in
 
 
 # ---------------------------------------------------------------------------- registry entries
-def conv_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return conv2d_param_count(width, width, op.require("kernel"))
+def groups_of(op: Op) -> int:
+    """A conv's groups (1 when not written)."""
+    return op.arg("groups") or 1
 
 
-def conv_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride)
+def conv_check(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...]) -> tuple[str, str] | None:
+    """Every channel count a grouped conv sees must be divisible by its groups."""
+    g = groups_of(op)
+    bad = [w for w in widths if w % g]
+    if not bad:
+        return None
+    fits = sorted({w - w % g for w in bad if w >= g} | {w + g - w % g for w in bad})
+    return (
+        f"groups={g} does not divide {bad[0]} channels",
+        f"use widths divisible by {g} (e.g. {', '.join(map(str, fits[:4]))}) or fewer groups",
+    )
+
+
+def conv_params(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return conv2d_param_count(cin, width, op.require("kernel"), groups_of(op))
+
+
+def conv_macs(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return conv2d_macs(in_hw[0], in_hw[1], cin, width, op.require("kernel"), stride, groups=groups_of(op))
 
 
 def conv_super_params(
-    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+    op: Op,
+    *,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    sharing: str,
+    in_max: int | None = None,
 ) -> int:
-    return conv2d_param_count(max(widths), max(widths), op.require("kernel"))
+    cin = max(widths) if in_max is None else in_max
+    return conv2d_param_count(cin, max(widths), op.require("kernel"), groups_of(op))
 
 
-def local_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return local_attention_params(width, width, head_count(heads), op.require("span"))
+def local_params(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return local_attention_params(cin, width, head_count(heads), op.require("span"))
 
 
-def local_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return local_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads), op.require("span"))
+def local_macs(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return local_attention_macs(in_hw[0], in_hw[1], cin, width, head_count(heads), op.require("span"))
 
 
 def local_super_params(
-    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+    op: Op,
+    *,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    sharing: str,
+    in_max: int | None = None,
 ) -> int:
     """q/k/v of ``stored_rows`` rows; embeddings per head (H x (ceil + floor of D/2) x K) or flat (W x K)."""
     wmax, rows = max(widths), stored_rows(widths, heads, sharing)
+    cin = wmax if in_max is None else in_max
     if sharing == "multihead":
         big_h, big_d = grid_dims(widths, heads)
-        return 3 * rows * wmax + big_h * sum(split_halves(big_d)) * op.require("span")
-    return 3 * rows * wmax + wmax * op.require("span")
+        return 3 * rows * cin + big_h * sum(split_halves(big_d)) * op.require("span")
+    return 3 * rows * cin + wmax * op.require("span")
 
 
-def axial_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return axial_attention_params(width, width, head_count(heads), max(in_hw))
+def axial_params(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return axial_attention_params(cin, width, head_count(heads), max(in_hw))
 
 
-def axial_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return axial_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads))
+def axial_macs(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return axial_attention_macs(in_hw[0], in_hw[1], cin, width, head_count(heads))
 
 
 def axial_super_params(
-    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+    op: Op,
+    *,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    sharing: str,
+    in_max: int | None = None,
 ) -> int:
-    """Height layer (in: max width) and width layer (in: the stored rows), three embeddings each."""
+    """Height layer (in: ``in_max``, default max width) and width layer (in: the stored rows), three embeddings each."""
     wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * max(in_hw) - 1
-    return 3 * rows * wmax + 3 * rows * rows + 2 * 3 * rows * offsets
+    cin = wmax if in_max is None else in_max
+    return 3 * rows * cin + 3 * rows * rows + 2 * 3 * rows * offsets
