@@ -249,7 +249,7 @@ def test_builtins_are_declared_once_with_their_defaults():
     assert Op(kind="conv") == Op(kind="conv", kernel=3) and Op(kind="local").span == 7
     assert Op(kind="axial").span is None and Op(kind="axial").signature == "axial"
     assert [operator(k).attention for k in REGISTRY.names] == [False, True, True]
-    assert operator("conv").keywords == ("kernel",) and operator("local").keywords == ("span", "heads")
+    assert operator("conv").keywords == ("kernel", "groups") and operator("local").keywords == ("span", "heads")
 
 
 @pytest.mark.parametrize(
