@@ -111,6 +111,10 @@ def test_lexer_token_kinds():
     assert (Name.Label, "s1") in arch and (Punctuation, ".") in arch and (Number.Integer, "0") in arch
     assert (Name.Class, "trionet_r50") in arch
     assert any(t in Error for t, _ in _lex("space s { input 3x3x3 $ }")), "a stray character is an error"
+    basic = (ROOT / "spaces" / "resnet18_basic.space").read_text()
+    assert _kind(basic, "basic") in Keyword.Type
+    resnext = (ROOT / "spaces" / "resnext50.space").read_text()
+    assert _kind(resnext, "groups") in Name.Attribute
 
 
 def test_lexer_guesses_from_content():
@@ -236,6 +240,8 @@ def test_textmate_grammar_scopes():
     assert _scope("    width 32..128 step 16", "128").startswith("constant.numeric")
     assert _scope("  classes 1000", "1000").startswith("constant.numeric")
     assert _scope("space s { input 3x3x3 $ }", "$").startswith("invalid.")
+    assert _scope("  block basic {", "basic") == _scope("  block bottleneck {", "bottleneck")  # a block type
+    assert _scope("    op conv(kernel=3, groups=32)", "groups").startswith("variable.parameter")
 
 
 def test_vscode_extension_manifest():

@@ -679,7 +679,7 @@ def test_stage_missing_blocks_or_width():
         ("width 0.5x | 1.0x", "width 0", "width must be >= 1, got 0"),
         ("heads 2 | 4", "heads 0", "heads must be >= 1, got 0"),
         ("heads 2 | 4", "heads 1..9 step 0", "step must be >= 1, got 0"),
-        ("block bottleneck", "block basic", "unknown block type 'basic'"),
+        ("block bottleneck", "block basik", "unknown block type 'basik'"),
         ("stride 2\n}", "stride 0\n}", "stride must be >= 1, got 0"),
     ],
 )

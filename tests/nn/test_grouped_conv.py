@@ -14,7 +14,7 @@ from torch import nn
 
 from trionet_dsl import load_arch
 from trionet_dsl.nn.network import build
-from trionet_dsl.nn.ops.grouped import SuperGroupedConv2d
+from trionet_dsl.nn.ops.sliced import SuperConv2d
 from trionet_dsl.nn.supernet import Supernet, extract
 from trionet_dsl.space.cost import CostModel, arch_cost, supernet_params
 from trionet_dsl.space.loader import compile_space_text
@@ -74,7 +74,7 @@ def test_resnext50_is_torchvisions_25_028_904():
 
 def test_width_w_uses_the_first_w_over_g_channels_of_each_group():
     torch.manual_seed(0)
-    conv = SuperGroupedConv2d(out_max=24, groups=4, kernel=3)
+    conv = SuperConv2d(24, 24, 3, groups=4)
     x = torch.randn(2, 16, 7, 7)
     y = conv(x, 16)
     # reference: group g of width 16 (d=4) is output rows g*6 .. g*6+3 of the stored 4 x 6 grid,
@@ -85,7 +85,7 @@ def test_width_w_uses_the_first_w_over_g_channels_of_each_group():
     torch.testing.assert_close(y, ref)
     assert conv.output_index(16).tolist() == [6 * g + j for g in range(4) for j in range(4)]
     assert conv.output_index(24) is None
-    plain = conv.extract(16)
+    plain = conv.extract(16, in_channels=16)
     assert plain.groups == 4 and _params(plain) == 16 * 4 * 9
     torch.testing.assert_close(plain(x), y)
 
@@ -137,8 +137,8 @@ def test_fvcore_counts_grouped_conv_macs():
 def test_groups_not_dividing_a_width_is_located_with_a_hint():
     text = GROUPED.replace("width 8 | 16 | 24", "width 8 | 12 | 24").replace("groups=4", "groups=8")
     e = raised(compile_space_text, text, "g.space")
-    assert e.message == "block s1.0: conv(kernel=3, groups=8): 8 groups do not divide width 12"
+    assert e.message == "block s1.0: conv(kernel=3, groups=8): groups=8 does not divide 12 channels"
     assert (e.line, e.column) == at(text, "conv(kernel=3, groups=8)")
-    assert e.hint is not None and "multiples of 8" in e.hint
+    assert e.hint is not None and "divisible by 8 (e.g. 8, 16)" in e.hint
     e = raised(compile_space_text, GROUPED.replace("groups=4", "groups=0"), "g.space")
     assert "groups must be >= 1" in e.message

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from trionet_dsl.lang.keywords import DEFAULT_EXPANSION
 from trionet_dsl.lang.operators import REGISTRY, Operator
 
 
@@ -154,11 +155,24 @@ StemLayer = Annotated[StemConv | StemPool, Field(discriminator="kind")]
 
 
 class BlockDefaults(_Node):
-    """``block bottleneck expansion 4 { ... }``: defaults for every block of the space."""
+    """``block bottleneck expansion 4 { ... }``: defaults for every block of the space.
 
-    type: Literal["bottleneck"] = "bottleneck"
+    ``type``: ``bottleneck`` (1x1 reduce, spatial operator, 1x1 expand) or ``basic`` (two spatial
+    layers, ``in -> width`` with the stride then ``width -> out``, both the block's one chosen
+    operator: torchvision's BasicBlock when that is ``conv(kernel=3)`` at full width).
+    """
+
+    type: Literal["bottleneck", "basic"] = "bottleneck"
     expansion: int = 4
     spec: BlockSpec = BlockSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_expansion(cls, data: Any) -> Any:
+        """No expansion given: the type's (4 for bottleneck, 1 for basic)."""
+        if isinstance(data, dict) and data.get("expansion") is None and data.get("type") in DEFAULT_EXPANSION:
+            data = {**data, "expansion": DEFAULT_EXPANSION[data["type"]]}
+        return data
 
 
 class BlockOverride(_Node):

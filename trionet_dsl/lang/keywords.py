@@ -9,8 +9,11 @@ STATEMENT_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 """Words that start or shape a statement; names may not be any of them."""
 
-BLOCK_TYPES: tuple[str, ...] = ("bottleneck",)
-"""Block types after ``block`` in a space's defaults."""
+BLOCK_TYPES: tuple[str, ...] = ("bottleneck", "basic")
+"""Block types after ``block`` in a space's defaults (ResNet's Bottleneck and BasicBlock)."""
+
+DEFAULT_EXPANSION: dict[str, int] = {"bottleneck": 4, "basic": 1}
+"""A block type's expansion when ``expansion N`` is not written (as torchvision's ResNet)."""
 
 STEM_LAYERS: tuple[str, ...] = ("conv", "maxpool", "avgpool")
 """Layer kinds of a ``stem { }``."""

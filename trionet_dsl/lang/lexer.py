@@ -70,7 +70,7 @@ class TrioNetLexer(RegexLexer):
             (rf"\b(space|arch)(\s+)({_IDENT})", bygroups(Keyword.Declaration, Whitespace, Name.Class)),
             (rf"\b(of)(\s+)({_IDENT})", bygroups(Keyword, Whitespace, Name.Class)),
             (rf"\b(stage)(\s+)({_IDENT})", bygroups(Keyword, Whitespace, Name.Label)),
-            (r"\b(block)(\s+)(bottleneck)\b", bygroups(Keyword, Whitespace, Keyword.Type)),
+            (rf"\b(block)(\s+)({'|'.join(BLOCK_TYPES)})\b", bygroups(Keyword, Whitespace, Keyword.Type)),
             (rf"\b(block)(\s+)({_IDENT})", bygroups(Keyword, Whitespace, Name.Class)),  # `block 0` is a number
             (r"\b(stem)(\s*)(\{)", bygroups(Keyword, Whitespace, Punctuation), "stem"),
             (rf"({_IDENT})(\.)([0-9]+)\b", bygroups(Name.Label, Punctuation, Number.Integer)),  # s1.0

@@ -34,16 +34,21 @@ that made it (tests use ``extended`` and leak nothing into each other).
 
 Calling conventions (keyword arguments; ``op`` is the :class:`trionet_dsl.lang.ir.Op`, whose
 ``op.arg(name)`` gives an argument's value; ``heads`` is ``None``/``()`` for an operator
-without heads; ``in_hw`` is the block's input (height, width); a bottleneck's operator has
+without heads; ``in_hw`` is the operator's input (height, width); a bottleneck's operator has
 ``width`` channels in and out)::
 
-    params(op, *, width, heads, in_hw) -> int
-    macs(op, *, width, heads, in_hw, stride) -> int                      # multiply-adds
-    super_params(op, *, widths, heads, in_hw, sharing) -> int            # heads: the tuple of choices
+    params(op, *, width, heads, in_hw[, in_channels]) -> int
+    macs(op, *, width, heads, in_hw, stride[, in_channels]) -> int       # multiply-adds
+    super_params(op, *, widths, heads, in_hw, sharing[, in_max]) -> int  # heads: the tuple of choices
     output_rows(op, *, widths, heads, sharing) -> int                    # outputs the BN after it stores
-    plain_module(op, *, width, heads, in_hw, stride) -> torch.nn.Module
+    plain_module(op, *, width, heads, in_hw, stride[, in_channels]) -> torch.nn.Module
     super_module(op, *, in_max, widths, heads, in_hw, stride, sharing) -> torch.nn.Module
     check(op, *, widths, heads[, in_hw]) -> str | (str, str) | None      # an error (and hint), or None
+
+``in_channels``/``in_max`` are passed only when the operator's input differs from its width: in a
+``basic`` block (two spatial layers, ``in -> width`` then ``width -> out``). An operator whose
+functions do not take them works in bottlenecks only. ``check`` is called with every channel count
+the operator's layers see (a basic block's input and output channels too).
 """
 
 from __future__ import annotations
@@ -191,23 +196,54 @@ class Operator:
         return str(message), None if hint is None else str(hint)
 
     # -- costs (torch-free)
-    def count_params(self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-        return int(load_ref(self.params)(op, width=width, heads=heads, in_hw=in_hw))
+    def count_params(
+        self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+    ) -> int:
+        extra = {} if in_channels is None else {"in_channels": in_channels}
+        return int(load_ref(self.params)(op, width=width, heads=heads, in_hw=in_hw, **extra))
 
-    def count_macs(self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-        return int(load_ref(self.macs)(op, width=width, heads=heads, in_hw=in_hw, stride=stride))
+    def count_macs(
+        self,
+        op: Op,
+        *,
+        width: int,
+        heads: int | None,
+        in_hw: tuple[int, int],
+        stride: int,
+        in_channels: int | None = None,
+    ) -> int:
+        extra = {} if in_channels is None else {"in_channels": in_channels}
+        return int(load_ref(self.macs)(op, width=width, heads=heads, in_hw=in_hw, stride=stride, **extra))
 
     def count_super_params(
-        self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+        self,
+        op: Op,
+        *,
+        widths: tuple[int, ...],
+        heads: tuple[int, ...],
+        in_hw: tuple[int, int],
+        sharing: str,
+        in_max: int | None = None,
     ) -> int:
-        return int(load_ref(self.super_params)(op, widths=widths, heads=heads, in_hw=in_hw, sharing=sharing))
+        extra = {} if in_max is None else {"in_max": in_max}
+        return int(load_ref(self.super_params)(op, widths=widths, heads=heads, in_hw=in_hw, sharing=sharing, **extra))
 
     def count_output_rows(self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], sharing: str) -> int:
         return int(load_ref(self.output_rows)(op, widths=widths, heads=heads, sharing=sharing))
 
     # -- modules (torch)
-    def make_plain(self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> Any:
-        return load_ref(self.plain_module)(op, width=width, heads=heads, in_hw=in_hw, stride=stride)
+    def make_plain(
+        self,
+        op: Op,
+        *,
+        width: int,
+        heads: int | None,
+        in_hw: tuple[int, int],
+        stride: int,
+        in_channels: int | None = None,
+    ) -> Any:
+        extra = {} if in_channels is None else {"in_channels": in_channels}
+        return load_ref(self.plain_module)(op, width=width, heads=heads, in_hw=in_hw, stride=stride, **extra)
 
     def make_super(
         self,
@@ -302,7 +338,7 @@ BUILTINS: tuple[Operator, ...] = (
         "conv",
         args=(
             Arg("kernel", 3, odd=True, help="kernel size K (a K x K conv)"),
-            Arg("groups", None, help="groups G (ResNeXt); every width a multiple of G"),
+            Arg("groups", None, help="G groups (ResNeXt); every width must be divisible by G (absent: 1)"),
         ),
         params=f"{_COSTS}:conv_params",
         macs=f"{_COSTS}:conv_macs",

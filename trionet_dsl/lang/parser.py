@@ -38,7 +38,7 @@ from trionet_dsl.lang.ir import (
     StemConv,
     StemPool,
 )
-from trionet_dsl.lang.keywords import STATEMENT_WORDS
+from trionet_dsl.lang.keywords import BLOCK_TYPES, DEFAULT_EXPANSION, STATEMENT_WORDS
 from trionet_dsl.lang.operators import REGISTRY
 
 _KEYWORD_TEXT = {
@@ -316,10 +316,11 @@ class _Builder:
         end = stmts.pop()
         self.at("block", t, anchor=True)
         self.end("block.end", end)
-        if str(type_tok) != "bottleneck":
-            raise self.err(type_tok, f"unknown block type '{type_tok}'", did_you_mean(str(type_tok), ["bottleneck"]))
-        exp = 4 if expansion is None else self.int_(_leaf(expansion.children[1]), "expansion")
-        return BlockDefaults(expansion=exp, spec=self.spec(stmts, "block"))
+        kind = str(type_tok)
+        if kind not in BLOCK_TYPES:
+            raise self.err(type_tok, f"unknown block type '{type_tok}'", did_you_mean(kind, list(BLOCK_TYPES)))
+        exp = DEFAULT_EXPANSION[kind] if expansion is None else self.int_(_leaf(expansion.children[1]), "expansion")
+        return BlockDefaults(type=kind, expansion=exp, spec=self.spec(stmts, "block"))
 
     def spec(self, stmts: list[Tree], path: str) -> BlockSpec:
         fields: dict = {}

@@ -8,7 +8,7 @@ conv-only arch reads like the ResNet it is. ``build`` makes one with fresh weigh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 from torch import nn
@@ -26,6 +26,32 @@ def make_op(block: ResolvedBlock, choice: Choice) -> nn.Module:
     )
 
 
+def make_basic_ops(block: ResolvedBlock, choice: Choice) -> tuple[nn.Module, nn.Module]:
+    """A basic block's two plain layers of ``choice``: ``in -> width`` (stride), ``width -> out``."""
+    spec = REGISTRY[choice.op.kind]
+    first = spec.make_plain(
+        choice.op,
+        width=choice.width,
+        heads=choice.heads,
+        in_hw=block.in_hw,
+        stride=block.stride,
+        in_channels=block.in_channels,
+    )
+    second = spec.make_plain(
+        choice.op, width=block.out_channels, heads=choice.heads, in_hw=block.out_hw, stride=1, in_channels=choice.width
+    )
+    return first, second
+
+
+def make_downsample(in_channels: int, out_channels: int, stride: int, projection: bool) -> nn.Module:
+    """The shortcut: 1x1/stride conv + BN when the shape changes (torchvision's ``downsample``), else identity."""
+    if not projection:
+        return nn.Identity()
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+    )
+
+
 class Bottleneck(nn.Module):
     """1x1 reduce -> spatial operator -> 1x1 expand, BN after each, residual add, ReLU."""
 
@@ -40,19 +66,63 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Module = (
-            nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
-            if projection
-            else nn.Identity()
-        )
+        self.downsample: nn.Module = make_downsample(in_channels, out_channels, stride, projection)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.op(y)))
         y = self.bn3(self.conv3(y))
         return self.relu(y + self.downsample(x))
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock with any operator: ``op1`` (in -> width, stride) -> BN -> ReLU ->
+    ``op2`` (width -> out) -> BN, residual add, ReLU."""
+
+    __jit_unused_properties__: ClassVar[list[str]] = ["last_bn"]  # TorchScript: not a model attribute
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        out_channels: int,
+        stride: int,
+        ops: tuple[nn.Module, nn.Module],
+        projection: bool,
+    ) -> None:
+        super().__init__()
+        self.op1 = ops[0]
+        self.bn1 = nn.BatchNorm2d(width)
+        self.op2 = ops[1]
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module = make_downsample(in_channels, out_channels, stride, projection)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        """The BN before the residual add (zeroed by ``zero_init_residual``)."""
+        return self.bn2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.op1(x)))
+        y = self.bn2(self.op2(y))
+        return self.relu(y + self.downsample(x))
+
+
+def make_block(block: ResolvedBlock, choice: Choice) -> nn.Module:
+    """The plain block of ``choice`` with fresh weights (a Bottleneck or a BasicBlock, as the space says)."""
+    if block.kind == "basic":
+        return BasicBlock(
+            block.in_channels,
+            choice.width,
+            block.out_channels,
+            block.stride,
+            make_basic_ops(block, choice),
+            block.has_projection,
+        )
+    return Bottleneck(
+        block.in_channels, choice.width, block.out_channels, block.stride, make_op(block, choice), block.has_projection
+    )
 
 
 def make_stem(space: ResolvedSpace) -> nn.Sequential:
@@ -74,7 +144,7 @@ def make_stem(space: ResolvedSpace) -> nn.Sequential:
 
 
 class TrioNet(nn.Module):
-    """stem -> bottleneck blocks -> global average pool -> linear classifier."""
+    """stem -> residual blocks -> global average pool -> linear classifier."""
 
     def __init__(self, stem: nn.Sequential, blocks: Sequence[nn.Module], features: int, classes: int) -> None:
         super().__init__()
@@ -91,7 +161,7 @@ class TrioNet(nn.Module):
 def init_weights(model: nn.Module, zero_init_residual: bool = True) -> None:
     """He-normal convs (fan_out, as torchvision's ResNet), unit BN, small-normal linear.
 
-    ``zero_init_residual`` zeroes the last BN of every bottleneck (Goyal et al. 2017;
+    ``zero_init_residual`` zeroes the last BN of every block (``bn3``, or ``last_bn``: Goyal et al. 2017;
     torchvision's option), so each block starts as its shortcut. For a supernet this
     matters: with a random operator per block every step, the blocks' untrained outputs
     otherwise swamp the signal and supernet training barely moves (measured on digits:
@@ -108,9 +178,12 @@ def init_weights(model: nn.Module, zero_init_residual: bool = True) -> None:
             nn.init.zeros_(m.bias)
     if zero_init_residual:
         for m in model.modules():
-            bn3 = getattr(m, "bn3", None)
+            bn3 = getattr(m, "bn3", None) or getattr(m, "last_bn", None)
             if isinstance(bn3, nn.BatchNorm2d):
                 nn.init.zeros_(bn3.weight)
+            elif isinstance(bn3, nn.ModuleDict):  # a supernet's basic block: one BN per operator
+                for bn in bn3.values():
+                    nn.init.zeros_(cast(nn.BatchNorm2d, bn).weight)
 
 
 def build(space: ResolvedSpace, arch: Arch, seed: int | None = None) -> TrioNet:
@@ -118,10 +191,7 @@ def build(space: ResolvedSpace, arch: Arch, seed: int | None = None) -> TrioNet:
     arch = check_arch(space, arch)
     if seed is not None:
         torch.manual_seed(seed)
-    blocks = [
-        Bottleneck(b.in_channels, c.width, b.out_channels, b.stride, make_op(b, c), b.has_projection)
-        for b, c in zip(space.blocks, arch_choices(space, arch), strict=True)
-    ]
+    blocks = [make_block(b, c) for b, c in zip(space.blocks, arch_choices(space, arch), strict=True)]
     model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
     init_weights(model)
     return model

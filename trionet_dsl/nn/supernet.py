@@ -1,7 +1,7 @@
 """Resolved space -> weight-sharing supernet; ``activate(arch)`` picks the sub-network.
 
 Sharing, block by block:
-* the 1x1 reduce/expand convs and their BNs are shared by every operator choice; a
+* a bottleneck's 1x1 reduce/expand convs and their BNs are shared by every operator choice; a
   sub-network of width ``w`` uses their leading ``w`` channels (Once-for-All / BigNAS
   width slicing);
 * each operator choice (``conv(kernel=3)``, ``local(span=7)``, ``axial``) has its own
@@ -10,6 +10,13 @@ Sharing, block by block:
   the 1x1 expand reads the same positions — see :mod:`trionet_dsl.nn.ops.heads`); attention
   operators share across widths and head counts by Multi-head Sharing (see
   :mod:`trionet_dsl.nn.ops`) or, with ``sharing="prefix"``, by a flat channel prefix.
+
+A ``basic`` block (:class:`SuperBasic`) has no 1x1 layers: each operator choice holds both of its
+layers (``in -> widths``, with the stride; ``widths -> out``) and a BN after each. The first layer's
+outputs sit where its ``output_index`` says (grid positions under Multi-head Sharing or for a grouped
+conv); the second layer reads them, compacted in that order, as its leading input channels, and its
+``out`` outputs are again addressed by its ``output_index`` (its head grid) in the BN after it.
+Only the projection shortcut is shared.
 
 The forward pass slices weights to the active sub-network: it costs what that
 sub-network costs, never the full supernet.
@@ -28,7 +35,7 @@ from torch import nn
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.lang.operators import REGISTRY
-from trionet_dsl.nn.network import Bottleneck, TrioNet, init_weights, make_stem
+from trionet_dsl.nn.network import BasicBlock, Bottleneck, TrioNet, init_weights, make_downsample, make_stem
 from trionet_dsl.nn.ops import SlicedBatchNorm2d, SuperConv2d
 from trionet_dsl.nn.ops.heads import check_mode
 from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
@@ -44,7 +51,7 @@ class SuperOperator(Protocol):
 
     def output_index(self, width: int, heads: int | None) -> torch.Tensor | None: ...
 
-    def extract(self, width: int, heads: int | None) -> nn.Module: ...
+    def extract(self, width: int, heads: int | None, in_channels: int | None = None) -> nn.Module: ...
 
     def __call__(self, x: torch.Tensor, width: int, heads: int | None) -> torch.Tensor: ...
 
@@ -135,6 +142,75 @@ class SuperBottleneck(nn.Module):
         return out
 
 
+class SuperBasic(nn.Module):
+    """A basic block holding every operator choice of one block at its largest size (module docstring)."""
+
+    def __init__(self, block: ResolvedBlock, sharing: Sharing) -> None:
+        super().__init__()
+        self.block = block
+        out = (block.out_channels,)
+
+        def make(o, in_max: int, widths: tuple[int, ...], in_hw: tuple[int, int], stride: int) -> nn.Module:
+            return REGISTRY[o.op.kind].make_super(
+                o.op, in_max=in_max, widths=widths, heads=o.heads, in_hw=in_hw, stride=stride, sharing=sharing
+            )
+
+        keys = [_op_key(o.op.signature) for o in block.options]
+        self.op1 = nn.ModuleDict(
+            {
+                k: make(o, block.in_channels, block.widths, block.in_hw, block.stride)
+                for k, o in zip(keys, block.options, strict=True)
+            }
+        )
+        self.op2 = nn.ModuleDict(
+            {k: make(o, block.max_width, out, block.out_hw, 1) for k, o in zip(keys, block.options, strict=True)}
+        )
+        self.bn1 = nn.ModuleDict({k: SlicedBatchNorm2d(self.layer(1, k).output_rows) for k in keys})
+        self.bn2 = nn.ModuleDict({k: SlicedBatchNorm2d(self.layer(2, k).output_rows) for k in keys})
+        self.downsample = make_downsample(block.in_channels, block.out_channels, block.stride, block.has_projection)
+        self.select(block.choices[-1])
+
+    @property
+    def last_bn(self) -> nn.ModuleDict:
+        """The BNs before the residual add, one per operator (zeroed by ``zero_init_residual``)."""
+        return self.bn2
+
+    def layer(self, n: int, key: str) -> SuperOperator:
+        return cast(SuperOperator, (self.op1 if n == 1 else self.op2)[key])
+
+    def bn(self, n: int, key: str) -> SlicedBatchNorm2d:
+        return cast(SlicedBatchNorm2d, (self.bn1 if n == 1 else self.bn2)[key])
+
+    def select(self, choice: Choice) -> None:
+        """Make ``choice`` the block's active sub-block."""
+        self.active = choice
+        self._key = _op_key(choice.op.signature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, key, out = self.active, self._key, self.block.out_channels
+        first, second = self.layer(1, key), self.layer(2, key)
+        y = first(x, c.width, c.heads)
+        y = F.relu(self.bn(1, key)(y, first.output_index(c.width, c.heads)), inplace=True)
+        y = self.bn(2, key)(second(y, out, c.heads), second.output_index(out, c.heads))
+        return F.relu(y + self.downsample(x), inplace=True)
+
+    def extract(self) -> BasicBlock:
+        """The active choice as a plain :class:`BasicBlock` with copied weights."""
+        c, b, key = self.active, self.block, self._key
+        first, second = self.layer(1, key), self.layer(2, key)
+        ops = (
+            first.extract(c.width, c.heads, in_channels=b.in_channels),
+            second.extract(b.out_channels, c.heads, in_channels=c.width),
+        )
+        blk = BasicBlock(b.in_channels, c.width, b.out_channels, b.stride, ops, b.has_projection)
+        with torch.no_grad():
+            blk.bn1.load_state_dict(self.bn(1, key).extract(c.width, first.output_index(c.width, c.heads)).state_dict())
+            idx2 = second.output_index(b.out_channels, c.heads)
+            blk.bn2.load_state_dict(self.bn(2, key).extract(b.out_channels, idx2).state_dict())
+            blk.downsample.load_state_dict(self.downsample.state_dict())
+        return blk.train(self.training)
+
+
 def default_memory_budget() -> int:
     """Half of the machine's physical memory in bytes (8 GiB where the OS does not say)."""
     try:
@@ -208,7 +284,9 @@ class Supernet(nn.Module):
         self.space = space
         self.sharing = sharing
         self.stem = make_stem(space)
-        self.blocks = nn.ModuleList(SuperBottleneck(b, sharing) for b in space.blocks)
+        self.blocks = nn.ModuleList(
+            SuperBasic(b, sharing) if b.kind == "basic" else SuperBottleneck(b, sharing) for b in space.blocks
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(space.final_channels, space.space.classes)
         init_weights(self)
@@ -232,9 +310,9 @@ class Supernet(nn.Module):
         self._arch = arch
         return self
 
-    def bottlenecks(self) -> list[SuperBottleneck]:
-        """The blocks, typed (a ModuleList types its entries as plain Modules)."""
-        return cast(list[SuperBottleneck], list(self.blocks))
+    def bottlenecks(self) -> list[SuperBottleneck | SuperBasic]:
+        """The blocks, typed (a ModuleList types its entries as plain Modules); basic blocks included."""
+        return cast(list[SuperBottleneck | SuperBasic], list(self.blocks))
 
     @property
     def active_arch(self) -> Arch | None:

@@ -28,8 +28,33 @@ class Cost:
     flops: int  # multiply-accumulates
 
 
+def _projection(b: ResolvedBlock) -> Cost:
+    """The 1x1/stride conv + BN shortcut of a block whose shape changes (none otherwise)."""
+    if not b.has_projection:
+        return Cost(0, 0)
+    oh, ow = b.out_hw
+    return Cost(b.in_channels * b.out_channels + 2 * b.out_channels, oh * ow * b.in_channels * b.out_channels)
+
+
+def basic_block_cost(b: ResolvedBlock, c: Choice) -> Cost:
+    """One basic block: the operator ``in -> width`` (stride) and ``width -> out``, a BN after each, shortcut."""
+    spec = REGISTRY[c.op.kind]
+    params = spec.count_params(c.op, width=c.width, heads=c.heads, in_hw=b.in_hw, in_channels=b.in_channels)
+    flops = spec.count_macs(
+        c.op, width=c.width, heads=c.heads, in_hw=b.in_hw, stride=b.stride, in_channels=b.in_channels
+    )
+    params += spec.count_params(c.op, width=b.out_channels, heads=c.heads, in_hw=b.out_hw, in_channels=c.width)
+    flops += spec.count_macs(c.op, width=b.out_channels, heads=c.heads, in_hw=b.out_hw, stride=1, in_channels=c.width)
+    params += 2 * c.width + 2 * b.out_channels  # bn1, bn2
+    proj = _projection(b)
+    return Cost(params + proj.params, flops + proj.flops)
+
+
 def block_cost(b: ResolvedBlock, c: Choice) -> Cost:
-    """One bottleneck: 1x1 reduce, spatial operator, 1x1 expand, BNs, projection shortcut."""
+    """One block: a bottleneck's 1x1 reduce, spatial operator, 1x1 expand, BNs, projection shortcut
+    (a basic block's: :func:`basic_block_cost`)."""
+    if b.kind == "basic":
+        return basic_block_cost(b, c)
     (h, w), (oh, ow) = b.in_hw, b.out_hw
     params = b.in_channels * c.width + 2 * c.width  # conv1 + bn1
     flops = h * w * b.in_channels * c.width
@@ -105,6 +130,9 @@ def supernet_params(space: ResolvedSpace, sharing: str = "multihead") -> int:
     total = fixed_cost(space).params
     for b in space.blocks:
         wm = b.max_width
+        if b.kind == "basic":
+            total += _basic_super_params(b, sharing)
+            continue
         # outputs each operator's BN and the 1x1 expand address: the head grid under Multi-head Sharing
         rows = [
             REGISTRY[o.op.kind].count_output_rows(o.op, widths=b.widths, heads=o.heads, sharing=sharing)
@@ -117,6 +145,24 @@ def supernet_params(space: ResolvedSpace, sharing: str = "multihead") -> int:
             total += REGISTRY[o.op.kind].count_super_params(
                 o.op, widths=b.widths, heads=o.heads, in_hw=b.in_hw, sharing=sharing
             )
+    return total
+
+
+def _basic_super_params(b: ResolvedBlock, sharing: str) -> int:
+    """A basic block of the supernet: per operator, both layers at their largest and a BN after
+    each (over the outputs it addresses); the shared shortcut."""
+    total = _projection(b).params
+    out = (b.out_channels,)
+    for o in b.options:
+        spec = REGISTRY[o.op.kind]
+        total += spec.count_super_params(
+            o.op, widths=b.widths, heads=o.heads, in_hw=b.in_hw, sharing=sharing, in_max=b.in_channels
+        )
+        total += spec.count_super_params(
+            o.op, widths=out, heads=o.heads, in_hw=b.out_hw, sharing=sharing, in_max=b.max_width
+        )
+        total += 2 * spec.count_output_rows(o.op, widths=b.widths, heads=o.heads, sharing=sharing)
+        total += 2 * spec.count_output_rows(o.op, widths=out, heads=o.heads, sharing=sharing)
     return total
 
 

@@ -102,6 +102,8 @@ def diff_spaces(a: ResolvedSpace, b: ResolvedSpace) -> SpaceDiff:
         header.append(f"classes {a.space.classes} -> {b.space.classes}")
     if a.space.stem != b.space.stem:
         header.append("stem changed")
+    if a.space.block.type != b.space.block.type:
+        header.append(f"block {a.space.block.type} -> {b.space.block.type}")
     rows = []
     keys = [x.key for x in a.blocks] + [x.key for x in b.blocks if x.key not in a.by_key]
     for k in keys:
@@ -132,7 +134,12 @@ def diff_spaces(a: ResolvedSpace, b: ResolvedSpace) -> SpaceDiff:
         )
         row.heads_added = {s: v for s, v in row.heads_added.items() if v}
         row.heads_removed = {s: v for s, v in row.heads_removed.items() if v}
-        shape_changed = (x.in_channels, x.out_channels, x.stride) != (y.in_channels, y.out_channels, y.stride)
+        shape_changed = (x.in_channels, x.out_channels, x.stride, x.kind) != (
+            y.in_channels,
+            y.out_channels,
+            y.stride,
+            y.kind,
+        )
         if (
             row.ops_added
             or row.ops_removed

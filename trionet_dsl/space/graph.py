@@ -2,7 +2,9 @@
 
 Each bottleneck becomes ``reduce`` (1x1) -> ``op`` (the choice node; for an arch, the one
 operator it fixes) -> ``expand`` (1x1) -> ``add``, with the shortcut as a ``residual`` edge
-(or through a ``proj`` node when the shape changes). Node attributes are plain JSON values (shapes as
+(or through a ``proj`` node when the shape changes). A basic block becomes ``op`` (its first spatial
+layer, ``in -> width``, with the stride: the choice node) -> ``op2`` (the same operator, ``width ->
+out``) -> ``add``. Node attributes are plain JSON values (shapes as
 [C, H, W], choices as strings) so node-link JSON and Graphviz dot both work without conversion.
 """
 
@@ -56,22 +58,25 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
         in_shape = [b.in_channels, *b.in_hw]
         out_shape = [b.out_channels, *b.out_hw]
         common = {"stage": b.stage, "block": k}
+        basic = b.kind == "basic"
         if fixed is None:
             mid = [max(b.widths), *b.out_hw]
-            g.add_node(
-                f"{k}.reduce",
-                kind="conv1x1",
-                label=f"{k} 1x1 -> {'|'.join(map(str, b.widths))}",
-                in_shape=in_shape,
-                out_shape=[max(b.widths), *b.in_hw],
-                widths=list(b.widths),
-                **common,
-            )
+            op_in = in_shape if basic else [max(b.widths), *b.in_hw]
+            if not basic:
+                g.add_node(
+                    f"{k}.reduce",
+                    kind="conv1x1",
+                    label=f"{k} 1x1 -> {'|'.join(map(str, b.widths))}",
+                    in_shape=in_shape,
+                    out_shape=op_in,
+                    widths=list(b.widths),
+                    **common,
+                )
             g.add_node(
                 f"{k}.op",
                 kind="choice",
                 label=f"{k} " + " | ".join(o.op.signature for o in b.options),
-                in_shape=[max(b.widths), *b.in_hw],
+                in_shape=op_in,
                 out_shape=mid,
                 stride=b.stride,
                 ops=[o.op.signature for o in b.options],
@@ -81,23 +86,26 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
                 num_choices=b.num_choices,
                 **common,
             )
+            second = "the block's operator"
         else:
             c = fixed[i]
             mid = [c.width, *b.out_hw]
-            g.add_node(
-                f"{k}.reduce",
-                kind="conv1x1",
-                label=f"{k} 1x1 -> {c.width}",
-                in_shape=in_shape,
-                out_shape=[c.width, *b.in_hw],
-                widths=[c.width],
-                **common,
-            )
+            op_in = in_shape if basic else [c.width, *b.in_hw]
+            if not basic:
+                g.add_node(
+                    f"{k}.reduce",
+                    kind="conv1x1",
+                    label=f"{k} 1x1 -> {c.width}",
+                    in_shape=in_shape,
+                    out_shape=op_in,
+                    widths=[c.width],
+                    **common,
+                )
             g.add_node(
                 f"{k}.op",
                 kind="op",
                 label=f"{k} {choice_label(c)}",
-                in_shape=[c.width, *b.in_hw],
+                in_shape=op_in,
                 out_shape=mid,
                 stride=b.stride,
                 op=c.op.signature,
@@ -105,19 +113,33 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
                 heads=c.heads,
                 **common,
             )
-        g.add_node(
-            f"{k}.expand",
-            kind="conv1x1",
-            label=f"{k} 1x1 -> {b.out_channels}",
-            in_shape=mid,
-            out_shape=out_shape,
-            **common,
-        )
+            second = c.op.signature + (f" h{c.heads}" if c.heads is not None else "")
+        if basic:
+            g.add_node(
+                f"{k}.op2",
+                kind="spatial",
+                label=f"{k} {second} -> {b.out_channels}",
+                in_shape=mid,
+                out_shape=out_shape,
+                **common,
+            )
+            g.add_edge(prev, f"{k}.op", kind="data")
+            g.add_edge(f"{k}.op", f"{k}.op2", kind="data")
+            g.add_edge(f"{k}.op2", f"{k}.add", kind="data")
+        else:
+            g.add_node(
+                f"{k}.expand",
+                kind="conv1x1",
+                label=f"{k} 1x1 -> {b.out_channels}",
+                in_shape=mid,
+                out_shape=out_shape,
+                **common,
+            )
+            g.add_edge(prev, f"{k}.reduce", kind="data")
+            g.add_edge(f"{k}.reduce", f"{k}.op", kind="data")
+            g.add_edge(f"{k}.op", f"{k}.expand", kind="data")
+            g.add_edge(f"{k}.expand", f"{k}.add", kind="data")
         g.add_node(f"{k}.add", kind="add", label=f"{k} +", out_shape=out_shape, **common)
-        g.add_edge(prev, f"{k}.reduce", kind="data")
-        g.add_edge(f"{k}.reduce", f"{k}.op", kind="data")
-        g.add_edge(f"{k}.op", f"{k}.expand", kind="data")
-        g.add_edge(f"{k}.expand", f"{k}.add", kind="data")
         if b.has_projection:
             g.add_node(
                 f"{k}.proj",
@@ -171,7 +193,7 @@ def stage_summaries(g: nx.DiGraph) -> list[StageSummary]:
             StageSummary(
                 name,
                 len(nodes),
-                tuple(g.nodes[f"{first}.reduce"]["in_shape"]),
+                tuple(g.nodes[f"{first}.reduce" if f"{first}.reduce" in g else f"{first}.op"]["in_shape"]),
                 tuple(g.nodes[f"{last}.add"]["out_shape"]),
                 tuple(d.get("num_choices", 1) for d in nodes),
             )

@@ -9,7 +9,11 @@ check them against module parameter counts, loops and fvcore.
 Each operator has three registry functions (``<kind>_params``, ``<kind>_macs``,
 ``<kind>_super_params``, signatures in the registry's docstring); they call the general
 formulas (``conv2d_*``, ``local_attention_*``, ``axial_attention_*``) with input channels = width, as in a
-bottleneck.
+bottleneck, unless ``in_channels`` (``in_max`` for the supernet) says otherwise, as a ``basic`` block's
+layers do (``in -> width``, ``width -> out``).
+
+A grouped conv (``groups=G``) has ``w * (C_in / G) * K^2`` parameters and
+``ceil(H/s) ceil(W/s) w (C_in / G) K^2`` multiply-adds: each output channel sees ``C_in / G`` inputs.
 """
 
 from __future__ import annotations
@@ -88,85 +92,142 @@ def global_logit_mib(heads: int, in_hw: tuple[int, int]) -> float:
 
 
 # ---------------------------------------------------------------------------- registry entries
-def conv_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return conv2d_param_count(width, width, op.require("kernel"), op.arg("groups") or 1)
-
-
-def conv_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return conv2d_macs(in_hw[0], in_hw[1], width, width, op.require("kernel"), stride, groups=op.arg("groups") or 1)
-
-
-def conv_super_params(
-    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
-) -> int:
-    """The widest conv; a grouped one keeps its G groups (see :mod:`trionet_dsl.nn.ops.grouped`)."""
-    return conv2d_param_count(max(widths), max(widths), op.require("kernel"), op.arg("groups") or 1)
+def groups_of(op: Op) -> int:
+    """A conv's groups (1 when not written)."""
+    return op.arg("groups") or 1
 
 
 def conv_check(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...]) -> tuple[str, str] | None:
-    """Every width of a grouped conv's block must split into its ``G`` groups."""
-    groups = op.arg("groups") or 1
-    bad = [w for w in widths if w % groups]
+    """Every channel count a grouped conv sees must be divisible by its groups."""
+    g = groups_of(op)
+    bad = [w for w in widths if w % g]
     if not bad:
         return None
+    fits = sorted({w - w % g for w in bad if w >= g} | {w + g - w % g for w in bad})
     return (
-        f"{groups} groups do not divide width {bad[0]}",
-        f"use widths that are multiples of {groups} (e.g. a range with 'step {groups}') or fewer groups",
+        f"groups={g} does not divide {bad[0]} channels",
+        f"use widths divisible by {g} (e.g. {', '.join(map(str, fits[:4]))}) or fewer groups",
     )
 
 
-def local_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return local_attention_params(width, width, head_count(heads), op.require("span"))
+def conv_params(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return conv2d_param_count(cin, width, op.require("kernel"), groups_of(op))
 
 
-def local_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return local_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads), op.require("span"))
+def conv_macs(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return conv2d_macs(in_hw[0], in_hw[1], cin, width, op.require("kernel"), stride, groups=groups_of(op))
+
+
+def conv_super_params(
+    op: Op,
+    *,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    sharing: str,
+    in_max: int | None = None,
+) -> int:
+    cin = max(widths) if in_max is None else in_max
+    return conv2d_param_count(cin, max(widths), op.require("kernel"), groups_of(op))
+
+
+def local_params(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return local_attention_params(cin, width, head_count(heads), op.require("span"))
+
+
+def local_macs(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return local_attention_macs(in_hw[0], in_hw[1], cin, width, head_count(heads), op.require("span"))
 
 
 def local_super_params(
-    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+    op: Op,
+    *,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    sharing: str,
+    in_max: int | None = None,
 ) -> int:
     """q/k/v of ``stored_rows`` rows; embeddings per head (H x (ceil + floor of D/2) x K) or flat (W x K)."""
     wmax, rows = max(widths), stored_rows(widths, heads, sharing)
+    cin = wmax if in_max is None else in_max
     if sharing == "multihead":
         big_h, big_d = grid_dims(widths, heads)
-        return 3 * rows * wmax + big_h * sum(split_halves(big_d)) * op.require("span")
-    return 3 * rows * wmax + wmax * op.require("span")
+        return 3 * rows * cin + big_h * sum(split_halves(big_d)) * op.require("span")
+    return 3 * rows * cin + wmax * op.require("span")
 
 
-def axial_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return axial_attention_params(width, width, head_count(heads), max(in_hw))
+def axial_params(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return axial_attention_params(cin, width, head_count(heads), max(in_hw))
 
 
-def axial_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return axial_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads))
+def axial_macs(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return axial_attention_macs(in_hw[0], in_hw[1], cin, width, head_count(heads))
 
 
 def axial_super_params(
-    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+    op: Op,
+    *,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    sharing: str,
+    in_max: int | None = None,
 ) -> int:
-    """Height layer (in: max width) and width layer (in: the stored rows), three embeddings each."""
+    """Height layer (in: ``in_max``, default max width) and width layer (in: the stored rows), three embeddings each."""
     wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * max(in_hw) - 1
-    return 3 * rows * wmax + 3 * rows * rows + 2 * 3 * rows * offsets
+    cin = wmax if in_max is None else in_max
+    return 3 * rows * cin + 3 * rows * rows + 2 * 3 * rows * offsets
 
 
-def global_params(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int]) -> int:
-    return global_attention_params(width, width, head_count(heads), in_hw)
+def global_params(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
+) -> int:
+    return global_attention_params(width if in_channels is None else in_channels, width, head_count(heads), in_hw)
 
 
-def global_macs(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> int:
-    return global_attention_macs(in_hw[0], in_hw[1], width, width, head_count(heads))
+def global_macs(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> int:
+    cin = width if in_channels is None else in_channels
+    return global_attention_macs(in_hw[0], in_hw[1], cin, width, head_count(heads))
 
 
 def global_super_params(
-    op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], in_hw: tuple[int, int], sharing: str
+    op: Op,
+    *,
+    widths: tuple[int, ...],
+    heads: tuple[int, ...],
+    in_hw: tuple[int, int],
+    sharing: str,
+    in_max: int | None = None,
 ) -> int:
-    """q/k/v of ``stored_rows`` rows; embeddings per head (H x D x offsets) or flat (W x offsets)."""
+    """q/k/v of ``stored_rows`` rows over ``in_max`` inputs (default max width); embeddings per head
+    (H x D x offsets) or flat (W x offsets)."""
     wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * in_hw[0] - 1 + 2 * in_hw[1] - 1
+    cin = wmax if in_max is None else in_max
     if sharing == "multihead":
         big_h, big_d = grid_dims(widths, heads)
-        return 3 * rows * wmax + big_h * big_d * offsets
-    return 3 * rows * wmax + wmax * offsets
+        return 3 * rows * cin + big_h * big_d * offsets
+    return 3 * rows * cin + wmax * offsets
 
 
 def global_check(

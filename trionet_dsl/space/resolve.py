@@ -49,7 +49,11 @@ class Choice:
 
 @dataclass(frozen=True)
 class ResolvedBlock:
-    """A bottleneck block with every default applied and every shape known."""
+    """A block with every default applied and every shape known.
+
+    ``kind`` ``"bottleneck"``: 1x1 ``in -> width``, the operator ``width -> width`` (stride), 1x1
+    ``width -> out``. ``"basic"``: the operator twice, ``in -> width`` (stride) then ``width -> out``.
+    """
 
     stage: str
     index: int
@@ -60,6 +64,7 @@ class ResolvedBlock:
     out_hw: tuple[int, int]
     widths: tuple[int, ...]
     options: tuple[OpOption, ...]
+    kind: str = "bottleneck"
 
     @property
     def key(self) -> str:
@@ -256,9 +261,13 @@ def _option(
     widths: tuple[int, ...],
     block_heads: tuple[int, ...] | None,
     err_at: Callable[..., Callable[..., SpaceError]],
+    io: tuple[int, int] | None = None,
     in_hw: tuple[int, int] | None = None,
 ) -> OpOption:
-    """Operator ``j`` of a block checked by its registry entry: sizes, heads, its own rule."""
+    """Operator ``j`` of a block checked by its registry entry: sizes, heads, its own rule.
+
+    ``io``: a basic block's (in, out) channels, which its two layers also see: the heads must
+    divide ``out`` (the second layer's width) and the operator's rule holds for both."""
     spec = REGISTRY.get(op.kind)
     if spec is None:
         raise err_at("op", f".{j}")(f"unknown operator '{op.kind}'", did_you_mean(op.kind, REGISTRY.names))
@@ -278,20 +287,23 @@ def _option(
             )
         if min(heads) < 1:
             raise err_at("heads" if op.heads is None else "op", f".{j}.heads")("head counts must be >= 1")
-        for wd in widths:
+        for wd in widths + (() if io is None else (io[1],)):
             bad = [hd for hd in heads if wd % hd]
             if bad:
                 good = [d for d in range(1, min(wd, 64) + 1) if wd % d == 0]
+                what = f"width {wd}" if wd in widths else f"the block's {wd} output channels (basic block)"
                 raise err_at("heads" if op.heads is None else "op", f".{j}.heads")(
-                    f"{bad[0]} heads do not divide width {wd} ({op.signature})",
+                    f"{bad[0]} heads do not divide {what} ({op.signature})",
                     f"head counts dividing {wd}: {', '.join(map(str, good))}",
                 )
     elif op.heads:
         raise err_at("op", f".{j}")(f"{op.kind} takes no heads")
     heads = tuple(sorted(heads))
-    problem = spec.validate(op, widths=widths, heads=heads, in_hw=in_hw)
+    seen = widths if io is None else tuple(sorted(set(widths) | set(io)))
+    problem = spec.validate(op, widths=seen, heads=heads, in_hw=in_hw)
     if problem:
-        raise err_at("op", f".{j}")(f"{op.signature}: {problem[0]}", problem[1])
+        message, hint = problem
+        raise err_at("op", f".{j}")(f"{op.signature}: {message}", hint)
     return OpOption(op.without_heads(), heads)
 
 
@@ -341,6 +353,7 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
             seen_ov.add(o.index)
     blocks: list[ResolvedBlock] = []
     n_choices = 0
+    kind = space.block.type
     for si, st in enumerate(space.stages):
         expansion = st.expansion if st.expansion is not None else space.block.expansion
         out_c = st.width * expansion
@@ -361,11 +374,14 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
                     "add 'op conv(kernel=3)' to the space's block defaults or the stage",
                 )
             widths = _widths(spec.width or (Multiplier(factor=1.0),), st.width, err_at("width"))
-            options = [_option(op, j, widths, spec.heads, err_at, (h, w)) for j, op in enumerate(spec.ops)]
             stride = st.stride if bi == 0 else 1
             in_c = blocks[-1].out_channels if blocks else stem_c
+            io = (in_c, out_c) if kind == "basic" else None
+            options = [_option(op, j, widths, spec.heads, err_at, io, (h, w)) for j, op in enumerate(spec.ops)]
             oh, ow = -(-h // stride), -(-w // stride)
-            blocks.append(ResolvedBlock(st.name, bi, in_c, out_c, stride, (h, w), (oh, ow), widths, tuple(options)))
+            blocks.append(
+                ResolvedBlock(st.name, bi, in_c, out_c, stride, (h, w), (oh, ow), widths, tuple(options), kind)
+            )
             n_choices += blocks[-1].num_choices
             if n_choices > MAX_CHOICES:
                 raise err_at("width")(

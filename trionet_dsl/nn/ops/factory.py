@@ -16,17 +16,17 @@ from trionet_dsl.lang.ir import Op
 from trionet_dsl.lang.operators import head_count
 from trionet_dsl.nn.ops.axial_attention import AxialAttention2d, SuperAxialAttention
 from trionet_dsl.nn.ops.global_attention import GlobalAttention2d, SuperGlobalAttention
-from trionet_dsl.nn.ops.grouped import SuperGroupedConv2d
 from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAttention
 from trionet_dsl.nn.ops.sliced import SuperConv2d
+from trionet_dsl.space.op_costs import groups_of
 
 
 class SuperConvOp(nn.Module):
     """The conv choice of a block, with the attention operators' interface: ``forward(x, width, heads)``."""
 
-    def __init__(self, in_max: int, out_max: int, kernel: int, stride: int) -> None:
+    def __init__(self, in_max: int, out_max: int, kernel: int, stride: int, groups: int = 1) -> None:
         super().__init__()
-        self.conv = SuperConv2d(in_max, out_max, kernel, stride)
+        self.conv = SuperConv2d(in_max, out_max, kernel, stride, groups)
 
     def forward(self, x: torch.Tensor, width: int, heads: int | None = None) -> torch.Tensor:
         return self.conv(x, width)
@@ -35,18 +35,21 @@ class SuperConvOp(nn.Module):
     def output_rows(self) -> int:
         return self.conv.out_max
 
-    def output_index(self, width: int, heads: int | None = None) -> None:
-        """Conv outputs are plain channels: the layers after read the leading ``width``."""
-        return None
+    def output_index(self, width: int, heads: int | None = None) -> torch.Tensor | None:
+        """Conv outputs are plain channels: the layers after read the leading ``width``; a grouped
+        conv's sit at the first ``width/G`` positions of every group (``SuperConv2d.output_index``)."""
+        return self.conv.output_index(width)
 
     def extract(self, width: int, heads: int | None = None, in_channels: int | None = None) -> nn.Conv2d:
         """Plain conv of (width, heads); ``in_channels`` defaults to ``width`` (bottleneck), as for attention."""
         return self.conv.extract(width, in_channels=width if in_channels is None else in_channels)
 
 
-def conv_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
-    kernel = op.require("kernel")
-    conv = nn.Conv2d(width, width, kernel, stride, kernel // 2, groups=op.arg("groups") or 1, bias=False)
+def conv_plain(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> nn.Module:
+    kernel, cin = op.require("kernel"), width if in_channels is None else in_channels
+    conv = nn.Conv2d(cin, width, kernel, stride, kernel // 2, bias=False, groups=groups_of(op))
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     return conv
 
@@ -61,14 +64,14 @@ def conv_super(
     stride: int,
     sharing: str,
 ) -> nn.Module:
-    groups = op.arg("groups") or 1
-    if groups > 1:
-        return SuperGroupedConv2d(max(widths), groups, op.require("kernel"), stride)
-    return SuperConvOp(in_max, max(widths), op.require("kernel"), stride)
+    return SuperConvOp(in_max, max(widths), op.require("kernel"), stride, groups_of(op))
 
 
-def local_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
-    return LocalAttention2d(width, width, head_count(heads), op.require("span"), stride)
+def local_plain(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> nn.Module:
+    cin = width if in_channels is None else in_channels
+    return LocalAttention2d(cin, width, head_count(heads), op.require("span"), stride)
 
 
 def local_super(
@@ -84,8 +87,11 @@ def local_super(
     return SuperLocalAttention(in_max, widths, heads, op.require("span"), stride, sharing)
 
 
-def axial_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
-    return AxialAttention2d(width, width, head_count(heads), max(in_hw), op.span or 0, stride)
+def axial_plain(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> nn.Module:
+    cin = width if in_channels is None else in_channels
+    return AxialAttention2d(cin, width, head_count(heads), max(in_hw), op.span or 0, stride)
 
 
 def axial_super(
@@ -101,8 +107,10 @@ def axial_super(
     return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing)
 
 
-def global_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
-    return GlobalAttention2d(width, width, head_count(heads), in_hw, stride)
+def global_plain(
+    op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
+) -> nn.Module:
+    return GlobalAttention2d(width if in_channels is None else in_channels, width, head_count(heads), in_hw, stride)
 
 
 def global_super(

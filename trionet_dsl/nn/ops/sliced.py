@@ -6,6 +6,15 @@ Conv (groups 1, no bias, padding ``K // 2``), input ``N x C_in x H x W``, ``w`` 
 
 * parameters ``w * C_in * K^2``;
 * multiply-adds ``N * ceil(H/s) * ceil(W/s) * C_in * w * K^2`` (odd ``K``; stride ``s``).
+
+**Grouped conv** (``groups=G``, ResNeXt): the super conv keeps its ``G`` groups at every width, and
+a sub-conv of ``w`` outputs over ``c`` inputs uses the first ``w/G`` filters of every group, each
+over the first ``c/G`` input channels of its group: ``weight.view(G, out_max/G, in_max/G, K, K)
+[:, :w/G, :c/G]`` — each group narrows as Multi-head Sharing narrows each head (a group is a head
+of the conv). Its outputs therefore sit at grid positions ``g * out_max/G + i`` (``i < w/G``) of
+the super conv's outputs, which the BN and the 1x1 after it address (``output_index``); its inputs
+are the ``c`` channels it is fed, read as ``G`` consecutive blocks of ``c/G``. Parameters
+``w * (C_in / G) * K^2``, multiply-adds ``N ceil(H/s) ceil(W/s) (C_in / G) w K^2``.
 """
 
 from __future__ import annotations
@@ -22,41 +31,61 @@ __all__ = ["SlicedBatchNorm2d", "SuperConv2d", "conv2d_macs", "conv2d_param_coun
 class SuperConv2d(nn.Module):
     """A KxK conv (no bias, padding K//2) at its largest size; ``forward(x, width)`` uses ``weight[:width, :C_in]``."""
 
-    def __init__(self, in_max: int, out_max: int, kernel: int, stride: int = 1) -> None:
+    def __init__(self, in_max: int, out_max: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"kernel {kernel} is even; padding K//2 keeps the size only for odd kernels")
+        if groups < 1 or in_max % groups or out_max % groups:
+            raise ValueError(f"{groups} groups do not divide {in_max} -> {out_max} channels")
         self.in_max, self.out_max, self.kernel, self.stride = in_max, out_max, kernel, stride
-        self.weight = nn.Parameter(torch.empty(out_max, in_max, kernel, kernel))
+        self.groups = groups
+        self.weight = nn.Parameter(torch.empty(out_max, in_max // groups, kernel, kernel))
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
 
     def sliced_weight(self, width: int, in_channels: int, in_index: torch.Tensor | None = None) -> torch.Tensor:
         """``weight[:width]`` over input columns ``in_index`` (an attention operator's grid
-        positions, see ``ops.heads``) or else the leading ``in_channels``."""
+        positions, see ``ops.heads``) or else the leading ``in_channels``; grouped: the first
+        ``width/G`` filters of every group over the first ``in_channels/G`` inputs of theirs."""
         if in_channels > self.in_max or width > self.out_max:
             raise ValueError(f"conv built for {self.in_max} -> {self.out_max} channels got {in_channels} -> {width}")
+        g = self.groups
+        if g > 1:
+            if in_index is not None or width % g or in_channels % g:
+                raise ValueError(f"a conv of {g} groups cannot run {in_channels} -> {width} channels")
+            k = self.kernel
+            grid = self.weight.view(g, self.out_max // g, self.in_max // g, k, k)
+            return grid[:, : width // g, : in_channels // g].reshape(width, in_channels // g, k, k)
         w = self.weight[:width]
         return w[:, :in_channels] if in_index is None else w.index_select(1, in_index)
+
+    def output_index(self, width: int) -> torch.Tensor | None:
+        """Where the ``width`` outputs sit among ``out_max``: None (the leading ones) unless grouped and narrowed."""
+        g = self.groups
+        if g == 1 or width == self.out_max:
+            return None
+        per, sub = self.out_max // g, width // g
+        return (torch.arange(g).view(g, 1) * per + torch.arange(sub).view(1, sub)).reshape(-1)
 
     def forward(
         self, x: torch.Tensor, width: int, heads: int | None = None, in_index: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The leading ``width`` filters over the input's channels (``heads`` is ignored)."""
-        return F.conv2d(x, self.sliced_weight(width, x.shape[1], in_index), None, self.stride, self.kernel // 2)
+        w = self.sliced_weight(width, x.shape[1], in_index)
+        return F.conv2d(x, w, None, self.stride, self.kernel // 2, 1, self.groups)
 
     def extract(
         self, width: int, heads: int | None = None, in_channels: int | None = None, in_index: torch.Tensor | None = None
     ) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` with cloned weights; ``in_channels`` defaults to ``in_max``."""
         cin = len(in_index) if in_index is not None else self.in_max if in_channels is None else in_channels
-        conv = nn.Conv2d(cin, width, self.kernel, self.stride, self.kernel // 2, bias=False)
+        conv = nn.Conv2d(cin, width, self.kernel, self.stride, self.kernel // 2, bias=False, groups=self.groups)
         with torch.no_grad():
             conv.weight.copy_(self.sliced_weight(width, cin, in_index))
         return conv.train(self.training)
 
     @staticmethod
-    def param_count(in_channels: int, width: int, kernel: int) -> int:
-        return conv2d_param_count(in_channels, width, kernel)
+    def param_count(in_channels: int, width: int, kernel: int, groups: int = 1) -> int:
+        return conv2d_param_count(in_channels, width, kernel, groups)
 
 
 class SlicedBatchNorm2d(nn.BatchNorm2d):
