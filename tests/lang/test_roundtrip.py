@@ -152,7 +152,9 @@ def spaces(draw, with_comments: bool = True):
         input=InputShape(channels=draw(small), height=draw(pos), width=draw(pos)),
         classes=draw(pos),
         stem=tuple(draw(st.lists(stem_layers, max_size=3))),
-        block=BlockDefaults(expansion=draw(st.integers(1, 8)), spec=draw(specs)),
+        block=BlockDefaults(
+            type=draw(st.sampled_from(["bottleneck", "basic"])), expansion=draw(st.integers(1, 8)), spec=draw(specs)
+        ),
         stages=tuple(draw(stages(n)) for n in snames),
     )
     if not with_comments:
@@ -358,6 +360,11 @@ SNIPPETS = [
     "local",
     "axial",
     "conv",
+    "global",
+    "basic",
+    "bottleneck",
+    "groups=4",
+    "max_mib=1",
     "blocks",
     "stride",
     "9" * 30,
@@ -459,6 +466,8 @@ def test_fuzz_token_mutations(r50, text):
                 "width 16",
                 "heads 2 | 4",
                 "op conv | local | axial",
+                "op conv(kernel=3, groups=4) | global",
+                "block basic {",
                 "32..64 step 16",
                 "s1.0",
                 "arch a of trionet_r50 {",
