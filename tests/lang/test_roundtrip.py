@@ -56,7 +56,7 @@ heads_choices = st.lists(st.integers(1, 64), min_size=1, max_size=4, unique=True
 def ops(draw, with_heads: bool = True):
     kind = draw(st.sampled_from(["conv", "local", "axial"]))
     if kind == "conv":
-        return Op(kind="conv", kernel=draw(st.integers(1, 15)))
+        return Op(kind="conv", kernel=draw(st.integers(1, 15)), groups=draw(st.none() | st.integers(1, 64)))
     heads = draw(st.none() | heads_choices) if with_heads else None
     if kind == "local":
         return Op(kind="local", span=draw(st.integers(1, 31)), heads=heads)
@@ -150,7 +150,9 @@ def spaces(draw, with_comments: bool = True):
         input=InputShape(channels=draw(small), height=draw(pos), width=draw(pos)),
         classes=draw(pos),
         stem=tuple(draw(st.lists(stem_layers, max_size=3))),
-        block=BlockDefaults(expansion=draw(st.integers(1, 8)), spec=draw(specs)),
+        block=BlockDefaults(
+            type=draw(st.sampled_from(["bottleneck", "basic"])), expansion=draw(st.integers(1, 8)), spec=draw(specs)
+        ),
         stages=tuple(draw(stages(n)) for n in snames),
     )
     if not with_comments:

@@ -265,3 +265,42 @@ def test_basic_block_channels_must_fit_groups_and_heads():
     text = text.replace("conv(kernel=3, groups=4) | ", "").replace("width 8 | 16 | 24", "width 8 | 16")
     e = raised(compile_space_text, text)
     assert "do not divide the block's 18 output channels" in e.message and e.hint and "18" in e.hint
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_basic_and_grouped_archs_export(tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from trionet_dsl.app.export import export
+
+    (tmp_path / "mixed.space").write_text(MIXED % "basic expansion 1")
+    (tmp_path / "a.arch").write_text(
+        "arch a of mixed {\n  s1.0 conv(kernel=3, groups=4) width 16\n  s1.1 local(span=3) width 8 heads 2\n"
+        "  s2.0 axial width 24 heads 4\n}\n"
+    )
+    la = load_arch(tmp_path / "a.arch")
+    model = build(la.space, la.arch, seed=0).eval()
+    res = export(model, la, tmp_path / f"a.{fmt}", fmt)
+    assert res.params == _params(model) == arch_cost(la.space, la.arch).params
+    assert res.max_abs_diff < 1e-4
+
+
+def test_basic_block_graph_and_diff():
+    from trionet_dsl.space.diff import diff_spaces
+    from trionet_dsl.space.graph import build_graph, space_size, stage_summaries
+
+    la = load_arch(SPACES / "archs" / "resnet18.arch")
+    g = build_graph(la.space, la.arch)
+    assert "s1.0.reduce" not in g and "s1.0.expand" not in g
+    assert g.nodes["s2.0.op"]["in_shape"] == [64, 56, 56] and g.nodes["s2.0.op"]["out_shape"] == [128, 28, 28]
+    assert g.nodes["s2.0.op2"]["in_shape"] == [128, 28, 28] == g.nodes["s2.0.op2"]["out_shape"]
+    assert list(g.successors("s2.0.op")) == ["s2.0.op2"] and "s2.0.proj" in g and "s2.1.proj" not in g
+    assert [(s.name, s.in_shape, s.out_shape) for s in stage_summaries(g)][1] == ("s2", (64, 56, 56), (128, 28, 28))
+    sg = build_graph(la.space)
+    assert space_size(sg) == la.space.size == 15**8
+    assert sg.nodes["s1.0.op"]["in_shape"] == [64, 56, 56] and sg.nodes["s1.0.op2"]["in_shape"] == [64, 56, 56]
+    basic = compile_space_text(MIXED % "basic expansion 1")
+    bottleneck = compile_space_text(MIXED % "bottleneck expansion 1")
+    d = diff_spaces(basic, bottleneck)
+    assert "block basic -> bottleneck" in d.header and all(r.status == "changed" for r in d.blocks)
+    assert all(r.status == "same" for r in diff_spaces(basic, basic).blocks)
