@@ -330,4 +330,5 @@ def run_search(
     shared = getattr(strat, "shared_observations", None)
     pool = history + (list(shared()) if callable(shared) else [])
     best = select_best(pool, objective)
+    repeats += int(getattr(strat, "answered", 0))  # repeats a strategy answered itself (Optuna)
     return SearchResult(best, pareto_front(pool), history, objective, repeats, stopped)

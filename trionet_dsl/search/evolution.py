@@ -27,7 +27,7 @@ class Evolution:
         limits: Limits,
         seed: int = 0,
         population: int = 20,
-        sample_size: int = 5,
+        sample_size: int = 10,
         mutation_rate: float | None = None,
         crossover: float = 0.3,
         **_: object,
