@@ -7,6 +7,9 @@ back as failed trials (they cost nothing: the cost model rejects them before eva
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Literal
 
 from trionet_dsl.lang.errors import SpaceError
@@ -23,6 +26,29 @@ def require_optuna() -> None:
         raise SpaceError("the tpe and nsga2 strategies need optuna", hint="pip install 'trionet-dsl[search]'") from None
 
 
+def _schema_lock(url: str) -> contextlib.AbstractContextManager[object]:
+    """An exclusive lock beside a SQLite file while its schema is made: workers started together
+    otherwise race to create the tables (``table ... already exists``, ``UNIQUE constraint``)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the retries in open_storage cover the race
+        return contextlib.nullcontext()
+    path = url.split("sqlite:///", 1)[1] if url.startswith("sqlite:///") else ""
+    if not path or path.startswith(":memory:"):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def locked() -> Iterator[object]:
+        with open(path + ".lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield fh
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    return locked()
+
+
 def open_storage(url: str):
     """An Optuna storage from ``--storage``: an RDB URL (``sqlite:///study.db``, with a lock
     timeout long enough for several workers) or a path to a journal file."""
@@ -30,13 +56,21 @@ def open_storage(url: str):
 
     if "://" in url:
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except Exception as exc:
-            raise SpaceError(
-                f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}",
-                hint="use e.g. sqlite:///study.db, or a journal file path",
-            ) from None
+        for attempt in range(5):
+            try:
+                with _schema_lock(url):
+                    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except Exception as exc:
+                # a schema half made by another worker (where no lock could be taken): once
+                # made, opening succeeds
+                racing = "already exists" in str(exc) or "UNIQUE constraint" in str(exc)
+                if racing and attempt < 4:
+                    time.sleep(0.1 * (attempt + 1))
+                    continue
+                raise SpaceError(
+                    f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}",
+                    hint="use e.g. sqlite:///study.db, or a journal file path",
+                ) from None
     from optuna.storages.journal import JournalFileBackend
 
     try:
