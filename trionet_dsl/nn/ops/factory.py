@@ -19,6 +19,7 @@ from trionet_dsl.nn.ops.global_attention import GlobalAttention2d, SuperGlobalAt
 from trionet_dsl.nn.ops.grouped import SuperGroupedConv2d
 from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAttention
 from trionet_dsl.nn.ops.sliced import SuperConv2d
+from trionet_dsl.space.op_costs import axial_options
 
 
 class SuperConvOp(nn.Module):
@@ -85,7 +86,8 @@ def local_super(
 
 
 def axial_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
-    return AxialAttention2d(width, width, head_count(heads), max(in_hw), op.span or 0, stride)
+    ratio, shared, bn = axial_options(op)
+    return AxialAttention2d(width, width, head_count(heads), max(in_hw), op.span or 0, stride, ratio, shared, bn)
 
 
 def axial_super(
@@ -98,7 +100,8 @@ def axial_super(
     stride: int,
     sharing: str,
 ) -> nn.Module:
-    return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing)
+    ratio, shared, bn = axial_options(op)
+    return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing, ratio, shared, bn)
 
 
 def global_plain(op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int) -> nn.Module:
