@@ -62,7 +62,14 @@ def ops(draw, with_heads: bool = True):
         return Op(kind="global", max_mib=draw(st.none() | st.integers(1, 4096)), heads=heads)
     if kind == "local":
         return Op(kind="local", span=draw(st.integers(1, 31)), heads=heads)
-    return Op(kind="axial", span=draw(st.none() | st.integers(1, 63)), heads=heads)
+    return Op(
+        kind="axial",
+        span=draw(st.none() | st.integers(1, 63)),
+        qk_ratio=draw(st.none() | st.integers(1, 8)),
+        shared_pos=draw(st.none() | st.just(1)),
+        bn=draw(st.none() | st.just(1)),
+        heads=heads,
+    )
 
 
 op_lists = st.lists(ops(), min_size=1, max_size=4, unique_by=lambda o: o.signature).map(tuple)

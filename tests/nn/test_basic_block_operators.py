@@ -20,7 +20,11 @@ SPACE = """space g {
   input 3x16x16
   classes 10
   stem { conv 3x3 16 }
-  block basic { op conv(kernel=3, groups=4) | global | local(span=3) | axial; width 16 | 32; heads 2 | 4 }
+  block basic {
+    op conv(kernel=3, groups=4) | global | local(span=3) | axial | axial(qk_ratio=2, shared_pos=1, bn=1)
+    width 16 | 32
+    heads 2 | 4
+  }
   stage s1 blocks 1 width 16
   stage s2 blocks 1 width 32 stride 2
 }"""
@@ -38,7 +42,7 @@ def test_basic_blocks_with_every_operator_extract_exactly(sharing):
     cost = CostModel(rs)
     rng = random.Random(0)
     archs = [uniform_op(rs, k, largest=False) for k in ("conv", "global", "local", "axial")]
-    archs += [sample(rs, rng) for _ in range(6)]
+    archs += [sample(rs, rng) for _ in range(10)]
     x = torch.randn(2, 3, 16, 16)
     for arch in archs:
         net.activate(arch)

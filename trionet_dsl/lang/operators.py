@@ -361,8 +361,14 @@ BUILTINS: tuple[Operator, ...] = (
     ),
     Operator(
         "axial",
-        args=(Arg("span", None, odd=True, help="attention span per axis (absent: global)"),),
+        args=(
+            Arg("span", None, odd=True, help="attention span per axis (absent: global)"),
+            Arg("qk_ratio", None, help="q/k channels = v channels / R (Axial-DeepLab: 2; absent: 1)"),
+            Arg("shared_pos", None, help="=1: one positional embedding for all heads (absent: per head)"),
+            Arg("bn", None, help="=1: BN on q/k/v, the logit terms and the outputs (Axial-DeepLab)"),
+        ),
         attention=True,
+        check=f"{_COSTS}:axial_check",
         params=f"{_COSTS}:axial_params",
         macs=f"{_COSTS}:axial_macs",
         super_params=f"{_COSTS}:axial_super_params",

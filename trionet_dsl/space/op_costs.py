@@ -57,17 +57,36 @@ def local_attention_macs(
     return batch * hw * (3 * in_channels * width + 2 * span * span * width + span * width)
 
 
-def axial_attention_params(in_channels: int, width: int, heads: int, max_len: int) -> int:
-    """``3 C_in w + 3 w^2 + 6 w (2 max_len - 1)``: two layers' projections and three embeddings each."""
-    rel = 3 * width * (2 * max_len - 1)
-    return 3 * width * in_channels + rel + 3 * width * width + rel
+def axial_attention_params(
+    in_channels: int,
+    width: int,
+    heads: int,
+    max_len: int,
+    qk_ratio: int = 1,
+    shared_pos: bool = False,
+    bn: bool = False,
+) -> int:
+    """Per layer ``(2w/R + w) c`` projections (``c`` = C_in, then w), embeddings ``E (2 max_len - 1)``
+    (``E = 2w/R + w`` per head, ``2d/R + d`` shared) and with BN ``2 (2w/R + w) + 6h + 4w``.
+    Defaults: ``3 C_in w + 3 w^2 + 6 w (2 max_len - 1)``."""
+    rows = 2 * (width // qk_ratio) + width
+    d = width // heads
+    emb = (2 * (d // qk_ratio) + d if shared_pos else rows) * (2 * max_len - 1)
+    norms = 2 * rows + 6 * heads + 4 * width if bn else 0
+    return rows * in_channels + rows * width + 2 * (emb + norms)
 
 
-def axial_attention_macs(height: int, width_px: int, in_channels: int, width: int, heads: int, batch: int = 1) -> int:
-    """``N H W (3 C_in w + 5 H w) + N H W (3 w^2 + 5 W w)`` (see :mod:`trionet_dsl.nn.ops.axial_attention`)."""
-    hw = height * width_px
-    return batch * (
-        hw * (3 * in_channels * width + 5 * height * width) + hw * (3 * width * width + 5 * width_px * width)
+def axial_attention_macs(
+    height: int, width_px: int, in_channels: int, width: int, heads: int, batch: int = 1, qk_ratio: int = 1
+) -> int:
+    """``N H W ((2/R + 1) C_in w + (3/R + 2) H w) + N H W ((2/R + 1) w^2 + (3/R + 2) W w)``; R = 1:
+    ``N H W (3 C_in w + 5 H w) + N H W (3 w^2 + 5 W w)`` (see :mod:`trionet_dsl.nn.ops.axial_attention`)."""
+    hw, wqk = height * width_px, width // qk_ratio
+    rows = 2 * wqk + width
+    return (
+        batch
+        * hw
+        * (rows * in_channels + (3 * wqk + 2 * width) * height + rows * width + (3 * wqk + 2 * width) * width_px)
     )
 
 
@@ -169,18 +188,24 @@ def local_super_params(
     return 3 * rows * cin + wmax * op.require("span")
 
 
+def axial_options(op: Op) -> tuple[int, bool, bool]:
+    """(qk_ratio, shared_pos, bn) of an axial operator: its paper-faithful options, defaults off."""
+    return op.arg("qk_ratio") or 1, bool(op.arg("shared_pos")), bool(op.arg("bn"))
+
+
 def axial_params(
     op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
 ) -> int:
     cin = width if in_channels is None else in_channels
-    return axial_attention_params(cin, width, head_count(heads), max(in_hw))
+    return axial_attention_params(cin, width, head_count(heads), max(in_hw), *axial_options(op))
 
 
 def axial_macs(
     op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
 ) -> int:
+    ratio = axial_options(op)[0]
     cin = width if in_channels is None else in_channels
-    return axial_attention_macs(in_hw[0], in_hw[1], cin, width, head_count(heads))
+    return axial_attention_macs(in_hw[0], in_hw[1], cin, width, head_count(heads), qk_ratio=ratio)
 
 
 def axial_super_params(
@@ -192,10 +217,33 @@ def axial_super_params(
     sharing: str,
     in_max: int | None = None,
 ) -> int:
-    """Height layer (in: ``in_max``, default max width) and width layer (in: the stored rows), three embeddings each."""
+    """Height layer (in: ``in_max``, default max width) and width layer (in: the stored rows), three
+    embeddings each; q/k rows and embeddings ``1/R`` of v's; shared embeddings (1 x D x offsets); BN
+    per stored row."""
+    ratio, shared, bn = axial_options(op)
     wmax, rows, offsets = max(widths), stored_rows(widths, heads, sharing), 2 * max(in_hw) - 1
     cin = wmax if in_max is None else in_max
-    return 3 * rows * cin + 3 * rows * rows + 2 * 3 * rows * offsets
+    all_rows = 2 * (rows // ratio) + rows
+    big_h, big_d = grid_dims(widths, heads)
+    emb = (2 * (big_d // ratio) + big_d) if shared else all_rows
+    norms = 2 * all_rows + 6 * big_h + 4 * rows if bn else 0
+    return all_rows * cin + all_rows * rows + 2 * (emb * offsets + norms)
+
+
+def axial_check(op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...]) -> tuple[str, str] | None:
+    """``qk_ratio`` must divide every head dim; ``shared_pos``/``bn`` are flags (=1)."""
+    for flag in ("shared_pos", "bn"):
+        if op.arg(flag) not in (None, 1):
+            return f"{flag} is a flag", f"write {flag}=1, or leave it out for the default"
+    ratio = op.arg("qk_ratio") or 1
+    bad = [(w, h) for w in widths for h in heads if w % h == 0 and (w // h) % ratio]
+    if bad:
+        w, h = bad[0]
+        return (
+            f"qk_ratio={ratio} does not divide the head dim {w // h} of width {w} with {h} heads",
+            f"q/k get d/{ratio} channels per head: use widths and heads whose width/heads is a multiple of {ratio}",
+        )
+    return None
 
 
 def global_params(

@@ -18,7 +18,7 @@ from trionet_dsl.nn.ops.axial_attention import AxialAttention2d, SuperAxialAtten
 from trionet_dsl.nn.ops.global_attention import GlobalAttention2d, SuperGlobalAttention
 from trionet_dsl.nn.ops.local_attention import LocalAttention2d, SuperLocalAttention
 from trionet_dsl.nn.ops.sliced import SuperConv2d
-from trionet_dsl.space.op_costs import groups_of
+from trionet_dsl.space.op_costs import axial_options, groups_of
 
 
 class SuperConvOp(nn.Module):
@@ -90,8 +90,9 @@ def local_super(
 def axial_plain(
     op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], stride: int, in_channels: int | None = None
 ) -> nn.Module:
+    ratio, shared, bn = axial_options(op)
     cin = width if in_channels is None else in_channels
-    return AxialAttention2d(cin, width, head_count(heads), max(in_hw), op.span or 0, stride)
+    return AxialAttention2d(cin, width, head_count(heads), max(in_hw), op.span or 0, stride, ratio, shared, bn)
 
 
 def axial_super(
@@ -104,7 +105,8 @@ def axial_super(
     stride: int,
     sharing: str,
 ) -> nn.Module:
-    return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing)
+    ratio, shared, bn = axial_options(op)
+    return SuperAxialAttention(in_max, widths, heads, max(in_hw), op.span or 0, stride, sharing, ratio, shared, bn)
 
 
 def global_plain(
