@@ -116,3 +116,23 @@ def test_a_strategy_that_only_repeats_ends_with_a_message(small_space):
     assert res.repeats == 50 and len(strat.told) == 53  # each repeat was told the known result
     assert [o.accuracy for o in strat.told[3:6]] == [o.accuracy for o in res.history]
     assert said and "stopped after 3 of 10" in said[-1] and "50 already-evaluated" in said[-1]
+
+
+@pytest.mark.parametrize("name", ["tpe", "evolution"])
+def test_resume_replays_answered_repeats_the_same_way(small_space, tmp_path, name):
+    """Answered repeats are not in the history; a resumed search still ends where a whole one does."""
+    full = _search(small_space, name, TableEvaluator(small_space), seed=4, budget=30, batch=2)
+    table, hist = TableEvaluator(small_space), tmp_path / "h.jsonl"
+
+    def cut(arch):
+        if table.queries == 17:
+            raise KeyboardInterrupt
+        return table(arch)
+
+    with pytest.raises(KeyboardInterrupt):
+        _search(small_space, name, cut, seed=4, budget=30, batch=2, history_path=hist)
+    table.queries = 0
+    res = _search(small_space, name, table, seed=4, budget=30, batch=2, history_path=hist, resume=True)
+    assert table.queries == 13
+    assert [arch_key(o.arch) for o in res.history] == [arch_key(o.arch) for o in full.history]
+    assert res.repeats == full.repeats
