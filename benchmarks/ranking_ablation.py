@@ -81,6 +81,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1, help="stand-alone learning rate (SGD, cosine, batch 64)")
     ap.add_argument("--supernet-epochs", type=int, default=8)
     ap.add_argument("--bn-batches", type=int, default=8)
+    ap.add_argument(
+        "--use-archs", type=int, default=None, help="rank only the first K of the N picked (the extremes, then by FLOPs bin)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "ranking_ablation"))
@@ -101,7 +104,7 @@ def main() -> None:
     t0 = time.time()
     space = load(args.space)
     data = load_dataset(args.data, space, val_fraction=0.2, seed=args.seed)
-    picked = pick_archs(space, args.archs, args.seed)
+    picked = pick_archs(space, args.archs, args.seed)[: args.use_archs]
     print(
         f"{space.name} on {args.data} ({len(data.train_x)} train / {len(data.val_x)} val), "
         f"{len(picked)} archs x {args.repeats} seeds, {args.epochs} stand-alone epochs, "
