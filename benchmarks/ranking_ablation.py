@@ -81,9 +81,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1, help="stand-alone learning rate (SGD, cosine, batch 64)")
     ap.add_argument("--supernet-epochs", type=int, default=8)
     ap.add_argument("--bn-batches", type=int, default=8)
-    ap.add_argument(
-        "--use-archs", type=int, default=None, help="rank only the first K of the N picked (the extremes, then by FLOPs bin)"
-    )
+    ap.add_argument("--use-archs", type=int, default=None, help="rank the first K of the N picked only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "ranking_ablation"))
@@ -163,7 +161,8 @@ def main() -> None:
                 "supernet": name,
                 "statistics": stats,
                 "tau_vs_single_runs": float(np.nanmean(single)),
-                "tau_fraction_of_ceiling": tau / ceiling if ceiling and ceiling > 0 else None,  # no ceiling: no fraction
+                # a fraction of a ceiling at or below 0 means nothing
+                "tau_fraction_of_ceiling": tau / ceiling if ceiling and ceiling > 0 else None,
                 "mean_oneshot": float(np.mean(oneshot[name])),
             }
         )
