@@ -193,3 +193,27 @@ def test_cuda_mid_epoch_resume_and_export(setting, npz, tmp_path):
     inp = load_arch(best, TINY).space.space.input
     x = torch.rand(2, inp.channels, inp.height, inp.width) * 255
     assert torch.isfinite(model(x)).all()
+
+
+def test_bf16_search_header_sets_exports_recalibration_precision(setting, tmp_path):
+    """search --precision bf16 says so in the arch's header; export then recalibrates BN in bf16 by
+    default (the same BN statistics as an explicit --precision bf16, not fp32's)."""
+    from trionet_dsl.app.export import export_job
+    from trionet_dsl.app.searching import search_job
+
+    space, data = setting
+    cfg = TrainConfig(epochs=1, batch_size=16, seed=0)
+    train(space, data, cfg, tmp_path / "run", progress=False)
+    ck = tmp_path / "run" / "supernet.pt"
+    best = tmp_path / "best.arch"
+    search_job(TINY, ck, best, budget=2, progress=False, precision="bf16", device="cpu")
+    assert "BN recalibrated on 8 training batches, precision bf16" in best.read_text()
+
+    def running(precision: str | None) -> dict[str, torch.Tensor]:
+        res = export_job(best, tmp_path / f"{precision}.pt", ck, space=TINY, device="cpu", precision=precision)
+        sd = torch.load(res.path, weights_only=True)["state_dict"]
+        return {k: v for k, v in sd.items() if "running_" in k}
+
+    default, bf16, fp32 = running(None), running("bf16"), running("fp32")
+    assert all(torch.equal(default[k], bf16[k]) for k in bf16)
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in bf16)

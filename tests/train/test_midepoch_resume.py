@@ -133,3 +133,12 @@ def test_bad_step_options_and_an_empty_checkpoint_are_refused(setting, tmp_path)
     save_checkpoint(tmp_path / "supernet.pt", {**ck, "step": 0})  # epoch 0, step 0: no training at all
     with pytest.raises(SpaceError, match="damaged"):
         load_checkpoint(tmp_path / "supernet.pt")
+
+
+def test_ctrl_c_message_names_the_mid_epoch_step(setting, tmp_path):
+    from trionet_dsl.app.cli import _train_saved
+
+    space, data, _, _ = setting
+    train(space, data, CFG, tmp_path, progress=False, steps=3)
+    msg = _train_saved(tmp_path)
+    assert msg.startswith("epoch 1 step 3 is saved in") and "--resume" in msg

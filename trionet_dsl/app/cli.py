@@ -651,7 +651,9 @@ def export_cmd(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
     device: str = typer.Option("auto", "--device", help="device of BN recalibration (the file is written for CPU)"),
-    precision: str = typer.Option("fp32", "--precision", help="precision of BN recalibration (as search ran)"),
+    precision: str | None = typer.Option(
+        None, "--precision", help="precision of BN recalibration (default: the arch's search header's, else fp32)"
+    ),
 ) -> None:
     """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.app.export import export_job

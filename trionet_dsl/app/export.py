@@ -40,6 +40,7 @@ Format = Literal["pt", "torchscript", "onnx"]
 SUFFIX: dict[Format, str] = {"pt": ".pt", "torchscript": ".ts", "onnx": ".onnx"}
 FORMAT_TAG = "trionet-dsl/model/2"
 BN_HEADER = re.compile(r"BN recalibrated on (\d+) training batches")  # written by search, read by export
+PRECISION_HEADER = re.compile(r"BN recalibrated on \d+ training batches, precision (bf16|fp16)")  # likewise
 INPUT_DOC = "raw pixels 0-255 (uint8 values as float), N x C x H x W at the space's input size; normalisation is inside"
 
 
@@ -333,22 +334,27 @@ def export_job(
     bn_batches: int | None = None,
     threads: int | None = None,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str | None = None,
 ) -> ExportResult:
     """Export an arch as a standalone model with inherited (or fresh) weights, and measure the file.
 
     From a supernet, BN is recalibrated as the search evaluator did (``bn_batches`` from the
     arch's search header, else 8), so the file's validation accuracy equals the one-shot
     accuracy search reported for the arch. ``device``/``precision`` are those of that
-    recalibration (give search's); the file is written, and measured, on the CPU in fp32.
+    recalibration (``precision`` defaults to the one in the arch's search header, else fp32); the
+    file is written, and measured, on the CPU in fp32.
     """
     from trionet_dsl.train.device import check_precision, resolve_device
 
     set_threads(threads)
     check_seed(seed)
+    arch_path = Path(arch_file)
+    header = arch_path.read_text(errors="replace") if arch_path.is_file() else ""
+    if precision is None:
+        pm = PRECISION_HEADER.search(header)
+        precision = pm.group(1) if pm else "fp32"
     dev = resolve_device(device)
     check_precision(precision, dev)
-    arch_path = Path(arch_file)
     fmt = format_for(Path(out) if out is not None else None, fmt)
     if fmt == "onnx":
         _require_onnx()  # before any loading: a missing extra fails in a second
@@ -363,7 +369,7 @@ def export_job(
         check_val_fraction(val_fraction)
     la = load_arch(arch_file, space)
     if bn_batches is None:
-        m = BN_HEADER.search(arch_path.read_text(errors="replace")) if arch_path.is_file() else None
+        m = BN_HEADER.search(header)
         bn_batches = int(m.group(1)) if m else 8
     if bn_batches < 1:
         raise SpaceError(

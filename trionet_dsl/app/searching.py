@@ -263,7 +263,8 @@ def search_job(
         f"limits: max-flops {limits.max_flops or 'none'}, max-params {limits.max_params or 'none'}",
     ]
     if described and evaluator == "supernet":
-        header.append(f"evaluated on {described}; BN recalibrated on {bn_batches} training batches")
+        autocast_note = "" if precision == "fp32" else f", precision {precision}"  # export reads it back
+        header.append(f"evaluated on {described}; BN recalibrated on {bn_batches} training batches{autocast_note}")
     elif described:
         header.append(f"evaluated on {described}")
 

@@ -1,5 +1,6 @@
 """Stage 4, training: config and loop (``loop``), BatchNorm recalibration and evaluation
-(``bn``), atomic checkpoints (``checkpoint``) and datasets (``data``)."""
+(``bn``), atomic checkpoints (``checkpoint``), datasets (``data``) and where/in what precision
+a run computes (``device``)."""
 
 from trionet_dsl.train.config import TrainConfig
 from trionet_dsl.train.evaluate import calibration_batches, evaluate, recalibrate_bn

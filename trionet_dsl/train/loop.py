@@ -170,7 +170,7 @@ class _Run:
         rng = ck.get("rng") or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") and torch.cuda.is_available():
+        if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.history = [EpochMetrics(**m) for m in ck.get("metrics", [])]
 
