@@ -35,6 +35,7 @@ from trionet_dsl.lang.emit import emit_arch, emit_space
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write, atomic_write_text
 from trionet_dsl.lang.ir import Arch
+from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.space.cost import CostModel
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import sample, uniform_op
@@ -42,7 +43,6 @@ from trionet_dsl.space.sampling import sample, uniform_op
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
 
-KINDS = ("conv", "local", "axial")
 RESULTS = "results.jsonl"
 PLAN = "plan.json"
 
@@ -189,7 +189,7 @@ def pick_archs(rs: ResolvedSpace, n: int, seed: int = 0, pool: int | None = None
         chosen.append(Picked(arch, text, params, flops, operator_mix(arch), why))
         seen.add(_key(arch))
 
-    for kind in KINDS:
+    for kind in REGISTRY.names:  # every registered operator the space offers in every block
         try:
             arch = uniform_op(rs, kind, largest=True)
         except (KeyError, ValueError):
