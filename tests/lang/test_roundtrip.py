@@ -25,6 +25,7 @@ from trionet_dsl.lang.ir import (
     Op,
     Space,
     Stage,
+    StemAttention,
     StemConv,
     StemPool,
 )
@@ -97,6 +98,15 @@ stem_layers = st.one_of(
     st.builds(StemConv, kernel=st.integers(1, 11), channels=pos, stride=st.integers(1, 4)),
     st.builds(
         StemPool, kind=st.sampled_from(["maxpool", "avgpool"]), kernel=st.integers(1, 11), stride=st.integers(1, 4)
+    ),
+    st.builds(
+        lambda span, heads, per_head, stride: StemAttention(
+            op=Op(kind="local", span=span), channels=heads * per_head, heads=heads, stride=min(stride, span)
+        ),
+        st.sampled_from([1, 3, 5, 7, 9]),
+        st.integers(1, 8),
+        st.integers(1, 16),
+        st.integers(1, 4),
     ),
 )
 
@@ -481,6 +491,7 @@ def test_fuzz_token_mutations(r50, text):
                 "space t {",
                 "stem {",
                 "conv 3x3 8",
+                "local(span=7) width 8 heads 2 stride 2",
                 "maxpool 3x3 stride 2",
             ]
         ),

@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from trionet_dsl.lang.ir import Arch, BlockSpec, ChannelRange, Channels, Multiplier, Op, Space, StemConv
+from trionet_dsl.lang.ir import (
+    Arch,
+    BlockSpec,
+    ChannelRange,
+    Channels,
+    Multiplier,
+    Op,
+    Space,
+    StemAttention,
+    StemConv,
+)
 
 INDENT = "  "
 
@@ -116,7 +126,9 @@ def emit_space(space: Space) -> str:
         w.line(1, "stem {", "stem")
         for n, layer in enumerate(space.stem):
             k = f"{layer.kernel}x{layer.kernel}"
-            if isinstance(layer, StemConv):
+            if isinstance(layer, StemAttention):
+                text = f"{fmt_op(layer.op)} width {layer.channels} heads {layer.heads} stride {layer.stride}"
+            elif isinstance(layer, StemConv):
                 text = f"conv {k} {layer.channels} stride {layer.stride}"
             else:
                 text = f"{layer.kind} {k} stride {layer.stride}"

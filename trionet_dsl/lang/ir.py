@@ -151,7 +151,26 @@ class StemPool(_Node):
     stride: int = 1
 
 
-StemLayer = Annotated[StemConv | StemPool, Field(discriminator="kind")]
+class StemAttention(_Node):
+    """``local(span=7) width 64 heads 8 stride 2``: SASA local attention + BN + ReLU in the stem.
+
+    As SASA's full-attention ResNet (Ramachandran et al. 2019) puts attention in the stem; the
+    stride is the operator's average pool after attention (so at most its span).
+    """
+
+    kind: Literal["attention"] = "attention"
+    op: Op
+    channels: int
+    heads: int
+    stride: int = 1
+
+    @property
+    def kernel(self) -> int:
+        """The attention's neighbourhood (its span), where stem code asks a layer's kernel."""
+        return self.op.span or 1
+
+
+StemLayer = Annotated[StemConv | StemPool | StemAttention, Field(discriminator="kind")]
 
 
 class BlockDefaults(_Node):

@@ -35,6 +35,7 @@ from trionet_dsl.lang.ir import (
     Op,
     Space,
     Stage,
+    StemAttention,
     StemConv,
     StemPool,
 )
@@ -283,11 +284,11 @@ class _Builder:
         fields["stages"] = tuple(fields["stages"])
         return Space(**fields)
 
-    def stem(self, t: Tree) -> tuple[StemConv | StemPool, ...]:
+    def stem(self, t: Tree) -> tuple[StemConv | StemPool | StemAttention, ...]:
         *layers, end = t.children
         self.at("stem", t, anchor=True)
         self.end("stem.end", end)
-        out: list[StemConv | StemPool] = []
+        out: list[StemConv | StemPool | StemAttention] = []
         for i, layer in enumerate(layers):
             path = f"stem.{i}"
             self.at(path, layer, anchor=True)
@@ -295,10 +296,42 @@ class _Builder:
                 shape, ch, stride = layer.children
                 k = self.square(_leaf(shape))
                 out.append(StemConv(kernel=k, channels=self.int_(_leaf(ch), "channels"), stride=self.stride(stride)))
+            elif layer.data == "stem_attn":
+                out.append(self.stem_attention(layer, path))
             else:
                 pool, shape, stride = layer.children
                 out.append(StemPool(kind=str(pool), kernel=self.square(_leaf(shape)), stride=self.stride(stride)))
         return tuple(out)
+
+    def stem_attention(self, layer: Tree, path: str) -> StemAttention:
+        """``local(span=7) width 64 heads 8 [stride 2]``: one fixed local-attention layer."""
+        op_t, _w, ch, _h, heads_t, stride_t = layer.children
+        op = self.op(op_t, f"{path}.op")
+        if op.kind != "local":
+            raise self.err(
+                _leaf(op_t.children[0]),
+                f"a stem attention layer is local(span=K), not {op.kind}",
+                "write e.g. 'local(span=7) width 64 heads 8 stride 2', or use a conv stem",
+            )
+        if op.heads is not None:
+            raise self.err(_leaf(op_t.children[0]), "a stem layer's heads are written once: 'heads N' after the width")
+        channels = self.int_(_leaf(ch), "channels")
+        heads = self.int_(_leaf(heads_t), "heads")
+        stride = self.stride(stride_t)
+        if channels % heads:
+            raise self.err(
+                _leaf(heads_t), f"{heads} heads do not divide width {channels}", "pick a divisor of the width"
+            )
+        span = op.span or 1
+        if stride > span:
+            raise self.err(
+                _leaf(stride_t.children[1]),
+                f"local(span={span}) cannot do stride {stride}: its stride is an average pool after attention, "
+                f"and a {stride}x{stride} pool wider than the {span}x{span} neighbourhood averages outputs "
+                "whose neighbourhoods do not overlap",
+                f"use a stride of at most {span}, or a pooling layer after it",
+            )
+        return StemAttention(op=op, channels=channels, heads=heads, stride=stride)
 
     def square(self, shape: Token) -> int:
         dims = self.dims(shape, "kernel size")

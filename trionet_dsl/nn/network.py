@@ -15,6 +15,7 @@ from torch import nn
 
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.lang.operators import REGISTRY
+from trionet_dsl.nn.ops.local_attention import LocalAttention2d
 from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace, arch_choices, check_arch
 
 
@@ -133,6 +134,12 @@ def make_stem(space: ResolvedSpace) -> nn.Sequential:
         if layer.kind == "conv":
             layers += [
                 nn.Conv2d(c, layer.channels, layer.kernel, layer.stride, pad, bias=False),
+                nn.BatchNorm2d(layer.channels),
+                nn.ReLU(inplace=True),
+            ]
+        elif layer.kind == "attention":
+            layers += [
+                LocalAttention2d(c, layer.channels, layer.heads, layer.op.require("span"), layer.stride),
                 nn.BatchNorm2d(layer.channels),
                 nn.ReLU(inplace=True),
             ]

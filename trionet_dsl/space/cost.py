@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.lang.operators import REGISTRY
+from trionet_dsl.space.op_costs import local_attention_macs, local_attention_params
 from trionet_dsl.space.resolve import Choice, ResolvedBlock, ResolvedSpace
 from trionet_dsl.space.sharing import check_mode
 
@@ -78,6 +79,11 @@ def fixed_cost(space: ResolvedSpace) -> Cost:
             (c, _, _), (oc, oh, ow), k = step.in_shape, step.out_shape, step.layer.kernel
             params += c * oc * k * k + 2 * oc  # conv (no bias) + BN
             flops += oh * ow * c * oc * k * k
+        elif step.layer.kind == "attention":  # local attention at full resolution, then its pool; + BN
+            (c, h, w), oc, layer = step.in_shape, step.out_shape[0], step.layer
+            span = layer.op.require("span")
+            params += local_attention_params(c, oc, layer.heads, span) + 2 * oc
+            flops += local_attention_macs(h, w, c, oc, layer.heads, span)
     params += space.final_channels * sp.classes + sp.classes
     flops += space.final_channels * sp.classes
     return Cost(params, flops)

@@ -46,7 +46,11 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
         g.add_node(
             nid,
             kind=f"stem_{layer.kind}",
-            label=f"{layer.kind} {layer.kernel}x{layer.kernel}/{layer.stride}",
+            label=(
+                f"{layer.op.signature} w{layer.channels} h{layer.heads}/{layer.stride}"
+                if layer.kind == "attention"
+                else f"{layer.kind} {layer.kernel}x{layer.kernel}/{layer.stride}"
+            ),
             in_shape=list(step.in_shape),
             out_shape=list(step.out_shape),
             padding=step.padding,

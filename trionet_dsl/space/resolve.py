@@ -23,6 +23,7 @@ from trionet_dsl.lang.ir import (
     Multiplier,
     Op,
     Space,
+    StemAttention,
     StemConv,
     StemPool,
 )
@@ -110,7 +111,7 @@ class StemStep:
     """One stem layer with its padding and the (C, H, W) shapes around it."""
 
     index: int
-    layer: StemConv | StemPool
+    layer: StemConv | StemPool | StemAttention
     padding: int
     in_shape: tuple[int, int, int]
     out_shape: tuple[int, int, int]
@@ -182,8 +183,11 @@ def stem_steps(space: Space) -> tuple[StemStep, ...]:
     c, h, w = space.input.channels, space.input.height, space.input.width
     out = []
     for i, layer in enumerate(space.stem):
-        oc = layer.channels if isinstance(layer, StemConv) else c
-        oh, ow = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
+        oc = layer.channels if isinstance(layer, StemConv | StemAttention) else c
+        if isinstance(layer, StemAttention):  # attention keeps the size; its pool rounds up (ceil_mode)
+            oh, ow = -(-h // layer.stride), -(-w // layer.stride)
+        else:
+            oh, ow = conv_out(h, layer.kernel, layer.stride), conv_out(w, layer.kernel, layer.stride)
         out.append(StemStep(i, layer, stem_padding(layer.kernel), (c, h, w), (oc, oh, ow)))
         c, h, w = oc, oh, ow
     return tuple(out)
