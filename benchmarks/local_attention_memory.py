@@ -5,8 +5,9 @@ own subprocess; its peak is ``ru_maxrss`` after the steps minus ``ru_maxrss`` on
 module exist (torch's own footprint removed). Step time: median of ``--steps`` steps after one
 warm-up. Variants: ``unfold`` (``chunk_rows=0``), ``shifted`` (auto: the offset loop past
 ``CHUNK_BYTES``), ``banded`` (bands of 5 rows). The whole set runs ``--rounds`` times,
-interleaved, and the ratios are per-round then medians (the machine is shared and noisy). Also compares PyTorch's ``scaled_dot_product_attention`` with a band mask (every pixel
-against every pixel, neighbourhood masked) at a small shape, where its HW x HW logits fit.
+interleaved, and the ratios are per-round then medians (the machine is shared and noisy).
+Also compares PyTorch's ``scaled_dot_product_attention`` with a band mask (every pixel against
+every pixel, neighbourhood masked) at a small shape; ``local_attention_peers.py`` does it fully.
 
     python benchmarks/local_attention_memory.py [--batch 8] [--steps 3] [--threads 2] [--rounds 3]
 """

@@ -68,7 +68,7 @@ def sasa_unfold(x: torch.Tensor, m: LocalAttention2d) -> torch.Tensor:
 def sdpa_band(x: torch.Tensor, m: LocalAttention2d) -> torch.Tensor:
     """Dense attention over all pixel pairs: band mask (-inf) plus the relative logits as a bias."""
     n, _, hh, ww = x.shape
-    heads, k, pad = m.heads, m.span, m.span // 2
+    heads, pad = m.heads, m.span // 2
     q, key, val = (t.reshape(n, heads, -1, hh * ww) for t in _qkv(x, m))
     dr = m.rel_row.shape[1]
     i = torch.arange(hh).repeat_interleave(ww)
