@@ -19,6 +19,7 @@ from trionet_dsl.nn.ops import (
     SuperAxialAttention,
     SuperLocalAttention,
 )
+from trionet_dsl.nn.ops.local_attention import SHIFTED
 
 
 def naive_local(x, m):
@@ -114,8 +115,8 @@ def test_local_matches_loops(heads, span, stride, shape):
     [(10, 2, 3, 1, (7, 9)), (9, 3, 5, 2, (8, 5)), (5, 1, 7, 1, (6, 6)), (4, 2, 1, 3, (5, 7))],
 )
 def test_local_banded_equals_unfold(dtype, tol, width, heads, span, stride, shape):
-    """Bands of output rows (hand-written backward) give today's values and gradients: odd head
-    dims, strides, and borders where the halo is zero-padded and masked."""
+    """Bands of output rows and the offset loop (hand-written backwards) give today's values and
+    gradients: odd head dims, strides, and borders where the halo is zero-padded and masked."""
     torch.manual_seed(0)
     m = _randomise(LocalAttention2d(6, width, heads, span, stride, chunk_rows=0)).to(dtype)
     x = torch.randn(2, 6, *shape, dtype=dtype, requires_grad=True)
@@ -123,7 +124,7 @@ def test_local_banded_equals_unfold(dtype, tol, width, heads, span, stride, shap
     ref = m(x)
     g = torch.randn_like(ref)
     grads = torch.autograd.grad(ref, params, g)
-    for rows in (1, 2, 3):
+    for rows in (1, 2, 3, SHIFTED):
         m.chunk_rows = rows
         y = m(x)
         torch.testing.assert_close(y, ref, atol=tol, rtol=tol)
