@@ -7,6 +7,7 @@ back as failed trials (they cost nothing: the cost model rejects them before eva
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from trionet_dsl.lang.errors import SpaceError
@@ -30,13 +31,20 @@ def open_storage(url: str):
 
     if "://" in url:
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except Exception as exc:
-            raise SpaceError(
-                f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}",
-                hint="use e.g. sqlite:///study.db, or a journal file path",
-            ) from None
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except Exception as exc:
+                # workers starting together race to create a new database's schema: the loser
+                # sees an integrity error or "already exists" and succeeds once the schema exists
+                racing = any(m in str(exc) for m in ("IntegrityError", "already exists", "locked"))
+                if attempt < 4 and racing:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise SpaceError(
+                    f"--storage {url}: cannot open it: {str(exc).splitlines()[0]}",
+                    hint="use e.g. sqlite:///study.db, or a journal file path",
+                ) from None
     from optuna.storages.journal import JournalFileBackend
 
     try:
