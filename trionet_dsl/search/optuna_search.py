@@ -113,6 +113,12 @@ class OptunaSearch:
             raise SpaceError(
                 f"study '{name}' in {storage}: {exc}", hint="use another --study, or the same objectives"
             ) from None
+        if len(self.study.directions) != len(directions):
+            raise SpaceError(
+                f"study '{name}' in {storage} optimises {len(self.study.directions)} objective(s), "
+                f"this search {len(directions)}",
+                hint="use another --study, or the same --multi-objective setting as its other workers",
+            )
         self.pending: dict[str, list] = {}
         self.known: dict[str, list[float]] = {}
         self.answered = 0
