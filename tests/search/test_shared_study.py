@@ -137,3 +137,15 @@ def test_storage_errors_are_one_line(tmp_path):
             resume=True,
             progress=False,
         )
+
+
+def test_a_study_with_other_objectives_is_refused(small_space, tmp_path):
+    from trionet_dsl.lang.errors import SpaceError
+    from trionet_dsl.search.optuna_search import OptunaSearch
+
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    OptunaSearch(small_space, CostModel(small_space), Limits(), sampler="nsga2", storage=db, study="x")
+    with pytest.raises(SpaceError, match="optimises 1 objective"):
+        OptunaSearch(
+            small_space, CostModel(small_space), Limits(), sampler="nsga2", multi_objective=True, storage=db, study="x"
+        )

@@ -63,7 +63,7 @@ def open_storage(url: str):
             except Exception as exc:
                 # a schema half made by another worker (where no lock could be taken): once
                 # made, opening succeeds
-                racing = "already exists" in str(exc) or "UNIQUE constraint" in str(exc)
+                racing = any(m in str(exc) for m in ("IntegrityError", "UNIQUE constraint", "already exists", "locked"))
                 if racing and attempt < 4:
                     time.sleep(0.1 * (attempt + 1))
                     continue
@@ -139,6 +139,12 @@ class OptunaSearch:
             raise SpaceError(
                 f"study '{name}' in {storage}: {exc}", hint="use another --study, or the same objectives"
             ) from None
+        if len(self.study.directions) != len(directions):
+            raise SpaceError(
+                f"study '{name}' in {storage} optimises {len(self.study.directions)} objective(s), "
+                f"this search {len(directions)}",
+                hint="use another --study, or the same --multi-objective setting as its other workers",
+            )
         self.pending: dict[str, list] = {}
         self.known: dict[str, list[float]] = {}
         self.answered = 0
