@@ -10,7 +10,8 @@ not compared: ``pip download --no-deps --only-binary=:all: natten`` finds no whe
 
 All peers share one module's weights; the max abs difference of each output against our unfold
 path is printed. Each variant runs in its own subprocess (peak = ``ru_maxrss`` growth after
-set-up); rounds are interleaved and ratios are medians over rounds.
+set-up; the output check too runs in a subprocess, since a forked child inherits its parent's
+``ru_maxrss``); rounds are interleaved and ratios are medians over rounds.
 
     python benchmarks/local_attention_peers.py [--rounds 3] [--steps 3] [--threads 2] [--batch 2]
 """
@@ -134,7 +135,7 @@ def run(variant: str, batch: int, size: int, channels: int, steps: int, threads:
 
 def compare(batch: int, size: int, channels: int, steps: int, threads: int, rounds: int) -> None:
     print(f"\nbatch {batch}, {size}x{size}, {channels} ch, span 7, 8 heads, fwd+bwd, {threads} threads")
-    diffs = max_diffs(min(batch, 1), size, channels)
+    diffs = run("diffs", 1, size, channels, steps, threads)
     res = [{v: run(v, batch, size, channels, steps, threads) for v in VARIANTS} for _ in range(rounds)]
     print(f"{'variant':14} {'max|diff|':>10} {'ms (runs)':>28} {'peak MB':>9} {'time/ours':>10} {'peak/ours':>10}")
     for v in VARIANTS:
@@ -155,6 +156,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--child", default=None)
     a = ap.parse_args()
+    if a.child == "diffs":  # in a subprocess: the parent's peak RSS would pass to every child it forks
+        print(json.dumps(max_diffs(a.batch, a.size, a.channels)))
+        return
     if a.child:
         child(a.child, a.batch, a.size, a.channels, a.steps, a.threads)
         return
