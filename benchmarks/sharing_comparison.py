@@ -61,8 +61,8 @@ def main() -> None:
             f"median {statistics.median(accs):.4f} min {min(accs):.4f}",
             flush=True,
         )
-    wins = sum(m > p for m, p in zip(results["multihead"], results["prefix"]))
-    ties = sum(m == p for m, p in zip(results["multihead"], results["prefix"]))
+    wins = sum(m > p for m, p in zip(results["multihead"], results["prefix"], strict=True))
+    ties = sum(m == p for m, p in zip(results["multihead"], results["prefix"], strict=True))
     print(
         f"multihead - prefix: mean {statistics.mean(results['multihead']) - statistics.mean(results['prefix']):+.4f};"
         f" multihead better on {wins}/{len(archs)} archs, tied on {ties}"
