@@ -90,7 +90,8 @@ class Evolution:
         def new(a: Arch) -> bool:
             return arch_key(a) not in self.seen and arch_key(a) not in taken
 
-        if warming:
+        def random_new() -> Arch | None:
+            """A feasible random arch not seen or taken (at most 100 draws)."""
             for _ in range(100):
                 try:
                     arch = feasible_sample(self.space, self.rng, self.cost, self.limits)
@@ -99,6 +100,9 @@ class Evolution:
                 if new(arch):
                     return arch
             return None
+
+        if warming:
+            return random_new()
         for _ in range(200):
             parent = self.tournament().arch
             if self.rng.random() < self.crossover:
@@ -106,14 +110,7 @@ class Evolution:
             child = self.mutate(parent)
             if self.limits.admits(*self.cost(child)) and new(child):
                 return child
-        for _ in range(100):
-            try:
-                arch = feasible_sample(self.space, self.rng, self.cost, self.limits)
-            except InfeasibleSpace:
-                return None
-            if new(arch):
-                return arch
-        return None
+        return random_new()  # the population breeds nothing new: fall back to a random arch
 
     def tell(self, obs: Observation) -> None:
         self.seen.add(arch_key(obs.arch))
