@@ -374,8 +374,19 @@ def train_cmd(
     steps: int | None = typer.Option(
         None, "--steps", help="stop after N optimizer steps in all, checkpoint written (smoke runs)"
     ),
+    sync_bn: bool = typer.Option(
+        False, "--sync-bn", help="several processes: BatchNorm statistics over all of them (sliced BNs included)"
+    ),
+    nproc: int | None = typer.Option(
+        None,
+        "--nproc",
+        help="start N data-parallel processes on this machine (torchrun's engine; --batch-size is the global batch)",
+    ),
 ) -> None:
-    """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
+    """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch.
+
+    Under torchrun (`torchrun --nproc_per_node=N -m trionet_dsl train ...`) or with --nproc N it
+    trains data-parallel; rank 0 writes the files and prints."""
     from pydantic import ValidationError
 
     from trionet_dsl.app.training import train_job
@@ -395,10 +406,18 @@ def train_cmd(
             sharing=sharing,
             seed=seed,
             precision=precision,
+            sync_bn=sync_bn,
         )
     except ValidationError as exc:
         e = exc.errors()[0]
         raise SpaceError(f"bad option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
+    if nproc is not None:
+        from trionet_dsl.app.training import launch_train
+
+        code = launch_train(nproc, sys.argv[1:], resolve_file(file), cfg, out, resume, overwrite, device, space=space)
+        if code:
+            raise typer.Exit(code)
+        return
     try:
         hist = train_job(
             resolve_file(file),
@@ -419,6 +438,10 @@ def train_cmd(
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
+    from trionet_dsl.train.distributed import is_main
+
+    if not is_main():  # rank 0 reports for all
+        return
     ckpt = out / ("model.pt" if file.suffix == ".arch" else "supernet.pt")
     saved = load_checkpoint(ckpt) if ckpt.is_file() else {}
     if as_json:

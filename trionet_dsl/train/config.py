@@ -24,3 +24,4 @@ class TrainConfig(BaseModel):
     channels_last: bool = True
     augment: bool = True
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a gradient scaler
+    sync_bn: bool = False  # several processes: BN batch statistics over all of them (one process: no-op)

@@ -8,6 +8,13 @@ epoch's running sums, so a resumed run continues exactly where it stopped, mid-e
 
 The run computes on ``device`` (see :mod:`trionet_dsl.train.device`) in ``cfg.precision``;
 what it writes is CPU tensors, loadable anywhere.
+
+Under ``torchrun`` (or in a process group the caller made) the run is data-parallel: see
+:mod:`trionet_dsl.train.distributed`. ``cfg.batch_size`` is the *global* batch; every rank draws
+the same global batch and sub-networks and trains on its contiguous share, gradients are averaged
+over ranks (and, with ``cfg.sync_bn``, BN statistics too), so N processes take the steps one
+process takes. Rank 0 alone validates and writes checkpoints, metrics and progress; every rank
+reads the checkpoint on resume.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from trionet_dsl.nn.supernet import Supernet, load_weights
 from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import extreme, sample, sandwich
+from trionet_dsl.train import distributed as dist_
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, resolve_device, to_cpu
@@ -109,16 +117,32 @@ class _Run:
         self.ckpt_path = out / ("supernet.pt" if self.is_supernet else "model.pt")
         self.space_text = emit_space(self.space.space)
         self.steps_per_epoch = len(data.train_x) // cfg.batch_size
+        self.world, self.rank = dist_.world_size(), dist_.rank()
+        local_batch = dist_.local_batch(cfg.batch_size, self.world)
         torch.manual_seed(cfg.seed)
         model: Supernet | TrioNet = (
-            Supernet(self.space, cfg.sharing, seed=cfg.seed, max_memory=max_memory, batch_size=cfg.batch_size)
+            Supernet(self.space, cfg.sharing, seed=cfg.seed, max_memory=max_memory, batch_size=local_batch)
             if isinstance(target, ResolvedSpace)
             else build(self.space, target.arch, seed=cfg.seed)
         )
         if cfg.channels_last:  # converts the module in place (and returns it)
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit Module.to(memory_format=)
+        if cfg.sync_bn and self.world > 1:  # same parameter and buffer tensors, same state-dict keys
+            from trionet_dsl.nn.ops.sync_bn import convert_sync_bn
+
+            convert_sync_bn(model)
         model.to(self.device)  # before the optimizer is built: its state lives beside the parameters
         self.model = model
+        # what a training step calls: a fixed arch uses all its parameters every step, so plain DDP
+        # fits it; the supernet's gradients are averaged by hand (train.distributed's docstring)
+        self.net: nn.Module = model
+        if self.world > 1 and not self.is_supernet:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        elif self.world > 1:
+            dist_.broadcast_state(model)  # every rank starts from rank 0's weights, as DDP does
         self.scaler = grad_scaler(self.device, cfg.precision)
         self.opt = make_optimizer(self.model, cfg)
         total = cfg.epochs * self.steps_per_epoch
@@ -190,8 +214,8 @@ class _Run:
         sampled sub-networks, or None when ``after_step(epoch, steps done)`` stopped it early."""
         from trionet_dsl.train.data import iterate
 
-        cfg, model, dev = self.cfg, self.model, self.device
-        model.train()
+        cfg, model, net, dev = self.cfg, self.model, self.net, self.device
+        net.train()
         t0 = time.perf_counter()
         if first_step == 0:
             self.sums = {"seen": 0, "correct": 0, "loss_sum": 0.0}
@@ -204,6 +228,7 @@ class _Run:
         for step, (xb, yb) in enumerate(batches):
             if step < first_step:  # drawn all the same: the epoch's generator must reach the same state
                 continue
+            xb, yb = dist_.shard(xb, self.rank, self.world), dist_.shard(yb, self.rank, self.world)
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -211,17 +236,25 @@ class _Run:
             archs: list[Arch] | list[None] = (
                 _archs_for_step(self.space, cfg, epoch, step) if self.is_supernet else [None]
             )
+            step_sums = [0, 0, 0.0]  # correct, seen, loss sum of this step, this rank
             for arch in archs:
                 if arch is not None:
                     assert isinstance(model, Supernet)  # only a supernet run samples archs
                     model.activate(arch)
                 with autocast(dev, cfg.precision):
-                    logits = model(xb)
+                    logits = net(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
                 self.scaler.scale(loss / len(archs)).backward()
-                sums["correct"] += (logits.argmax(1) == yb).sum().item()
-                sums["seen"] += len(yb)
-                sums["loss_sum"] += loss.item() * len(yb)
+                step_sums[0] += (logits.argmax(1) == yb).sum().item()
+                step_sums[1] += len(yb)
+                step_sums[2] += loss.item() * len(yb)
+            if self.world > 1:
+                if self.is_supernet:  # DDP averaged a fixed arch's gradients during backward
+                    dist_.all_reduce_grads(model.parameters())
+                step_sums = dist_.all_reduce_sum([float(v) for v in step_sums])
+            sums["correct"] += int(step_sums[0])
+            sums["seen"] += int(step_sums[1])
+            sums["loss_sum"] += step_sums[2]
             self.scaler.step(self.opt)  # a plain opt.step() unless fp16 scales the loss
             self.scaler.update()
             self.sched.step()
@@ -232,6 +265,16 @@ class _Run:
         return sums["loss_sum"] / seen, sums["correct"] / seen, ips()
 
     def validate(self) -> float:
+        """Validation accuracy, measured by rank 0 alone (BN unsynchronised) and sent to every rank."""
+        val = 0.0
+        if dist_.is_main():
+            from trionet_dsl.nn.ops.sync_bn import sync_paused
+
+            with sync_paused(self.model):
+                val = self._validate()
+        return dist_.broadcast_float(val)
+
+    def _validate(self) -> float:
         """Validation accuracy; a supernet's running BN statistics are put back afterwards."""
         saved = None
         # a supernet's running BN stats mix every sub-network: measure with its own, then put them back
@@ -252,7 +295,10 @@ class _Run:
 
     def save(self, epoch: int, step: int = 0) -> None:
         """The checkpoint after ``epoch`` finished epochs and ``step`` steps of the next, written
-        atomically (at an epoch's end also ``best.pt`` when it is the best so far, and metrics)."""
+        atomically (at an epoch's end also ``best.pt`` when it is the best so far, and metrics);
+        rank 0 writes, the other ranks hold the same state and write nothing."""
+        if not dist_.is_main():
+            return
         rng: dict[str, object] = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -272,6 +318,7 @@ class _Run:
             "epoch_sums": dict(self.sums) if step else {},
             "metrics": [h.as_dict() for h in self.history],
             "data": self.data.meta() if hasattr(self.data, "meta") else {},
+            "world_size": self.world,  # for the record: --resume may use another process count
         }
         save_checkpoint(self.ckpt_path, payload)
         if step:  # mid-epoch: no validation yet, so best.pt and metrics.jsonl stay as they are
@@ -306,15 +353,15 @@ def train(
     optimizer steps inside an epoch. ``steps``: stop (checkpoint written) once the run has made
     that many optimizer steps in all, counting the part before a resume; the learning-rate
     schedule stays the one of ``cfg.epochs``, so ``--resume`` without the cap continues the run.
+    Under torchrun (or an initialised process group) every rank calls this with the same
+    arguments; ``cfg.batch_size`` is the global batch (module docstring).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
-
     out = Path(out_dir)
     check_out_dir(out)
     for name, value in (("--save-every", save_every), ("--steps", steps)):
         if value is not None and value < 1:
             raise SpaceError(f"{name} {value} must be at least 1", hint=f"drop {name}, or give a step count >= 1")
-    dev = resolve_device(device)
+    dev = dist_.rank_device(resolve_device(device))
     check_precision(cfg.precision, dev)
     if len(data.train_x) // cfg.batch_size == 0:
         raise SpaceError(
@@ -322,6 +369,45 @@ def train(
             f"--batch-size {cfg.batch_size} (incomplete batches are dropped)",
             hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data",
         )
+    dist_.local_batch(cfg.batch_size, dist_.world_size())  # refused before any process group work
+    with dist_.session(dev):
+        history = _train(
+            target,
+            data,
+            cfg,
+            out,
+            dev,
+            resume,
+            progress and dist_.is_main(),
+            stop_after_epoch,
+            on_epoch,
+            overwrite,
+            max_memory,
+            save_every,
+            steps,
+        )
+        dist_.barrier()  # rank 0's last checkpoint is on disk before any rank returns
+    return history
+
+
+def _train(
+    target: ResolvedSpace | LoadedArch,
+    data: DataBundle,
+    cfg: TrainConfig,
+    out: Path,
+    dev: torch.device,
+    resume: bool,
+    progress: bool,
+    stop_after_epoch: int | None,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+    overwrite: bool,
+    max_memory: int | None,
+    save_every: int | None,
+    steps: int | None,
+) -> list[EpochMetrics]:
+    """:func:`train` once the options are checked (and the process group, if any, is up)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(target, data, cfg, out, max_memory, dev)
     if not resume and not overwrite and run.ckpt_path.exists():
@@ -332,6 +418,7 @@ def train(
         )
     if resume:
         run.resume()
+    dist_.barrier()  # every rank has checked the folder (and read the checkpoint) before rank 0 writes
     spe = run.steps_per_epoch
 
     def after_step(epoch: int, done: int) -> bool:

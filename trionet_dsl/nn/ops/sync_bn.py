@@ -45,7 +45,7 @@ class _SyncBatchNorm(torch.autograd.Function):
     """Batch statistics and their gradient over all ranks of ``group`` (module docstring)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]  # autograd.Function's forward is untyped varargs
+    def forward(
         ctx: Any,
         x: torch.Tensor,
         weight: torch.Tensor | None,
@@ -87,7 +87,7 @@ class _SyncBatchNorm(torch.autograd.Function):
         return y.to(x.dtype), mean, var, m
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, dy: torch.Tensor, *_: Any
     ) -> tuple[torch.Tensor | None, ...]:
         x, weight, mean, invstd, m = ctx.saved_tensors
