@@ -37,6 +37,7 @@ def train_job(
     """Train the supernet of a `.space` file, or an `.arch` from scratch (see ``train.loop.train``
     for ``device``, ``save_every`` and ``steps``)."""
     from trionet_dsl.train.device import check_precision, resolve_device
+    from trionet_dsl.train.distributed import cleanup
     from trionet_dsl.train.loop import check_out_dir, train
 
     set_threads(threads)
@@ -46,20 +47,23 @@ def train_job(
     target = load_any(file, space)
     rs = target if isinstance(target, ResolvedSpace) else target.space
     bundle = load_dataset(data, rs, val_fraction, cfg.seed, val_source=val_data)
-    return train(
-        target,
-        bundle,
-        cfg,
-        out,
-        resume=resume,
-        progress=progress,
-        stop_after_epoch=stop_after_epoch,
-        overwrite=overwrite,
-        max_memory=parse_count(max_memory, "--max-memory"),
-        device=device,
-        save_every=save_every,
-        steps=steps,
-    )
+    try:
+        return train(
+            target,
+            bundle,
+            cfg,
+            out,
+            resume=resume,
+            progress=progress,
+            stop_after_epoch=stop_after_epoch,
+            overwrite=overwrite,
+            max_memory=parse_count(max_memory, "--max-memory"),
+            device=device,
+            save_every=save_every,
+            steps=steps,
+        )
+    finally:
+        cleanup()  # a torchrun worker leaves its process group before it exits
 
 
 def worker_argv(argv: list[str]) -> list[str]:
@@ -104,8 +108,6 @@ def launch_train(
         raise SpaceError(f"--nproc {nproc} must be at least 1")
     if launched():
         raise SpaceError("--nproc inside a torchrun worker", hint="give either --nproc or torchrun, not both")
-    if "train" not in argv:
-        raise SpaceError("--nproc works from the command line", hint="from Python, start the workers with torchrun")
     check_out_dir(Path(out))
     dev = resolve_device(device)
     check_precision(cfg.precision, dev)
@@ -123,6 +125,8 @@ def launch_train(
             file=str(out),
             hint="continue it with --resume, start over with --overwrite, or give another --out",
         )
+    if "train" not in argv:
+        raise SpaceError("--nproc works from the command line", hint="from Python, start the workers with torchrun")
     args = torchrun.get_args_parser().parse_args(
         ["--standalone", f"--nproc_per_node={nproc}", "--module", "trionet_dsl", *worker_argv(argv)]
     )

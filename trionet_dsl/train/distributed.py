@@ -1,8 +1,8 @@
 """Data-parallel training on ``torch.distributed``: who am I, split the batch, average the gradients.
 
 A run is distributed when ``torchrun`` started it (it sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) or when the caller initialised a process group
-itself (tests spawn gloo workers). Nothing here keeps state of its own: every question is asked
+``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``; :func:`init` joins that group) or when the
+caller initialised a process group itself. Nothing here keeps state of its own: every question is asked
 of ``torch.distributed`` (or of torchrun's environment before the group exists).
 
 Why the supernet's gradients are averaged by hand and not by ``DistributedDataParallel``: every
@@ -19,7 +19,6 @@ A fixed arch uses every parameter in every step and is wrapped in plain DDP.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Iterator
 
@@ -84,21 +83,26 @@ def rank_device(device: torch.device) -> torch.device:
     return torch.device("cuda", index)
 
 
-@contextlib.contextmanager
-def session(device: torch.device) -> Iterator[None]:
-    """Initialise the process group from torchrun's environment (NCCL for CUDA, gloo otherwise)
-    when torchrun launched us and nobody did yet; tear it down again afterwards. A group the
-    caller made is used as it is and left alone."""
-    mine = launched() and not active()
-    if mine:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield
-    finally:
-        if mine and active():
-            dist.destroy_process_group()
+def init(device: torch.device) -> None:
+    """Join the process group torchrun's environment describes, when torchrun launched us and no
+    group exists yet (a group the caller made is used as it is). The group then stays up for the
+    process's life: under torchrun, tearing one down and making another in the same process races
+    on the rendezvous store (seen here: a rank dialling the previous group's closed port), so a
+    second ``train`` in one worker reuses the first one's group. Gloo carries CPU tensors, NCCL
+    CUDA ones (both are set up when a GPU is in use)."""
+    if not launched() or active():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def cleanup() -> None:
+    """Leave the process group (the end of a command: the process exits next)."""
+    if active():
+        dist.destroy_process_group()
 
 
 def local_batch(global_batch: int, world: int) -> int:
@@ -163,7 +167,7 @@ def all_reduce_grads(params: Iterable[nn.Parameter]) -> None:
 
 
 def _comm_device() -> torch.device:
-    """Where small tensors must be for a collective: NCCL only moves GPU memory."""
+    """Where small tensors must be for a collective: a pure NCCL group only moves GPU memory."""
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")

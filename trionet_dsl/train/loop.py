@@ -140,7 +140,7 @@ class _Run:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+            self.net = DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
         elif self.world > 1:
             dist_.broadcast_state(model)  # every rank starts from rank 0's weights, as DDP does
         self.scaler = grad_scaler(self.device, cfg.precision)
@@ -370,23 +370,23 @@ def train(
             hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data",
         )
     dist_.local_batch(cfg.batch_size, dist_.world_size())  # refused before any process group work
-    with dist_.session(dev):
-        history = _train(
-            target,
-            data,
-            cfg,
-            out,
-            dev,
-            resume,
-            progress and dist_.is_main(),
-            stop_after_epoch,
-            on_epoch,
-            overwrite,
-            max_memory,
-            save_every,
-            steps,
-        )
-        dist_.barrier()  # rank 0's last checkpoint is on disk before any rank returns
+    dist_.init(dev)  # under torchrun; the group stays up for a later train() in this process
+    history = _train(
+        target,
+        data,
+        cfg,
+        out,
+        dev,
+        resume,
+        progress and dist_.is_main(),
+        stop_after_epoch,
+        on_epoch,
+        overwrite,
+        max_memory,
+        save_every,
+        steps,
+    )
+    dist_.barrier()  # rank 0's last checkpoint is on disk before any rank returns
     return history
 
 

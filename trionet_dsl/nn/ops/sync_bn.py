@@ -87,9 +87,7 @@ class _SyncBatchNorm(torch.autograd.Function):
         return y.to(x.dtype), mean, var, m
 
     @staticmethod
-    def backward(
-        ctx: Any, dy: torch.Tensor, *_: Any
-    ) -> tuple[torch.Tensor | None, ...]:
+    def backward(ctx: Any, dy: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
         x, weight, mean, invstd, m = ctx.saved_tensors
         c = x.shape[1]
         dyf = dy.to(mean.dtype)
