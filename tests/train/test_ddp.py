@@ -156,3 +156,25 @@ def test_nproc_options_are_checked_before_any_worker_starts(tmp_path):
         "--steps",
         "3",
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("TRIONET_SLOW"),
+    reason="slow: set TRIONET_SLOW=1 (benchmarks/ddp_throughput.py runs --nproc 2 too)",
+)
+def test_cli_nproc_two_reports_once_and_trains_as_one_process(runs, tmp_path):
+    cfg = ["--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--seed", "3", "--sync-bn", "--steps", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "trionet_dsl", "train", str(TINY), "--data", str(runs / "blobs.npz"), *cfg]
+    proc = subprocess.run(
+        [*cmd, "--nproc", "2", "--json", "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('"checkpoint"') == 1  # rank 0 alone printed its summary
+    assert json.loads(proc.stdout)["saved_step"] == 2
+    space = load(TINY)
+    data = load_dataset(str(runs / "blobs.npz"), space, 0.2, seed=0)
+    one_cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=3, sync_bn=True)
+    train(space, data, one_cfg, tmp_path / "one", progress=False, steps=2)
+    _compare(tmp_path / "one" / "supernet.pt", tmp_path / "two" / "supernet.pt")
