@@ -120,8 +120,7 @@ class SyncSlicedBatchNorm2d(SlicedBatchNorm2d):
         self.sync = True
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        use_batch = self.training or self.running_mean is None
-        if not (self.sync and use_batch and self.training and _world(self.process_group) > 1):
+        if not (self.training and self.sync and _world(self.process_group) > 1):
             return super().forward(x, index)
         c = x.shape[1]
         if index is None and c > self.num_features:
