@@ -32,9 +32,10 @@ def train_job(
     device: str = "auto",
     save_every: int | None = None,
     steps: int | None = None,
+    tensorboard: str | Path | None = None,
 ) -> list[EpochMetrics]:
     """Train the supernet of a `.space` file, or an `.arch` from scratch (see ``train.loop.train``
-    for ``device``, ``save_every`` and ``steps``)."""
+    for ``device``, ``save_every``, ``steps`` and ``tensorboard``)."""
     from trionet_dsl.train.device import check_precision, resolve_device
     from trionet_dsl.train.loop import check_out_dir, train
 
@@ -42,6 +43,10 @@ def train_job(
     check_out_dir(Path(out))
     check_precision(cfg.precision, resolve_device(device))  # before the data is loaded
     check_val_fraction(val_fraction)
+    if tensorboard is not None:
+        from trionet_dsl.train.metric_sinks import require_tensorboard
+
+        require_tensorboard()  # before the data is loaded
     target = load_any(file, space)
     rs = target if isinstance(target, ResolvedSpace) else target.space
     bundle = load_dataset(data, rs, val_fraction, cfg.seed, val_source=val_data)
@@ -58,4 +63,5 @@ def train_job(
         device=device,
         save_every=save_every,
         steps=steps,
+        tensorboard=tensorboard,
     )

@@ -321,6 +321,15 @@ def run_search(
         TextColumn("best {task.fields[best]}"),
         TimeRemainingColumn(),
     ]
+
+    def measured(i: int, arch: Arch, result: dict[str, float]) -> Observation:
+        """Evaluation ``i``'s observation, appended to the history file (replayed entries come first)."""
+        params, flops = cost(arch)
+        extra = {k: v for k, v in result.items() if k != "accuracy"}
+        obs = Observation(arch, result.get("accuracy"), params, flops, extra)
+        log.append(i, obs)
+        return obs
+
     ref_flops = (limits.max_flops or CostModel(space).extremes()["flops_max"]) if metrics is not None else 1
     front: list[Observation] = []  # of this run's history, kept up to date for the metrics
     with Progress(*cols, disable=not progress) as bar, log:
@@ -341,19 +350,12 @@ def run_search(
             done: list[Observation | None] = [log.replayed(len(history) + j, a, cost) for j, a in enumerate(new)]
             pending = [j for j, o in enumerate(done) if o is None]
 
-            def measured(j: int, result: dict[str, float]) -> Observation:
-                params, flops = cost(new[j])
-                acc = result.get("accuracy")
-                obs = Observation(new[j], acc, params, flops, {k: v for k, v in result.items() if k != "accuracy"})
-                log.append(len(history) + j, obs)  # in index order: replayed entries all come first
-                return obs
-
             if evaluate_batch is not None and pending:  # one batch across the ranks
                 for j, result in zip(pending, evaluate_batch([new[j] for j in pending]), strict=True):
-                    done[j] = measured(j, result)
+                    done[j] = measured(len(history) + j, new[j], result)
             else:  # one at a time, each logged as soon as it is measured
                 for j in pending:
-                    done[j] = measured(j, evaluate(new[j]))
+                    done[j] = measured(len(history) + j, new[j], evaluate(new[j]))
             by_key = {arch_key(a): o for a, o in zip(new, done, strict=True) if o is not None}
             told: list[Observation] = []
             for arch in proposals:

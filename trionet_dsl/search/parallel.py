@@ -49,11 +49,12 @@ def _evaluate_share(evaluate: Callable[[Arch], Result], archs: list[Arch], mine:
 class DistributedEvaluations:
     """Rank 0's side: ``self(archs)`` evaluates a batch across the ranks; ``close()`` releases them."""
 
-    def __init__(self, evaluate: Callable[[Arch], Result]) -> None:
-        import torch.distributed as dist
-
-        self.evaluate, self.dist = evaluate, dist
-        self.world = dist.get_world_size()
+    def __init__(self, evaluate: Callable[[Arch], Result], comm: Any = None) -> None:
+        """``comm``: what provides the collectives (default ``torch.distributed``; tests pass a fake)."""
+        if comm is None:
+            import torch.distributed as comm
+        self.evaluate, self.dist = evaluate, comm
+        self.world: int = comm.get_world_size()
         self.closed = False
 
     def __call__(self, archs: list[Arch]) -> list[Result]:
@@ -76,16 +77,18 @@ class DistributedEvaluations:
         assert all(r is not None for r in results)  # every index is in exactly one share
         return [r for r in results if r is not None]
 
-    def close(self, error: str | None = None) -> None:
-        """Tell the other ranks the search is over (``error``: rank 0 stopped because of it)."""
+    def close(self, error: str | None = None, result: Any = None) -> None:
+        """Tell the other ranks the search is over: ``result`` is what their ``serve`` returns;
+        ``error``: rank 0 stopped because of it, and they raise StoppedByRankZero."""
         if self.closed:
             return
         self.closed = True
-        self.dist.broadcast_object_list([(_STOP, error)], src=0)
+        self.dist.broadcast_object_list([(_STOP, (error, result))], src=0)
 
 
-def serve(evaluate: Callable[[Arch], Result]) -> None:
-    """A non-zero rank's side: evaluate its share of each batch rank 0 sends, until told to stop."""
+def serve(evaluate: Callable[[Arch], Result]) -> Any:
+    """A non-zero rank's side: evaluate its share of each batch rank 0 sends until told to stop;
+    returns the result rank 0 closed with."""
     import torch.distributed as dist
 
     me, world = dist.get_rank(), dist.get_world_size()
@@ -94,9 +97,10 @@ def serve(evaluate: Callable[[Arch], Result]) -> None:
         dist.broadcast_object_list(msg, src=0)
         kind, payload = msg[0]
         if kind == _STOP:
-            if payload is not None:
-                raise StoppedByRankZero(f"rank {me}: rank 0 stopped the search ({payload})")
-            return
+            error, result = payload
+            if error is not None:
+                raise StoppedByRankZero(f"rank {me}: rank 0 stopped the search ({error})")
+            return result
         archs: list[Arch] = payload
         mine = _evaluate_share(evaluate, archs, shares(len(archs), world)[me])
         dist.gather_object(mine, None, dst=0)

@@ -1,7 +1,9 @@
 """The few ``torch.distributed`` facts a job needs: am I under torchrun, which rank, how many.
 
 Every function also works outside torchrun (one process: rank 0 of a world of 1), so a job
-calls them unconditionally. The process group is the one torchrun's environment describes
+calls them unconditionally; ``rank``/``world`` read torchrun's environment when no group is
+joined (yet, or any more), so "only rank 0 prints" holds around the group's lifetime too.
+The process group is the one torchrun's environment describes
 (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``); multi-node runs come from
 torchrun's own rendezvous, nothing here.
 """
@@ -19,13 +21,14 @@ def _active() -> bool:
 
 
 def world() -> int:
-    """Processes in the job (1 without a process group)."""
-    return dist.get_world_size() if _active() else 1
+    """Processes in the job: the group's size, else torchrun's ``WORLD_SIZE`` (1 outside torchrun)."""
+    return dist.get_world_size() if _active() else int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank() -> int:
-    """This process's rank (0 without a process group)."""
-    return dist.get_rank() if _active() else 0
+    """This process's rank: in the group, else torchrun's ``RANK`` (0 outside torchrun), so it
+    holds before the group is joined and after it is left."""
+    return dist.get_rank() if _active() else int(os.environ.get("RANK", "0"))
 
 
 def local_rank() -> int:

@@ -38,7 +38,9 @@ from trionet_dsl.space.sampling import extreme, sample, sandwich
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, resolve_device, to_cpu
+from trionet_dsl.train.distributed import is_main
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.metric_sinks import closing, tensorboard_sink
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -297,6 +299,8 @@ def train(
     device: str | torch.device = "auto",
     save_every: int | None = None,
     steps: int | None = None,
+    tensorboard: str | Path | None = None,
+    log_every: int = 50,
 ) -> list[EpochMetrics]:
     """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``).
 
@@ -306,6 +310,8 @@ def train(
     optimizer steps inside an epoch. ``steps``: stop (checkpoint written) once the run has made
     that many optimizer steps in all, counting the part before a resume; the learning-rate
     schedule stays the one of ``cfg.epochs``, so ``--resume`` without the cap continues the run.
+    ``tensorboard``: a TensorBoard log folder for the epoch's metrics and,
+    every ``log_every`` steps, the running loss, accuracy, learning rate and images/s.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
@@ -333,9 +339,13 @@ def train(
     if resume:
         run.resume()
     spe = run.steps_per_epoch
+    sink = tensorboard_sink(tensorboard) if is_main() else None  # under torchrun, rank 0 logs
+    running: dict[str, float] = {}  # the epoch's running loss/accuracy/throughput, for the sink
 
     def after_step(epoch: int, done: int) -> bool:
         """Mid-epoch: checkpoint every ``save_every`` steps, and stop (saved) at the ``steps`` cap."""
+        if sink is not None and (epoch * spe + done) % log_every == 0:
+            sink.scalars("train", epoch * spe + done, {**running, "lr": float(run.sched.get_last_lr()[0])})
         if done >= spe:  # the epoch's end saves, with validation
             return False
         total = epoch * spe + done
@@ -351,7 +361,7 @@ def train(
         TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} {task.fields[ips]:.0f} img/s"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with Progress(*columns, disable=not progress, transient=False) as bar, closing(sink):
         for epoch in range(run.start_epoch, cfg.epochs):
             if steps is not None and epoch * spe + (run.start_step if epoch == run.start_epoch else 0) >= steps:
                 break  # resumed at (or past) the cap: nothing to do
@@ -362,6 +372,7 @@ def train(
 
             def tick(lo: float, ac: float, ip: float, task: TaskID = task) -> None:
                 bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
+                running.update(loss=lo, accuracy=ac, images_per_s=ip)
 
             result = run.train_epoch(epoch, tick, first, after_step)
             if result is None:  # stopped at the --steps cap, checkpoint written
@@ -372,6 +383,8 @@ def train(
             # get_last_lr is typed float | Tensor; LambdaLR of a float lr gives floats
             m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, float(run.sched.get_last_lr()[0]))
             run.history.append(m)
+            if sink is not None:
+                sink.scalars("epoch", (epoch + 1) * spe, {k: v for k, v in m.as_dict().items() if k != "epoch"})
             if progress:
                 note = " (largest sub-network, BN recalibrated)" if run.is_supernet else ""
                 bar.console.print(

@@ -9,6 +9,7 @@ continue where the first part stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,13 +53,10 @@ class JsonlSink:
 
 def require_tensorboard() -> None:
     """Refuse ``--tensorboard`` in one line when the extra is not installed (before any work)."""
-    try:
-        import tensorboard  # noqa: F401  # torch.utils.tensorboard imports it lazily, with a worse message
-    except ImportError:
-        raise SpaceError(
-            "--tensorboard needs the 'tensorboard' package",
-            hint="pip install 'trionet-dsl[tensorboard]'",
-        ) from None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:  # torch.utils.tensorboard would fail with a traceback
+        raise SpaceError("--tensorboard needs the 'tensorboard' package", hint="pip install 'trionet-dsl[tensorboard]'")
 
 
 class TensorBoardSink:
@@ -89,3 +87,8 @@ class TensorBoardSink:
 def tensorboard_sink(log_dir: str | Path | None) -> TensorBoardSink | None:
     """The sink of ``--tensorboard DIR`` (None without it)."""
     return None if log_dir is None else TensorBoardSink(log_dir)
+
+
+def closing(sink: MetricsSink | None) -> contextlib.AbstractContextManager[object]:
+    """A ``with`` that closes ``sink`` (nothing for None): the loops hold it beside their progress bar."""
+    return contextlib.nullcontext() if sink is None else contextlib.closing(sink)
