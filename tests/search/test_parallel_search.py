@@ -3,6 +3,7 @@ arch, twice, resumed, and as one process asking the same batches; rank 0 stoppin
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -116,3 +117,51 @@ def test_nproc_launches_torchrun_and_only_rank_0_reports(tmp_path):
     assert report["evaluated"] == 8
     search_job(SPACE, None, tmp_path / "s.arch", evaluator="table", budget=8, seed=5, batch=2, progress=False)
     assert (tmp_path / "p.history.jsonl").read_text() == (tmp_path / "s.history.jsonl").read_text()
+
+
+def test_a_supernet_evaluation_depends_on_the_arch_alone(tmp_path):
+    """What lets ranks split a batch: each rank's evaluator (the same checkpoint) measures an arch
+    the same whatever it measured before, so any split gives one process's results."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from trionet_dsl.app.datasets import load_dataset
+    from trionet_dsl.nn.supernet import Supernet
+    from trionet_dsl.search.evaluators import SupernetEvaluator
+
+    tiny = load_space(HERE.parent / "data" / "tiny.space")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 255, size=(60, 16, 16, 3), dtype=np.uint8), y=np.arange(60) % 3)
+    data = load_dataset(str(tmp_path / "d.npz"), tiny, 0.5, 0)
+    state = Supernet(tiny, seed=0).state_dict()  # "the checkpoint" every rank loads
+    torch.manual_seed(0)  # BN scales away from their zero init (where every block is the identity)
+    state = {k: torch.rand_like(v) + 0.5 if v.ndim == 1 and k.endswith("weight") else v for k, v in state.items()}
+
+    def rank_evaluator() -> SupernetEvaluator:
+        net = Supernet(tiny, seed=1)
+        net.load_state_dict(state)
+        return SupernetEvaluator(net, data, bn_batches=2, batch_size=8, seed=0)
+
+    def measured(ev: SupernetEvaluator, arch) -> tuple[float, torch.Tensor]:
+        """The accuracy, and the logits it came from (the evaluation leaves the arch active)."""
+        acc = ev(arch)["accuracy"]
+        with torch.no_grad():
+            return acc, ev.net(ev.val_x.contiguous(memory_format=torch.channels_last))
+
+    sampler = random.Random(3)
+    archs = list({arch_key(a): a for a in (sample(tiny, sampler, "hierarchical") for _ in range(12))}.values())[:6]
+    one = rank_evaluator()
+    reference = [measured(one, a) for a in archs]
+    # the archs really differ (else any split would agree): pairwise different logits
+    assert all(not torch.allclose(x[1], y[1]) for x, y in itertools.pairwise(reference))
+    ranks = [rank_evaluator(), rank_evaluator()]
+    split = parallel.shares(len(archs), 2)
+    got: dict[int, tuple[float, torch.Tensor]] = {}
+    for r in (1, 0):  # the other rank first, and each in its own order
+        for i in reversed(split[r]):
+            got[i] = measured(ranks[r], archs[i])
+    for i, (acc, logits) in enumerate(reference):
+        assert got[i][0] == acc and torch.equal(got[i][1], logits)
+    assert torch.equal(ranks[0].net.fc.weight, one.net.fc.weight)  # evaluation trains nothing
