@@ -165,3 +165,19 @@ def test_a_supernet_evaluation_depends_on_the_arch_alone(tmp_path):
     for i, (acc, logits) in enumerate(reference):
         assert got[i][0] == acc and torch.equal(got[i][1], logits)
     assert torch.equal(ranks[0].net.fc.weight, one.net.fc.weight)  # evaluation trains nothing
+
+
+def test_nproc_options_are_checked_and_handed_on_without_itself(monkeypatch):
+    from trionet_dsl.app.launch import relaunch, torchrun_command
+
+    cmd = torchrun_command(3, ["search", "s.space", "--nproc", "3", "--budget", "4", "--nproc=3", "--seed", "1"])
+    assert cmd[cmd.index("-m", 3) :] == ["-m", "trionet_dsl", "search", "s.space", "--budget", "4", "--seed", "1"]
+    assert "--nproc_per_node=3" in cmd and "--standalone" in cmd
+    with pytest.raises(SpaceError, match="at least 1"):
+        relaunch(0, ["search", "--nproc", "0"])
+    assert relaunch(1, ["search", "--nproc", "1"]) is None  # one process: run here
+    with pytest.raises(SpaceError, match="has none"):  # a Python caller's argv is not the command
+        relaunch(2, ["pytest", "-q"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SpaceError, match="already runs under torchrun"):
+        relaunch(2, ["search", "--nproc", "2"])

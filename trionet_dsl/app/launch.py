@@ -54,4 +54,9 @@ def relaunch(nproc: int, argv: list[str]) -> int | None:
         )
     if nproc == 1:
         return None
+    if not any(a == "--nproc" or a.startswith("--nproc=") for a in argv):  # called from Python, not a shell
+        raise SpaceError(
+            "--nproc re-runs the command line under torchrun, but this call has none",
+            hint="launch the processes yourself: torchrun --nproc_per_node=N -m trionet_dsl ...",
+        )
     return subprocess.call(torchrun_command(nproc, argv))

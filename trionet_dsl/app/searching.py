@@ -23,7 +23,6 @@ from trionet_dsl.search.base import Observation
 from trionet_dsl.space.loader import LoadedArch, load_arch
 
 if TYPE_CHECKING:
-    from trionet_dsl.search.driver import SearchResult
     from trionet_dsl.search.parallel import DistributedEvaluations
 
 
@@ -209,7 +208,6 @@ def search_job(
     outcome. The history, and so the result, depend on the seed and ``batch``, not on the
     number of processes.
     """
-    from trionet_dsl.search.driver import run_search
     from trionet_dsl.search.parallel import DistributedEvaluations, serve
     from trionet_dsl.space.loader import load_space
     from trionet_dsl.train import distributed as dd
@@ -247,7 +245,7 @@ def search_job(
         evaluate, objective, described = _evaluator(
             evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force
         )
-        evaluate = _on_device(evaluate, _rank_device(device), precision)  # this rank's GPU under torchrun
+        evaluate = _on_device(evaluate, dev, precision)  # this rank's own GPU under torchrun
         if not dd.is_main():
             outcome: SearchOutcome = serve(evaluate)  # rank 0 closes with the outcome
             return outcome
@@ -261,7 +259,6 @@ def search_job(
                 objective,
                 described,
                 out,
-                run_search,
                 strategy=strategy,
                 budget=budget,
                 evaluator=evaluator,
@@ -321,7 +318,6 @@ def _search_on_rank0(
     objective: str,
     described: str | None,
     out: Path,
-    run_search: Callable[..., SearchResult],
     *,
     strategy: str,
     budget: int,
@@ -343,6 +339,7 @@ def _search_on_rank0(
     spread: DistributedEvaluations | None,
 ) -> SearchOutcome:
     """The strategy, the history and every file: rank 0's part (the whole job in one process)."""
+    from trionet_dsl.search.driver import run_search
     from trionet_dsl.train.metric_sinks import tensorboard_sink
 
     if multi_objective and strategy == "tpe":
