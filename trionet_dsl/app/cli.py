@@ -54,10 +54,17 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(err: SpaceError) -> None:
+    from trionet_dsl.search.parallel import StoppedByRankZero
+
+    if isinstance(err, StoppedByRankZero):  # rank 0 reports the cause; the other ranks just stop
+        raise typer.Exit(2)
+    from trionet_dsl.train.distributed import rank, world
+
     con = _console(stderr=True)
     text = err.render()
     first, _, rest = text.partition("\n")
-    con.print(f"[bold red]{_esc(first)}[/]")
+    where = f"rank {rank()}: " if world() > 1 else ""  # under torchrun every rank may report
+    con.print(f"[bold red]{_esc(where + first)}[/]")
     if rest and err.excerpt() and sys.stderr.isatty():  # colour the source line; plain text otherwise
         line, _, rest = rest.partition("\n")
         con.print(_highlighted(line, err))
@@ -382,6 +389,9 @@ def train_cmd(
         "--nproc",
         help="start N data-parallel processes on this machine (torchrun's engine; --batch-size is the global batch)",
     ),
+    tensorboard: Path | None = typer.Option(
+        None, "--tensorboard", help="write TensorBoard scalars (loss, accuracy, lr, images/s) to this folder"
+    ),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch.
 
@@ -415,9 +425,10 @@ def train_cmd(
         from trionet_dsl.app.training import launch_train
 
         code = launch_train(nproc, sys.argv[1:], resolve_file(file), cfg, out, resume, overwrite, device, space=space)
-        if code:
-            raise typer.Exit(code)
-        return
+        if code is not None:  # the workers ran (rank 0 printed); --nproc 1 trains here
+            if code:
+                raise typer.Exit(code)
+            return
     try:
         hist = train_job(
             resolve_file(file),
@@ -435,6 +446,7 @@ def train_cmd(
             device=device,
             save_every=save_every,
             steps=steps,
+            tensorboard=tensorboard,
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
@@ -503,17 +515,32 @@ def search_cmd(
     no_progress: bool = typer.Option(False, "--no-progress"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
-    batch: int = typer.Option(1, "--batch", help="proposals asked of the strategy at a time"),
+    batch: int | None = typer.Option(
+        None, "--batch", help="proposals asked of the strategy at a time (default: 1, one per process under torchrun)"
+    ),
     storage: str | None = typer.Option(
         None, "--storage", help="tpe/nsga2: shared Optuna study, e.g. sqlite:///study.db or a journal file"
     ),
     study: str | None = typer.Option(None, "--study", help="study name in --storage (default: per space+strategy)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N | mps"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (autocast; fp16 needs a GPU)"),
+    tensorboard: Path | None = typer.Option(
+        None, "--tensorboard", help="write TensorBoard scalars (best so far, Pareto front) to this folder"
+    ),
+    nproc: int | None = typer.Option(
+        None, "--nproc", help="evaluate in N processes on this machine (launches torchrun; one per GPU)"
+    ),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
+    from trionet_dsl.train.distributed import is_main
 
+    if nproc is not None:
+        from trionet_dsl.app.launch import relaunch
+
+        status = relaunch(nproc, sys.argv[1:])
+        if status is not None:
+            raise typer.Exit(status)
     err = _console(stderr=True)
     hist_path = history or out.with_suffix(".history.jsonl")
     try:
@@ -544,9 +571,12 @@ def search_cmd(
             study=study,
             device=device,
             precision=precision,
+            tensorboard=tensorboard,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     if as_json:
         _emit_json(res.as_dict())
         return

@@ -7,10 +7,12 @@ front) with a provenance header that ``export`` reads back.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trionet_dsl.app.datasets import checkpoint_data
 from trionet_dsl.app.options import check_seed, check_val_fraction, parse_count, set_threads
@@ -19,6 +21,9 @@ from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
 from trionet_dsl.search.base import Observation
 from trionet_dsl.space.loader import LoadedArch, load_arch
+
+if TYPE_CHECKING:
+    from trionet_dsl.search.parallel import DistributedEvaluations
 
 
 @dataclass
@@ -180,27 +185,37 @@ def search_job(
     overwrite: bool = False,
     threads: int | None = None,
     warn: Callable[[str], None] | None = None,
-    batch: int = 1,
+    batch: int | None = None,
     storage: str | None = None,
     study: str | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    tensorboard: str | Path | None = None,
 ) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
     The supernet evaluator measures on the checkpoint's own validation split (see
     :func:`checkpoint_data`), BN recalibrated on ``bn_batches`` training batches; the
     arch's header says both, and ``export`` reproduces the number. ``batch`` proposals are
-    asked at a time (1: today's ask-evaluate-tell). ``storage``/``study`` (tpe, nsga2) make
+    asked at a time (default: one per process). ``storage``/``study`` (tpe, nsga2) make
     independent worker processes share one Optuna study; give each worker its own seed.
+    ``tensorboard``: a folder for TensorBoard event files of the search's progress.
+
+    Under torchrun (``torchrun --nproc_per_node=N -m trionet_dsl search ...``) every rank
+    loads the same space, checkpoint and data; rank 0 runs the strategy and spreads each
+    batch's evaluations over the ranks (:mod:`trionet_dsl.search.parallel`); only rank 0
+    writes the history, the archs and the event files, and every rank returns the same
+    outcome. The history, and so the result, depend on the seed and ``batch``, not on the
+    number of processes.
     """
-    from trionet_dsl.search.driver import run_search
+    from trionet_dsl.search.parallel import DistributedEvaluations, serve
     from trionet_dsl.space.loader import load_space
-    from trionet_dsl.train.device import check_precision, resolve_device
+    from trionet_dsl.train import distributed as dd
+    from trionet_dsl.train.device import check_precision
 
     set_threads(threads)
     _check_options(seed, budget, bn_batches, val_fraction, strategy)
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise SpaceError(f"--batch {batch}: ask at least one proposal at a time", hint="use --batch 1 or more")
     if study is not None and storage is None:
         raise SpaceError("--study needs --storage", hint="e.g. --storage sqlite:///study.db --study NAME")
@@ -213,17 +228,120 @@ def search_job(
             "--resume replays this worker's history, but the shared study in --storage is the search's state",
             hint="run the worker again without --resume (and --overwrite or a new --history): it continues the study",
         )
-    dev = resolve_device(device)
+    if tensorboard is not None:
+        from trionet_dsl.train.metric_sinks import require_tensorboard
+
+        require_tensorboard()
+    dev = _rank_device(device)
     check_precision(precision, dev)
     out = Path(out)
     if out.is_dir():
         raise SpaceError(f"--out {out} is a folder", hint=f"give a file name, e.g. {out / 'best.arch'}")
     rs = load_space(space_file)
     limits, cost = _limits(rs, max_flops, max_params)
-    evaluate, objective, described = _evaluator(
-        evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force
-    )
-    evaluate = _on_device(evaluate, dev, precision)
+    own_group = not _group_active()
+    parallel = dd.init_from_env(backend="gloo")  # only pickled archs and results travel: gloo, even on GPUs
+    try:
+        evaluate, objective, described = _evaluator(
+            evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force
+        )
+        evaluate = _on_device(evaluate, dev, precision)  # this rank's own GPU under torchrun
+        if not dd.is_main():
+            outcome: SearchOutcome = serve(evaluate)  # rank 0 closes with the outcome
+            return outcome
+        spread = DistributedEvaluations(evaluate) if parallel else None
+        try:
+            outcome = _search_on_rank0(
+                rs,
+                limits,
+                cost,
+                evaluate,
+                objective,
+                described,
+                out,
+                strategy=strategy,
+                budget=budget,
+                evaluator=evaluator,
+                seed=seed,
+                history=history,
+                resume=resume,
+                multi_objective=multi_objective,
+                bn_batches=bn_batches,
+                progress=progress,
+                strategy_options=strategy_options,
+                overwrite=overwrite,
+                warn=warn,
+                batch=dd.world() if batch is None else batch,
+                storage=storage,
+                study=study,
+                precision=precision,
+                tensorboard=tensorboard,
+                spread=spread,
+            )
+        except BaseException as exc:
+            if spread is not None:
+                spread.close(error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise
+        if spread is not None:
+            spread.close(result=outcome)
+        return outcome
+    finally:
+        if parallel and own_group:
+            dd.cleanup()
+
+
+def _group_active() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank_device(device: str):
+    """``--device``; under torchrun ``auto``/``cuda`` mean this rank's own GPU (``LOCAL_RANK``)."""
+    import torch
+
+    from trionet_dsl.train import distributed as dd
+    from trionet_dsl.train.device import resolve_device
+
+    dev = resolve_device(device)
+    spread = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if spread and dev.type == "cuda" and device.strip().lower() in ("auto", "cuda"):
+        return torch.device("cuda", dd.local_rank() % torch.cuda.device_count())
+    return dev
+
+
+def _search_on_rank0(
+    rs,
+    limits,
+    cost,
+    evaluate,
+    objective: str,
+    described: str | None,
+    out: Path,
+    *,
+    strategy: str,
+    budget: int,
+    evaluator: str,
+    seed: int,
+    history: str | Path | None,
+    resume: bool,
+    multi_objective: bool,
+    bn_batches: int,
+    progress: bool,
+    strategy_options: dict | None,
+    overwrite: bool,
+    warn: Callable[[str], None] | None,
+    batch: int,
+    storage: str | None,
+    study: str | None,
+    precision: str,
+    tensorboard: str | Path | None,
+    spread: DistributedEvaluations | None,
+) -> SearchOutcome:
+    """The strategy, the history and every file: rank 0's part (the whole job in one process)."""
+    from trionet_dsl.search.driver import run_search
+    from trionet_dsl.train.metric_sinks import tensorboard_sink
+
     if multi_objective and strategy == "tpe":
         strategy = "nsga2"
     options = dict(strategy_options or {})
@@ -239,23 +357,33 @@ def search_job(
         if warn is not None:
             warn(msg)
 
-    res = run_search(
-        rs,
-        strategy,
-        evaluate,
-        cost,
-        limits,
-        budget,
-        seed=seed,
-        objective=objective,
-        history_path=hist,
-        resume=resume,
-        progress=progress,
-        strategy_options=options,
-        overwrite=overwrite,
-        warn=note,
-        batch=batch,
-    )
+    world = 1 if spread is None else spread.world
+    if batch < world:
+        note(f"--batch {batch} under {world} processes: {world - batch} rank(s) wait idle; use --batch {world} or more")
+    sink = tensorboard_sink(tensorboard)
+    try:
+        res = run_search(
+            rs,
+            strategy,
+            evaluate,
+            cost,
+            limits,
+            budget,
+            seed=seed,
+            objective=objective,
+            history_path=hist,
+            resume=resume,
+            progress=progress,
+            strategy_options=options,
+            overwrite=overwrite,
+            warn=note,
+            batch=batch,
+            evaluate_batch=spread,
+            metrics=sink,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
 
     header = [
         f"searched by trionet-dsl: strategy {strategy}, seed {seed}, "

@@ -33,9 +33,10 @@ def train_job(
     device: str = "auto",
     save_every: int | None = None,
     steps: int | None = None,
+    tensorboard: str | Path | None = None,
 ) -> list[EpochMetrics]:
     """Train the supernet of a `.space` file, or an `.arch` from scratch (see ``train.loop.train``
-    for ``device``, ``save_every`` and ``steps``)."""
+    for ``device``, ``save_every``, ``steps`` and ``tensorboard``)."""
     from trionet_dsl.train.device import check_precision, resolve_device
     from trionet_dsl.train.distributed import cleanup
     from trionet_dsl.train.loop import check_out_dir, train
@@ -44,6 +45,10 @@ def train_job(
     check_out_dir(Path(out))
     check_precision(cfg.precision, resolve_device(device))  # before the data is loaded
     check_val_fraction(val_fraction)
+    if tensorboard is not None:
+        from trionet_dsl.train.metric_sinks import require_tensorboard
+
+        require_tensorboard()  # before the data is loaded
     target = load_any(file, space)
     rs = target if isinstance(target, ResolvedSpace) else target.space
     bundle = load_dataset(data, rs, val_fraction, cfg.seed, val_source=val_data)
@@ -61,23 +66,10 @@ def train_job(
             device=device,
             save_every=save_every,
             steps=steps,
+            tensorboard=tensorboard,
         )
     finally:
         cleanup()  # a torchrun worker leaves its process group before it exits
-
-
-def worker_argv(argv: list[str]) -> list[str]:
-    """The ``train ...`` command line each torchrun worker runs: ``argv`` without ``--nproc N``."""
-    out: list[str] = []
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
 
 
 def launch_train(
@@ -90,24 +82,19 @@ def launch_train(
     overwrite: bool,
     device: str,
     space: str | Path | None = None,
-) -> int:
-    """``trionet train ... --nproc N``: start N workers on this machine through torchrun's own
-    engine (``torch.distributed.run``, a standalone c10d rendezvous) and wait for them; returns the
-    exit status (the first failed worker's). What can be checked cheaply is checked here first,
-    so bad input is one message, not one per worker."""
+) -> int | None:
+    """``trionet train ... --nproc N``: check what can be checked cheaply (so bad input is one
+    message, not one per worker), then run the command line under torchrun in N processes
+    (:func:`trionet_dsl.app.launch.relaunch`); its exit status, or None for ``--nproc 1``
+    (this process trains itself)."""
     import torch
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    from trionet_dsl.app.launch import relaunch
     from trionet_dsl.lang.errors import SpaceError
     from trionet_dsl.train.device import check_precision, resolve_device
-    from trionet_dsl.train.distributed import launched, local_batch
+    from trionet_dsl.train.distributed import local_batch
     from trionet_dsl.train.loop import check_out_dir
 
-    if nproc < 1:
-        raise SpaceError(f"--nproc {nproc} must be at least 1")
-    if launched():
-        raise SpaceError("--nproc inside a torchrun worker", hint="give either --nproc or torchrun, not both")
     check_out_dir(Path(out))
     dev = resolve_device(device)
     check_precision(cfg.precision, dev)
@@ -116,7 +103,7 @@ def launch_train(
             f"--nproc {nproc} but {torch.cuda.device_count()} GPU(s) are visible",
             hint="one process per GPU: lower --nproc, or use --device cpu",
         )
-    local_batch(cfg.batch_size, nproc)
+    local_batch(cfg.batch_size, max(1, nproc))
     target = load_any(file, space)  # a syntax error is reported once, here
     name = "supernet.pt" if isinstance(target, ResolvedSpace) else "model.pt"
     if not resume and not overwrite and (Path(out) / name).exists():
@@ -125,14 +112,4 @@ def launch_train(
             file=str(out),
             hint="continue it with --resume, start over with --overwrite, or give another --out",
         )
-    if "train" not in argv:
-        raise SpaceError("--nproc works from the command line", hint="from Python, start the workers with torchrun")
-    args = torchrun.get_args_parser().parse_args(
-        ["--standalone", f"--nproc_per_node={nproc}", "--module", "trionet_dsl", *worker_argv(argv)]
-    )
-    try:
-        torchrun.run(args)
-    except ChildFailedError as exc:
-        _, failure = exc.get_first_failure()
-        return failure.exitcode or 1
-    return 0
+    return relaunch(nproc, argv)

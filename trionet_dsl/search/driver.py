@@ -15,14 +15,18 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.search.base import Limits, Observation, SearchStrategy, arch_key
 from trionet_dsl.search.registry import make_strategy
+from trionet_dsl.space.cost import CostModel
 from trionet_dsl.space.resolve import ResolvedSpace
+
+if TYPE_CHECKING:
+    from trionet_dsl.train.metric_sinks import MetricsSink
 
 
 @dataclass
@@ -52,6 +56,40 @@ def pareto_front(obs: list[Observation]) -> list[Observation]:
         if not dominated and all(arch_key(o.arch) != arch_key(q.arch) for q in front):
             front.append(o)
     return sorted(front, key=lambda o: o.flops)
+
+
+def hypervolume(front: list[Observation], ref_flops: int) -> float:
+    """The share of the (FLOPs in [0, ref_flops]) x (accuracy in [0, 1]) box that ``front``
+    dominates: 1 would be accuracy 1 at no cost. Grows whenever the front improves, so one
+    number follows a multi-objective search; archs above ``ref_flops`` add nothing."""
+    pts = sorted((o.flops, o.objective("accuracy")) for o in front if o.accuracy is not None and o.flops <= ref_flops)
+    area, covered = 0.0, 0.0  # accuracy already covered by cheaper points
+    for flops, acc in pts:  # cheapest first: each point adds its strip above what cheaper ones cover
+        if acc > covered:
+            area += (ref_flops - flops) * (acc - covered)
+            covered = acc
+    return area / ref_flops if ref_flops > 0 else 0.0
+
+
+def _search_scalars(obs: Observation, best: Observation, front: list[Observation], ref_flops: int) -> dict[str, float]:
+    """What one evaluation adds to the metrics: its own measures, the best so far, the front."""
+    out: dict[str, float] = {"flops": obs.flops, "params": obs.params, "front_size": len(front)}
+    out["best_flops"] = best.flops
+    if obs.accuracy is not None:
+        out["accuracy"] = obs.accuracy
+    if best.accuracy is not None:
+        out["best_accuracy"] = best.accuracy
+        out["hypervolume"] = hypervolume(front, ref_flops)
+    return out
+
+
+def _front_table(front: list[Observation]) -> str:
+    """The Pareto front as a Markdown table (TensorBoard's text tab renders it)."""
+    rows = ["| accuracy | FLOPs | params | arch |", "|---|---|---|---|"]
+    for o in front:
+        acc = "n/a" if o.accuracy is None else f"{o.accuracy:.4f}"
+        rows.append(f"| {acc} | {o.flops:,} | {o.params:,} | `{arch_key(o.arch)}` |")
+    return "\n".join(rows)
 
 
 def select_best(history: list[Observation], objective: str = "accuracy") -> Observation:
@@ -224,6 +262,8 @@ def run_search(
     warn: Callable[[str], None] | None = None,
     batch: int = 1,
     max_repeats: int = 1000,
+    evaluate_batch: Callable[[list[Arch]], list[dict[str, float]]] | None = None,
+    metrics: MetricsSink | None = None,
 ) -> SearchResult:
     """Evaluate up to ``budget`` distinct architectures; returns the best and the Pareto front.
 
@@ -234,6 +274,12 @@ def run_search(
     told why. A budget at or below the strategy's warm-up (``strategy.warmup``: evolution's
     population, TPE's start-up trials, NSGA-II's population) makes any strategy a random
     search; ``warn`` is told so (default: ``warnings.warn``).
+
+    ``evaluate_batch`` evaluates a batch's new proposals at once, results in order
+    (:class:`trionet_dsl.search.parallel.DistributedEvaluations` spreads them over a torchrun
+    job); without it each is evaluated, and logged, in turn. Either way the history and what
+    the strategy is told are the same. ``metrics`` receives, per evaluation, its measures, the
+    best so far, the Pareto front's size and hypervolume, and the front as text at the end.
     """
     if budget < 1:
         raise SpaceError(
@@ -275,6 +321,17 @@ def run_search(
         TextColumn("best {task.fields[best]}"),
         TimeRemainingColumn(),
     ]
+
+    def measured(i: int, arch: Arch, result: dict[str, float]) -> Observation:
+        """Evaluation ``i``'s observation, appended to the history file (replayed entries come first)."""
+        params, flops = cost(arch)
+        extra = {k: v for k, v in result.items() if k != "accuracy"}
+        obs = Observation(arch, result.get("accuracy"), params, flops, extra)
+        log.append(i, obs)
+        return obs
+
+    ref_flops = (limits.max_flops or CostModel(space).extremes()["flops_max"]) if metrics is not None else 1
+    front: list[Observation] = []  # of this run's history, kept up to date for the metrics
     with Progress(*cols, disable=not progress) as bar, log:
         task = bar.add_task("search", total=budget, best="-")
         while len(history) < budget:
@@ -282,6 +339,24 @@ def run_search(
             if not proposals:
                 stopped = f"strategy '{strat.name}' has no new architecture to propose"
                 break
+            # which proposals are new (a repeat, in the history or earlier in this batch, is not)
+            fresh: dict[str, Arch] = {}
+            for arch in proposals:
+                key = arch_key(arch)
+                if key not in seen and key not in fresh:
+                    fresh[key] = arch
+            new = list(fresh.values())
+            # the first of them may be answered by the history being resumed; the rest are evaluated
+            done: list[Observation | None] = [log.replayed(len(history) + j, a, cost) for j, a in enumerate(new)]
+            pending = [j for j, o in enumerate(done) if o is None]
+
+            if evaluate_batch is not None and pending:  # one batch across the ranks
+                for j, result in zip(pending, evaluate_batch([new[j] for j in pending]), strict=True):
+                    done[j] = measured(len(history) + j, new[j], result)
+            else:  # one at a time, each logged as soon as it is measured
+                for j in pending:
+                    done[j] = measured(len(history) + j, new[j], evaluate(new[j]))
+            by_key = {arch_key(a): o for a, o in zip(new, done, strict=True) if o is not None}
             told: list[Observation] = []
             for arch in proposals:
                 key = arch_key(arch)
@@ -291,18 +366,7 @@ def run_search(
                     repeats += 1
                     in_a_row += 1
                     continue
-                obs = log.replayed(len(history), arch, cost)
-                if obs is None:
-                    params, flops = cost(arch)
-                    result = evaluate(arch)
-                    obs = Observation(
-                        arch,
-                        result.get("accuracy"),
-                        params,
-                        flops,
-                        {k: v for k, v in result.items() if k != "accuracy"},
-                    )
-                    log.append(len(history), obs)
+                obs = by_key[key]
                 seen[key] = obs
                 history.append(obs)
                 told.append(obs)
@@ -310,6 +374,10 @@ def run_search(
                 best = select_best(history, objective)
                 acc = "-" if best.accuracy is None else f"{best.accuracy:.4f}"
                 bar.update(task, advance=1, best=f"acc {acc} @ {best.flops / 1e6:.1f}M FLOPs")
+                if metrics is not None:
+                    front = pareto_front([*front, obs])  # the front of all so far: a dominated arch never returns
+                    if len(history) > len(log.replay):  # a resumed run logs only what it evaluates
+                        metrics.scalars("search", len(history), _search_scalars(obs, best, front, ref_flops))
             for obs in told:
                 strat.tell(obs)
             if in_a_row >= max_repeats:
@@ -318,6 +386,8 @@ def run_search(
                     "(answered from the history)"
                 )
                 break
+    if metrics is not None and history:
+        metrics.text("search/front", len(history), _front_table(front))
     if not history:
         raise SpaceError(
             "the search evaluated no architecture",

@@ -1,9 +1,13 @@
-"""Data-parallel training on ``torch.distributed``: who am I, split the batch, average the gradients.
+"""``torch.distributed`` for the jobs: am I under torchrun, which rank, how many; and for
+data-parallel training, split the batch and average the gradients.
 
-A run is distributed when ``torchrun`` started it (it sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``; :func:`init` joins that group) or when the
-caller initialised a process group itself. Nothing here keeps state of its own: every question is asked
-of ``torch.distributed`` (or of torchrun's environment before the group exists).
+Every function also works outside torchrun (one process: rank 0 of a world of 1), so a job
+calls them unconditionally; ``rank``/``world`` read torchrun's environment when no group is
+joined (yet, or any more), so "only rank 0 prints" holds around the group's lifetime too.
+The process group is the one torchrun's environment describes (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``; :func:`init_from_env`) or one the caller made;
+multi-node runs come from torchrun's own rendezvous, nothing here. Nothing here keeps state of
+its own: every question is asked of ``torch.distributed`` or of torchrun's environment.
 
 Why the supernet's gradients are averaged by hand and not by ``DistributedDataParallel``: every
 rank activates the same sub-network in a step (seeded by ``(seed, epoch, step)``), so the
@@ -38,96 +42,117 @@ def launched() -> bool:
 
 
 def active() -> bool:
-    """A process group is initialised (by :func:`session` or by the caller)."""
+    """A process group is initialised (by :func:`init_from_env` or by the caller)."""
     return dist.is_available() and dist.is_initialized()
 
 
-def world_size() -> int:
+def world() -> int:
+    """Processes in the job: the group's size, else torchrun's ``WORLD_SIZE`` (1 outside torchrun)."""
     return dist.get_world_size() if active() else int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def rank() -> int:
+    """This process's rank: in the group, else torchrun's ``RANK`` (0 outside torchrun), so it
+    holds before the group is joined and after it is left."""
     return dist.get_rank() if active() else int(os.environ.get("RANK", "0"))
 
 
 def local_rank() -> int:
-    """This process's index on its own machine (its GPU under torchrun)."""
+    """This process's index on its machine (torchrun's ``LOCAL_RANK``): which GPU it takes."""
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def is_main() -> bool:
-    """Rank 0: the one process that writes checkpoints, metrics and progress."""
+    """Rank 0: the one process that prints progress and writes results."""
     return rank() == 0
 
 
 def barrier() -> None:
-    if active() and world_size() > 1:
+    """Wait for every rank (a no-op in one process)."""
+    if active() and world() > 1:
         dist.barrier()
 
 
-def rank_device(device: torch.device) -> torch.device:
-    """Each rank on its own GPU: ``cuda`` (no index) becomes ``cuda:LOCAL_RANK`` under torchrun."""
-    if device.type != "cuda" or world_size() == 1:
-        return device
-    if device.index is not None and "LOCAL_RANK" in os.environ and device.index != local_rank():
+def rank_device(name: str | torch.device = "auto") -> torch.device:
+    """``--device`` for this rank: under torchrun ``auto`` and ``cuda`` (no index) mean this rank's
+    own GPU, ``cuda:LOCAL_RANK``; a fixed ``cuda:N`` that several ranks would share is refused."""
+    from trionet_dsl.train.device import resolve_device
+
+    dev = resolve_device(name)
+    if dev.type != "cuda" or world() == 1:
+        return dev
+    text = str(name).strip().lower()
+    if text in ("auto", "cuda"):
+        index = local_rank()
+        if index >= torch.cuda.device_count():
+            raise SpaceError(
+                f"process {rank()} (local rank {index}) has no GPU: {torch.cuda.device_count()} visible",
+                hint="start at most one process per GPU (--nproc_per_node)",
+            )
+        return torch.device("cuda", index)
+    if dev.index != local_rank():
         raise SpaceError(
-            f"--device {device} under {world_size()} processes: every process would use the same GPU",
+            f"--device {text} under {world()} processes: process {rank()} would share another's GPU",
             hint="give --device cuda (or auto): each process then takes the GPU of its LOCAL_RANK",
         )
-    index = local_rank() if device.index is None else device.index
-    if index >= torch.cuda.device_count():
-        raise SpaceError(
-            f"process {rank()} (local rank {index}) has no GPU: {torch.cuda.device_count()} visible",
-            hint="start at most one process per GPU (--nproc_per_node)",
-        )
-    return torch.device("cuda", index)
+    return dev
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Join the process group torchrun described, once; False when not launched by torchrun
+    with more than one process. ``backend`` default: NCCL with CUDA, else gloo.
+
+    The group then stays up for the process's life (:func:`cleanup` at a command's end): under
+    torchrun, tearing one down and making another in the same process races on the rendezvous
+    store (seen here: a rank dialling the previous group's closed port), so a second ``train``
+    in one worker reuses the first one's group."""
+    if active():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return False
+    dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    return True
 
 
 def init(device: torch.device) -> None:
-    """Join the process group torchrun's environment describes, when torchrun launched us and no
-    group exists yet (a group the caller made is used as it is). The group then stays up for the
-    process's life: under torchrun, tearing one down and making another in the same process races
-    on the rendezvous store (seen here: a rank dialling the previous group's closed port), so a
-    second ``train`` in one worker reuses the first one's group. Gloo carries CPU tensors, NCCL
-    CUDA ones (both are set up when a GPU is in use)."""
-    if not launched() or active():
-        return
-    if device.type == "cuda":
+    """:func:`init_from_env` for a training run on ``device``: gloo carries CPU tensors; with a
+    GPU, NCCL carries CUDA ones and gloo the few CPU scalars (``cpu:gloo,cuda:nccl``)."""
+    if device.type == "cuda" and launched() and not active():
         torch.cuda.set_device(device)
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+        init_from_env("cpu:gloo,cuda:nccl")
     else:
-        dist.init_process_group(backend="gloo")
+        init_from_env("gloo")
 
 
 def cleanup() -> None:
-    """Leave the process group (the end of a command: the process exits next)."""
+    """Leave the process group (a no-op when none was joined)."""
     if active():
         dist.destroy_process_group()
 
 
-def local_batch(global_batch: int, world: int) -> int:
+def local_batch(global_batch: int, processes: int) -> int:
     """Each rank's share of ``--batch-size`` (the global batch); it must divide evenly."""
-    if global_batch % world:
+    if global_batch % processes:
         raise SpaceError(
-            f"--batch-size {global_batch} does not split over {world} processes",
-            hint=f"--batch-size is the global batch (all processes together): use a multiple of {world}",
+            f"--batch-size {global_batch} does not split over {processes} processes",
+            hint=f"--batch-size is the global batch (all processes together): use a multiple of {processes}",
         )
-    return global_batch // world
+    return global_batch // processes
 
 
-def shard(t: torch.Tensor, rank_: int, world: int) -> torch.Tensor:
+def shard(t: torch.Tensor, rank_: int, processes: int) -> torch.Tensor:
     """Rank ``rank_``'s contiguous share of a global batch: the ranks' shards, in rank order,
     concatenate back to the batch one process would take (a DistributedSampler-style split of
     the same seeded permutation)."""
-    if world == 1:
+    if processes == 1:
         return t
-    n = len(t) // world
+    n = len(t) // processes
     return t[rank_ * n : (rank_ + 1) * n]
 
 
 def broadcast_state(module: nn.Module, src: int = 0) -> None:
     """Every rank starts from rank ``src``'s parameters and buffers (as DDP does at wrap time)."""
-    if not active() or world_size() == 1:
+    if not active() or world() == 1:
         return
     with torch.no_grad():
         for t in module.state_dict(keep_vars=True).values():
@@ -153,13 +178,13 @@ def _buckets(grads: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
 def all_reduce_grads(params: Iterable[nn.Parameter]) -> None:
     """Average the gradients that exist over all ranks, in flat buckets (see the module
     docstring: every rank holds gradients for the same parameters, in the same order)."""
-    world = world_size()
-    if not active() or world == 1:
+    w = world()
+    if not active() or w == 1:
         return
     for bucket in _buckets([p.grad for p in params if p.grad is not None]):
         flat = torch.cat([g.reshape(-1) for g in bucket])
         dist.all_reduce(flat)
-        flat.div_(world)
+        flat.div_(w)
         offset = 0
         for g in bucket:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
@@ -175,7 +200,7 @@ def _comm_device() -> torch.device:
 
 def all_reduce_sum(values: list[float]) -> list[float]:
     """Sums over ranks of a few numbers (a step's loss, correct and seen counts), in float64."""
-    if not active() or world_size() == 1:
+    if not active() or world() == 1:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
     dist.all_reduce(t)
@@ -184,7 +209,7 @@ def all_reduce_sum(values: list[float]) -> list[float]:
 
 def broadcast_float(value: float, src: int = 0) -> float:
     """Rank ``src``'s value on every rank (the validation accuracy only rank 0 measures)."""
-    if not active() or world_size() == 1:
+    if not active() or world() == 1:
         return value
     t = torch.tensor([value], dtype=torch.float64, device=_comm_device())
     dist.broadcast(t, src)

@@ -45,8 +45,9 @@ from trionet_dsl.space.sampling import extreme, sample, sandwich
 from trionet_dsl.train import distributed as dist_
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
-from trionet_dsl.train.device import autocast, check_precision, grad_scaler, resolve_device, to_cpu
+from trionet_dsl.train.device import autocast, check_precision, grad_scaler, to_cpu
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.metric_sinks import closing, tensorboard_sink
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -117,7 +118,7 @@ class _Run:
         self.ckpt_path = out / ("supernet.pt" if self.is_supernet else "model.pt")
         self.space_text = emit_space(self.space.space)
         self.steps_per_epoch = len(data.train_x) // cfg.batch_size
-        self.world, self.rank = dist_.world_size(), dist_.rank()
+        self.world, self.rank = dist_.world(), dist_.rank()
         local_batch = dist_.local_batch(cfg.batch_size, self.world)
         torch.manual_seed(cfg.seed)
         model: Supernet | TrioNet = (
@@ -344,6 +345,8 @@ def train(
     device: str | torch.device = "auto",
     save_every: int | None = None,
     steps: int | None = None,
+    tensorboard: str | Path | None = None,
+    log_every: int = 50,
 ) -> list[EpochMetrics]:
     """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``).
 
@@ -353,6 +356,8 @@ def train(
     optimizer steps inside an epoch. ``steps``: stop (checkpoint written) once the run has made
     that many optimizer steps in all, counting the part before a resume; the learning-rate
     schedule stays the one of ``cfg.epochs``, so ``--resume`` without the cap continues the run.
+    ``tensorboard``: a TensorBoard log folder for the epoch's metrics and,
+    every ``log_every`` steps, the running loss, accuracy, learning rate and images/s.
     Under torchrun (or an initialised process group) every rank calls this with the same
     arguments; ``cfg.batch_size`` is the global batch (module docstring).
     """
@@ -361,7 +366,7 @@ def train(
     for name, value in (("--save-every", save_every), ("--steps", steps)):
         if value is not None and value < 1:
             raise SpaceError(f"{name} {value} must be at least 1", hint=f"drop {name}, or give a step count >= 1")
-    dev = dist_.rank_device(resolve_device(device))
+    dev = dist_.rank_device(device)  # under torchrun: this rank's own GPU
     check_precision(cfg.precision, dev)
     if len(data.train_x) // cfg.batch_size == 0:
         raise SpaceError(
@@ -369,7 +374,7 @@ def train(
             f"--batch-size {cfg.batch_size} (incomplete batches are dropped)",
             hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data",
         )
-    dist_.local_batch(cfg.batch_size, dist_.world_size())  # refused before any process group work
+    dist_.local_batch(cfg.batch_size, dist_.world())  # refused before any process group work
     dist_.init(dev)  # under torchrun; the group stays up for a later train() in this process
     history = _train(
         target,
@@ -385,6 +390,8 @@ def train(
         max_memory,
         save_every,
         steps,
+        tensorboard,
+        log_every,
     )
     dist_.barrier()  # rank 0's last checkpoint is on disk before any rank returns
     return history
@@ -404,6 +411,8 @@ def _train(
     max_memory: int | None,
     save_every: int | None,
     steps: int | None,
+    tensorboard: str | Path | None,
+    log_every: int,
 ) -> list[EpochMetrics]:
     """:func:`train` once the options are checked (and the process group, if any, is up)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -420,9 +429,13 @@ def _train(
         run.resume()
     dist_.barrier()  # every rank has checked the folder (and read the checkpoint) before rank 0 writes
     spe = run.steps_per_epoch
+    sink = tensorboard_sink(tensorboard) if dist_.is_main() else None  # under torchrun, rank 0 logs
+    running: dict[str, float] = {}  # the epoch's running loss/accuracy/throughput, for the sink
 
     def after_step(epoch: int, done: int) -> bool:
         """Mid-epoch: checkpoint every ``save_every`` steps, and stop (saved) at the ``steps`` cap."""
+        if sink is not None and (epoch * spe + done) % log_every == 0:
+            sink.scalars("train", epoch * spe + done, {**running, "lr": float(run.sched.get_last_lr()[0])})
         if done >= spe:  # the epoch's end saves, with validation
             return False
         total = epoch * spe + done
@@ -438,7 +451,7 @@ def _train(
         TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} {task.fields[ips]:.0f} img/s"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with Progress(*columns, disable=not progress, transient=False) as bar, closing(sink):
         for epoch in range(run.start_epoch, cfg.epochs):
             if steps is not None and epoch * spe + (run.start_step if epoch == run.start_epoch else 0) >= steps:
                 break  # resumed at (or past) the cap: nothing to do
@@ -449,6 +462,7 @@ def _train(
 
             def tick(lo: float, ac: float, ip: float, task: TaskID = task) -> None:
                 bar.update(task, advance=1, loss=lo, acc=ac, ips=ip)
+                running.update(loss=lo, accuracy=ac, images_per_s=ip)
 
             result = run.train_epoch(epoch, tick, first, after_step)
             if result is None:  # stopped at the --steps cap, checkpoint written
@@ -459,6 +473,8 @@ def _train(
             # get_last_lr is typed float | Tensor; LambdaLR of a float lr gives floats
             m = EpochMetrics(epoch + 1, loss, acc, run.validate(), ips, float(run.sched.get_last_lr()[0]))
             run.history.append(m)
+            if sink is not None:
+                sink.scalars("epoch", (epoch + 1) * spe, {k: v for k, v in m.as_dict().items() if k != "epoch"})
             if progress:
                 note = " (largest sub-network, BN recalibrated)" if run.is_supernet else ""
                 bar.console.print(
