@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,13 +120,27 @@ def _emit_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=1, default=str))
 
 
+def _one_line_warnings(previous: Callable[..., None]) -> Callable[..., None]:
+    """Our own warnings (e.g. skipped non-image files) as one line; others as ``previous`` shows them."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if category.__module__.startswith("trionet_dsl"):
+            _console(stderr=True).print(f"[yellow]warning: {_esc(str(message))}[/]")
+        else:
+            previous(message, category, *args, **kwargs)
+
+    return show
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn SpaceError into a clean exit 2 and Ctrl-C into exit 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
+                return fn(*args, **kwargs)
         except SpaceError as err:
             _fail(err)
         except Interrupted as stop:
@@ -374,6 +389,16 @@ def train_cmd(
     steps: int | None = typer.Option(
         None, "--steps", help="stop after N optimizer steps in all, checkpoint written (smoke runs)"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="S or HxW the images are cropped to (default, and at most: the space's input)"
+    ),
+    mean: str | None = typer.Option(
+        None, "--mean", help="'imagenet' or per-channel means of pixels in [0, 1] (default: from the training split)"
+    ),
+    std: str | None = typer.Option(None, "--std", help="per-channel standard deviations, with --mean"),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
     from pydantic import ValidationError
@@ -416,6 +441,10 @@ def train_cmd(
             device=device,
             save_every=save_every,
             steps=steps,
+            workers=workers,
+            image_size=image_size,
+            mean=mean,
+            std=std,
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
@@ -487,6 +516,9 @@ def search_cmd(
     study: str | None = typer.Option(None, "--study", help="study name in --storage (default: per space+strategy)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present) | cpu | cuda | cuda:N | mps"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (autocast; fp16 needs a GPU)"),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
@@ -521,6 +553,7 @@ def search_cmd(
             study=study,
             device=device,
             precision=precision,
+            workers=workers,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None
@@ -567,6 +600,9 @@ def rank_cmd(
     no_progress: bool = typer.Option(False, "--no-progress"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Does the supernet rank architectures? Kendall τ / Spearman ρ / top-k of one-shot vs stand-alone accuracy."""
     from trionet_dsl.app.ranking import RESULTS, rank_job, saved_count
@@ -593,6 +629,7 @@ def rank_cmd(
             threads=threads,
             progress=not (no_progress or as_json),
             warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"),
+            workers=workers,
         )
     except KeyboardInterrupt:
         n = saved_count(out)
@@ -654,6 +691,9 @@ def export_cmd(
     precision: str | None = typer.Option(
         None, "--precision", help="precision of BN recalibration (default: the arch's search header's, else fp32)"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.app.export import export_job
@@ -675,6 +715,7 @@ def export_cmd(
         threads=threads,
         device=device,
         precision=precision,
+        workers=workers,
     )
     if as_json:
         _emit_json(

@@ -80,6 +80,7 @@ def _evaluator(
     val_fraction: float | None,
     val_data: str | None,
     force: bool,
+    workers: int = 0,
 ):
     """(evaluate, objective, description of the evaluation data) for ``--evaluator``."""
     from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
@@ -96,7 +97,7 @@ def _evaluator(
         ck = load_checkpoint(checkpoint)
         require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
         net = Supernet.from_checkpoint(ck, rs)
-        bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force)
+        bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force, workers)
         assert bundle.config is not None  # checkpoint_data loads through load_data, which records the config
         return SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed), "accuracy", described
     if evaluator in ("flops", "params"):
@@ -185,6 +186,7 @@ def search_job(
     study: str | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    workers: int = 0,
 ) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
@@ -221,7 +223,7 @@ def search_job(
     rs = load_space(space_file)
     limits, cost = _limits(rs, max_flops, max_params)
     evaluate, objective, described = _evaluator(
-        evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force
+        evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force, workers
     )
     evaluate = _on_device(evaluate, dev, precision)
     if multi_objective and strategy == "tpe":
