@@ -10,8 +10,9 @@ other samples of its batch.
 Two kinds behind one interface: :class:`TensorSamples` holds a small set in memory
 (digits, mnist5k, npz: normalised once, shifted-crop + flip augmentation done on the whole
 batch tensor at once); :class:`FolderSamples` decodes files as they are asked for (the
-ImageNet recipe of :mod:`.recipe`). A worker returns ``load(key)``; the main process turns
-it into the final float batch with ``finish`` (folders send uint8, a quarter of the bytes).
+ImageNet recipe of :mod:`.recipe`). A worker returns ``load(key)``, the final float batch: the
+training process then allocates nothing per batch (converting uint8 batches there instead made
+glibc's heap grow by ~200 MB over a 20,000-image epoch, see ``benchmarks/data_rss.py``).
 """
 
 from __future__ import annotations
@@ -63,10 +64,6 @@ class Samples(Dataset):
 
     def load(self, key: BatchKey) -> tuple[torch.Tensor, torch.Tensor] | LoadFailure:
         raise NotImplementedError
-
-    def finish(self, x: torch.Tensor, key: BatchKey) -> torch.Tensor:
-        """Main-process side of a batch made by ``load`` (possibly in a worker)."""
-        return x
 
     def __getitem__(self, key: BatchKey) -> tuple[torch.Tensor, torch.Tensor] | LoadFailure:
         return self.load(key)
@@ -142,9 +139,6 @@ class FolderSamples(Samples):
                 out[k] = self.pixels(i, sample_rng(key.seed, key.epoch, i) if key.augment else None)
             except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError...
                 return LoadFailure(self.index.path(i), str(exc) or type(exc).__name__)
-        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), self.labels[key.indices]
-
-    def finish(self, x: torch.Tensor, key: BatchKey) -> torch.Tensor:
-        if not key.normalise:
-            return x.float().div_(255.0)
-        return (x.float() - self._mean) / self._std
+        x = torch.from_numpy(out).permute(0, 3, 1, 2).float()  # N x C x H x W, channels-last in memory
+        x = x.div_(255.0) if not key.normalise else x.sub_(self._mean).div_(self._std)
+        return x.contiguous(), self.labels[key.indices]
