@@ -418,7 +418,33 @@ def test_train_then_search_on_a_streamed_folder(folder, tmp_path):
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "12 validation images" in json.loads(res.stdout)["data"]
+    searched = json.loads(res.stdout)
+    assert "12 validation images" in searched["data"]
+    # export recalibrates BN as search did and measures the model on raw pixels, batch by batch
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            str(tmp_path / "best.arch"),
+            "--checkpoint",
+            str(tmp_path / "run" / "supernet.pt"),
+            "--space",
+            tiny,
+            "--out",
+            str(tmp_path / "best.pt"),
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    from trionet_dsl.app.export import read_metadata
+
+    meta = read_metadata(tmp_path / "best.pt")
+    assert meta["mean"] == [0.485, 0.456, 0.406] and meta["height"] == 16
+    assert abs(meta["val_accuracy"] - searched["accuracy"]) <= 1 / 12 + 1e-9  # float rounding may flip one image
 
 
 def test_cli_refuses_bad_data_options_cleanly(folder, tmp_path):
