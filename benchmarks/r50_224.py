@@ -9,7 +9,7 @@ of the step) and the process's peak RSS so far (``ru_maxrss``; weights, gradient
 included). Batches grow, so the peak after a row is that row's.
 
     python benchmarks/r50_224.py --threads 2                 # batches 1 2 4 8
-    python benchmarks/r50_224.py --threads 2 --batches 1 2 4 # if 8 is too slow here
+    python benchmarks/r50_224.py --threads 2 --batches 1 2 4 --repeats 0  # a loaded machine: one step each
     python benchmarks/r50_224.py --device cuda --batches 8 16 32   # on a GPU (peak = torch.cuda.max_memory_allocated)
 """
 
@@ -46,7 +46,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1, help="timed steps after the warm-up (0: time the warm-up)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     import torch
@@ -89,8 +89,9 @@ def main() -> None:
                 F.cross_entropy(net(x), y).backward()  # noqa: B023  (the loop's current batch, on purpose)
                 opt.step()
 
-            saved = saved_bytes(step)  # also the warm-up
-            times = []
+            t0 = time.perf_counter()
+            saved = saved_bytes(step)  # the warm-up, timed too: with --repeats 0 it is the figure
+            times = [time.perf_counter() - t0] if args.repeats == 0 else []
             for _ in range(args.repeats):
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
