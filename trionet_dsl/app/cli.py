@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,13 +127,27 @@ def _emit_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=1, default=str))
 
 
+def _one_line_warnings(previous: Callable[..., None]) -> Callable[..., None]:
+    """Our own warnings (e.g. skipped non-image files) as one line; others as ``previous`` shows them."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if category.__module__.startswith("trionet_dsl"):
+            _console(stderr=True).print(f"[yellow]warning: {_esc(str(message))}[/]")
+        else:
+            previous(message, category, *args, **kwargs)
+
+    return show
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn SpaceError into a clean exit 2 and Ctrl-C into exit 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
+                return fn(*args, **kwargs)
         except SpaceError as err:
             _fail(err)
         except Interrupted as stop:
@@ -384,6 +399,16 @@ def train_cmd(
     tensorboard: Path | None = typer.Option(
         None, "--tensorboard", help="write TensorBoard scalars (loss, accuracy, lr, images/s) to this folder"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="S or HxW the images are cropped to (default, and at most: the space's input)"
+    ),
+    mean: str | None = typer.Option(
+        None, "--mean", help="'imagenet' or per-channel means of pixels in [0, 1] (default: from the training split)"
+    ),
+    std: str | None = typer.Option(None, "--std", help="per-channel standard deviations, with --mean"),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch."""
     from pydantic import ValidationError
@@ -427,6 +452,10 @@ def train_cmd(
             save_every=save_every,
             steps=steps,
             tensorboard=tensorboard,
+            workers=workers,
+            image_size=image_size,
+            mean=mean,
+            std=std,
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
@@ -506,6 +535,9 @@ def search_cmd(
     nproc: int | None = typer.Option(
         None, "--nproc", help="evaluate in N processes on this machine (launches torchrun; one per GPU)"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
@@ -548,6 +580,7 @@ def search_cmd(
             device=device,
             precision=precision,
             tensorboard=tensorboard,
+            workers=workers,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None
@@ -596,6 +629,9 @@ def rank_cmd(
     no_progress: bool = typer.Option(False, "--no-progress"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Does the supernet rank architectures? Kendall τ / Spearman ρ / top-k of one-shot vs stand-alone accuracy."""
     from trionet_dsl.app.ranking import RESULTS, rank_job, saved_count
@@ -622,6 +658,7 @@ def rank_cmd(
             threads=threads,
             progress=not (no_progress or as_json),
             warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"),
+            workers=workers,
         )
     except KeyboardInterrupt:
         n = saved_count(out)
@@ -683,6 +720,9 @@ def export_cmd(
     precision: str | None = typer.Option(
         None, "--precision", help="precision of BN recalibration (default: the arch's search header's, else fp32)"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.app.export import export_job
@@ -704,6 +744,7 @@ def export_cmd(
         threads=threads,
         device=device,
         precision=precision,
+        workers=workers,
     )
     if as_json:
         _emit_json(
