@@ -301,6 +301,9 @@ def diff_cmd(
         return
     con = _console()
     if rep["kind"] == "arch":
+        for dc in rep["depths"]:
+            full = "full"
+            con.print(f"[bold yellow]stage {_esc(dc['stage'])} depth {dc['a'] or full} -> {dc['b'] or full}[/]")
         t = Table(title=f"{rep['a']} -> {rep['b']}")
         for col in ("block", rep["a"], rep["b"], "changed"):
             t.add_column(col)

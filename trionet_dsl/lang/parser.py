@@ -484,7 +484,11 @@ class _Builder:
                     idx_tok,
                     f"stage '{name}' has {most}{attrs['blocks']} blocks; there is no block {index}",
                     f"block indices run from 0 to {attrs['blocks'] - 1}"
-                    + ("; an override of a block past the smallest depth applies when the block exists" if depths else ""),
+                    + (
+                        "; an override of a block past the smallest depth applies when the block exists"
+                        if depths
+                        else ""
+                    ),
                 )
             seen.add(index)
             self.at(opath, o, anchor=True)

@@ -220,7 +220,9 @@ def stage_summaries(g: nx.DiGraph) -> list[StageSummary]:
                 tuple(g.nodes[f"{first}.reduce" if f"{first}.reduce" in g else f"{first}.op"]["in_shape"]),
                 tuple(g.nodes[f"{last}.add"]["out_shape"]),
                 tuple(d.get("num_choices", 1) for d in nodes),
-                tuple(g.graph.get("depths", {}).get(name, ())) if len(g.graph.get("depths", {}).get(name, ())) > 1 else (),
+                tuple(g.graph.get("depths", {}).get(name, ()))
+                if len(g.graph.get("depths", {}).get(name, ())) > 1
+                else (),
             )
         )
     return res
