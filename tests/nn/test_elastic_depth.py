@@ -82,7 +82,7 @@ def _check(space, net: Supernet, arch: Arch, seed: int) -> None:
     assert _params(build(space, arch)) == params
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), which=st.sampled_from(["trionet_small_elastic", "basic_elastic"]))
 def test_extracted_equals_supernet_at_random_depths(nets, seed, which):
     space, net = nets[which]

@@ -129,7 +129,9 @@ def test_arch_depth_errors_are_located(tiny, line, message):
 
 
 def test_missing_blocks_without_depth_hint_the_depth_line(tiny):
-    err = raised(compile_arch_text, "arch a of tiny { s1.0 conv(kernel=3) width 4; s2.0 conv(kernel=3) width 8 }", "a", tiny)
+    err = raised(
+        compile_arch_text, "arch a of tiny { s1.0 conv(kernel=3) width 4; s2.0 conv(kernel=3) width 8 }", "a", tiny
+    )
     assert "does not fix" in err.message and "'s1 depth 1'" in (err.hint or "")
 
 
