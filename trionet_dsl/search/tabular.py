@@ -50,10 +50,20 @@ class TableEvaluator:
         self.size = space.size
         self.queries = 0
         self.by_key = {b.key: t for b, t in zip(space.blocks, self.table, strict=True)}
-        self.stages = [
-            ([self.by_key[b.key] for b in blocks], space.depth_choices[stage])
-            for stage, blocks in space.by_stage.items()
-        ]
+        self.depths = [(len(blocks), space.depth_choices[stage]) for stage, blocks in space.by_stage.items()]
+        self.elastic = bool(space.elastic)
+
+    @property
+    def stages(self) -> list[tuple[list[dict[str, int]], tuple[int, ...]]]:
+        """Per stage: its blocks' tables and its depth choices (without elastic depth: every block
+        is a stage of one fixed depth, so ``table`` may be narrowed to some blocks)."""
+        if not self.elastic:
+            return [([t], (1,)) for t in self.table]
+        out, start = [], 0
+        for n, depths in self.depths:
+            out.append((self.table[start : start + n], depths))
+            start += n
+        return out
 
     def score(self, arch: Arch) -> int:
         """The noiseless additive score (an integer) of the blocks the arch has: what "top 1%" is measured on."""
