@@ -113,3 +113,14 @@ def test_train_supernet_then_a_shallow_arch_then_export(npz, tmp_path):
         ],
     )
     assert r.exit_code == 0, r.output
+
+
+def test_space_diff_lists_depth_choices():
+    r = runner.invoke(
+        app, ["diff", str(SPACES / "trionet_small.space"), str(SPACES / "trionet_small_elastic.space"), "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["header"] == [f"stage {s} depth 2 -> 1|2|3" for s in ("s1", "s2", "s3")]
+    assert {row["block"]: row["status"] for row in d["blocks"]}["s1.2"] == "added"
+    assert (d["size_a"], d["size_b"]) == (15**6, (15 + 15**2 + 15**3) ** 3)
