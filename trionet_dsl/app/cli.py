@@ -207,7 +207,7 @@ def _print_report(rep: dict) -> None:
         for s in rep["stages"]:
             t.add_row(
                 s["name"],
-                str(s["blocks"]),
+                "|".join(map(str, s["depths"])) if s["depths"] else str(s["blocks"]),
                 s["in"],
                 s["out"],
                 " ".join(map(str, s["choices_per_block"])),
@@ -219,7 +219,7 @@ def _print_report(rep: dict) -> None:
             t.add_column(col)
         for b in rep["blocks"]:
             t.add_row(
-                b["key"],
+                b["key"] + (" (optional)" if b["optional"] else ""),
                 f"{b['in']} -> {b['out']}",
                 str(b["stride"]),
                 " | ".join(b["ops"]),
@@ -238,6 +238,8 @@ def _print_report(rep: dict) -> None:
             )
     else:
         con.print(f"[bold]arch {rep['name']}[/] of space {rep['space']}")
+        if rep.get("depths"):
+            con.print("depths: " + ", ".join(f"{k} {v}" for k, v in rep["depths"].items()))
         t = Table()
         for col in ("block", "operator", "width", "heads"):
             t.add_column(col)
@@ -321,6 +323,9 @@ def diff_cmd(
         return
     con = _console()
     if rep["kind"] == "arch":
+        for dc in rep["depths"]:
+            full = "full"
+            con.print(f"[bold yellow]stage {_esc(dc['stage'])} depth {dc['a'] or full} -> {dc['b'] or full}[/]")
         t = Table(title=f"{rep['a']} -> {rep['b']}")
         for col in ("block", rep["a"], rep["b"], "changed"):
             t.add_column(col)
