@@ -115,9 +115,13 @@ stem_layers = st.one_of(
 def stages(draw, name: str):
     blocks = draw(st.integers(1, 6))
     idx = draw(st.lists(st.integers(0, blocks - 1), unique=True, max_size=blocks))
+    # elastic depth: some other depth choices below the largest, in any order
+    shorter = draw(st.lists(st.integers(1, blocks - 1), unique=True, max_size=3)) if blocks > 1 else []
+    depths = draw(st.permutations([*shorter, blocks])) if shorter else None
     return Stage(
         name=name,
         blocks=blocks,
+        depths=tuple(depths) if depths else None,
         width=draw(pos),
         stride=draw(st.integers(1, 4)),
         expansion=draw(st.none() | st.integers(1, 8)),
@@ -191,10 +195,13 @@ def arches(draw, with_comments: bool = True):
         ArchBlock(stage=s, index=i, op=draw(ops(with_heads=False)), width=draw(pos), heads=draw(st.none() | small))
         for s, i in keys
     )
-    a = Arch(name=draw(names), space=draw(names), blocks=blocks)
+    # stated depths: of stages with blocks (the line is written before their first block) or without
+    stage_pool = [*sorted({s for s, _ in keys}), "t9"]
+    depths = draw(st.dictionaries(st.sampled_from(stage_pool), st.integers(1, 40), max_size=3))
+    a = Arch(name=draw(names), space=draw(names), blocks=blocks, depths=depths)
     if not with_comments:
         return a
-    anchors = ["arch", "end"] + [f"arch.{b.key}" for b in blocks]
+    anchors = ["arch", "end"] + [f"arch.{b.key}" for b in blocks] + [f"arch.depth.{s}" for s in depths]
     return a.model_copy(
         update={
             "comments": draw(st.just({}) | comments_for(anchors)),
@@ -383,6 +390,10 @@ SNIPPETS = [
     "groups=4",
     "max_mib=1",
     "blocks",
+    "blocks 1 | 2",
+    "2..3",
+    "depth",
+    "s1 depth 2",
     "stride",
     "9" * 30,
     "-1",
@@ -480,6 +491,10 @@ def test_fuzz_token_mutations(r50, text):
                 "block bottleneck {",
                 "stage s1",
                 "blocks 2",
+                "blocks 1 | 3",
+                "blocks 1..4 step 2",
+                "s1 depth 1",
+                "s2 depth 0",
                 "width 16",
                 "heads 2 | 4",
                 "op conv | local | axial",

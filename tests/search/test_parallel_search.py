@@ -148,7 +148,7 @@ def test_a_supernet_evaluation_depends_on_the_arch_alone(tmp_path):
         """The accuracy, and the logits it came from (the evaluation leaves the arch active)."""
         acc = ev(arch)["accuracy"]
         with torch.no_grad():
-            return acc, ev.net(ev.val_x.contiguous(memory_format=torch.channels_last))
+            return acc, ev.net(ev.data.val_x.contiguous(memory_format=torch.channels_last))
 
     sampler = random.Random(3)
     archs = list({arch_key(a): a for a in (sample(tiny, sampler, "hierarchical") for _ in range(12))}.values())[:6]

@@ -130,22 +130,15 @@ def test_unknown_strategy_and_impossible_limits(small_space):
 
 def test_supernet_evaluator_calibrates_on_a_split_smaller_than_a_batch(small_space):
     """72 training images and 128-image batches: BN must still be recalibrated on real data."""
-    import types
-
     import torch
 
     from trionet_dsl.nn.supernet import Supernet
     from trionet_dsl.search.evaluators import SupernetEvaluator
+    from trionet_dsl.train.data import DataBundle
 
     x = torch.randn(72, 3, 32, 32)
-    data = types.SimpleNamespace(
-        train_x=x,
-        train_y=torch.zeros(72, dtype=torch.long),
-        val_x=x[:8],
-        val_y=torch.zeros(8, dtype=torch.long),
-        pad=4,
-        flip=False,
-    )
+    y = torch.zeros(72, dtype=torch.long)
+    data = DataBundle.from_tensors(x, y, x[:8], y[:8], class_names=["0", "1"], pad=4, flip=False)
     ev = SupernetEvaluator(Supernet(small_space, seed=0), data, bn_batches=8, batch_size=128)
     assert [len(b) for b in ev.calib] == [72]
 

@@ -23,7 +23,6 @@ from trionet_dsl.app.cli import app
 from trionet_dsl.app.datasets import load_dataset
 from trionet_dsl.train import TrainConfig, train
 from trionet_dsl.train.checkpoint import load_checkpoint
-from trionet_dsl.train.distributed import shard
 
 HERE = Path(__file__).resolve().parent
 TINY = HERE.parent / "data" / "tiny.space"
@@ -135,12 +134,6 @@ def test_sliced_sync_bn_equals_plain_bn_on_the_whole_batch(runs):
     assert set(errors) == {"prefix", "grid", "full"}
     for name, errs in errors.items():
         assert max(errs) < 1e-12, (name, errs)  # float64: output, grads, running stats of 2 steps
-
-
-def test_shards_of_the_ranks_concatenate_to_the_batch():
-    batch = torch.arange(32)
-    assert torch.equal(torch.cat([shard(batch, r, 4) for r in range(4)]), batch)
-    assert torch.equal(shard(batch, 0, 1), batch)
 
 
 def test_nproc_options_are_checked_before_any_worker_starts(tmp_path):

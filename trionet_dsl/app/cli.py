@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,13 +127,27 @@ def _emit_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=1, default=str))
 
 
+def _one_line_warnings(previous: Callable[..., None]) -> Callable[..., None]:
+    """Our own warnings (e.g. skipped non-image files) as one line; others as ``previous`` shows them."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if category.__module__.startswith("trionet_dsl"):
+            _console(stderr=True).print(f"[yellow]warning: {_esc(str(message))}[/]")
+        else:
+            previous(message, category, *args, **kwargs)
+
+    return show
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn SpaceError into a clean exit 2 and Ctrl-C into exit 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warnings(warnings.showwarning)
+                return fn(*args, **kwargs)
         except SpaceError as err:
             _fail(err)
         except Interrupted as stop:
@@ -192,7 +207,7 @@ def _print_report(rep: dict) -> None:
         for s in rep["stages"]:
             t.add_row(
                 s["name"],
-                str(s["blocks"]),
+                "|".join(map(str, s["depths"])) if s["depths"] else str(s["blocks"]),
                 s["in"],
                 s["out"],
                 " ".join(map(str, s["choices_per_block"])),
@@ -204,7 +219,7 @@ def _print_report(rep: dict) -> None:
             t.add_column(col)
         for b in rep["blocks"]:
             t.add_row(
-                b["key"],
+                b["key"] + (" (optional)" if b["optional"] else ""),
                 f"{b['in']} -> {b['out']}",
                 str(b["stride"]),
                 " | ".join(b["ops"]),
@@ -223,6 +238,8 @@ def _print_report(rep: dict) -> None:
             )
     else:
         con.print(f"[bold]arch {rep['name']}[/] of space {rep['space']}")
+        if rep.get("depths"):
+            con.print("depths: " + ", ".join(f"{k} {v}" for k, v in rep["depths"].items()))
         t = Table()
         for col in ("block", "operator", "width", "heads"):
             t.add_column(col)
@@ -306,6 +323,9 @@ def diff_cmd(
         return
     con = _console()
     if rep["kind"] == "arch":
+        for dc in rep["depths"]:
+            full = "full"
+            con.print(f"[bold yellow]stage {_esc(dc['stage'])} depth {dc['a'] or full} -> {dc['b'] or full}[/]")
         t = Table(title=f"{rep['a']} -> {rep['b']}")
         for col in ("block", rep["a"], rep["b"], "changed"):
             t.add_column(col)
@@ -392,6 +412,16 @@ def train_cmd(
     tensorboard: Path | None = typer.Option(
         None, "--tensorboard", help="write TensorBoard scalars (loss, accuracy, lr, images/s) to this folder"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="S or HxW the images are cropped to (default, and at most: the space's input)"
+    ),
+    mean: str | None = typer.Option(
+        None, "--mean", help="'imagenet' or per-channel means of pixels in [0, 1] (default: from the training split)"
+    ),
+    std: str | None = typer.Option(None, "--std", help="per-channel standard deviations, with --mean"),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch.
 
@@ -447,6 +477,10 @@ def train_cmd(
             save_every=save_every,
             steps=steps,
             tensorboard=tensorboard,
+            workers=workers,
+            image_size=image_size,
+            mean=mean,
+            std=std,
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
@@ -530,6 +564,9 @@ def search_cmd(
     nproc: int | None = typer.Option(
         None, "--nproc", help="evaluate in N processes on this machine (launches torchrun; one per GPU)"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
@@ -572,6 +609,7 @@ def search_cmd(
             device=device,
             precision=precision,
             tensorboard=tensorboard,
+            workers=workers,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None
@@ -620,6 +658,9 @@ def rank_cmd(
     no_progress: bool = typer.Option(False, "--no-progress"),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Does the supernet rank architectures? Kendall τ / Spearman ρ / top-k of one-shot vs stand-alone accuracy."""
     from trionet_dsl.app.ranking import RESULTS, rank_job, saved_count
@@ -646,6 +687,7 @@ def rank_cmd(
             threads=threads,
             progress=not (no_progress or as_json),
             warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"),
+            workers=workers,
         )
     except KeyboardInterrupt:
         n = saved_count(out)
@@ -707,6 +749,9 @@ def export_cmd(
     precision: str | None = typer.Option(
         None, "--precision", help="precision of BN recalibration (default: the arch's search header's, else fp32)"
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
+    ),
 ) -> None:
     """Write an arch as a standalone model taking raw pixels; measure the written file on validation data."""
     from trionet_dsl.app.export import export_job
@@ -728,6 +773,7 @@ def export_cmd(
         threads=threads,
         device=device,
         precision=precision,
+        workers=workers,
     )
     if as_json:
         _emit_json(

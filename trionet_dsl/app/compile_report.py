@@ -23,6 +23,8 @@ def report(doc: ResolvedSpace | LoadedArch, with_costs: bool = True) -> dict:
                 {"key": b.key, "op": b.op.signature, "width": b.width, "heads": b.heads} for b in doc.arch.blocks
             ],
         }
+        if doc.arch.depths:
+            rep["depths"] = dict(doc.arch.depths)
         if with_costs:
             from trionet_dsl.space.cost import arch_cost
 
@@ -44,6 +46,7 @@ def report(doc: ResolvedSpace | LoadedArch, with_costs: bool = True) -> dict:
             {
                 "name": s.name,
                 "blocks": s.blocks,
+                "depths": list(s.depths),
                 "in": _shape(s.in_shape),
                 "out": _shape(s.out_shape),
                 "choices_per_block": list(s.choices_per_block),
@@ -61,6 +64,7 @@ def report(doc: ResolvedSpace | LoadedArch, with_costs: bool = True) -> dict:
                 "widths": list(b.widths),
                 "heads": {o.op.signature: list(o.heads) for o in b.options if o.heads},
                 "choices": b.num_choices,
+                "optional": b.optional,
             }
             for b in rs.blocks
         ],

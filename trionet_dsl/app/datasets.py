@@ -15,29 +15,59 @@ if TYPE_CHECKING:
 
 
 def load_dataset(
-    source: str, space: ResolvedSpace, val_fraction: float = 0.2, seed: int = 0, val_source: str | None = None
+    source: str,
+    space: ResolvedSpace,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    val_source: str | None = None,
+    *,
+    image_size: int | tuple[int, int] | list[int] | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    workers: int = 0,
 ) -> DataBundle:
-    """The data bundle for a space: images resized to its input, split and normalised."""
+    """The data bundle for a space: images at its input size (or a smaller ``image_size``), split
+    and normalised (``mean``/``std`` given, else from the training split); image folders stream
+    through ``workers`` DataLoader processes."""
     from trionet_dsl.train.data import DataConfig, load_data
 
     check_val_fraction(val_fraction)
     i = space.space.input
+    size = image_size_for(space, image_size)
     cfg = DataConfig(
         source=source,
         val_fraction=val_fraction,
         val_source=val_source,
-        image_size=(i.height, i.width),
+        image_size=size,
         channels=i.channels,
         seed=seed,
         max_classes=space.space.classes,
+        mean=mean,
+        std=std,
     )
-    bundle = load_data(cfg)
+    bundle = load_data(cfg, workers=workers)
     if bundle.num_classes > space.space.classes:
         raise SpaceError(
             f"the data has {bundle.num_classes} classes but space '{space.name}' has classes {space.space.classes}",
             hint=f"set 'classes {bundle.num_classes}' in the space",
         )
     return bundle
+
+
+def image_size_for(space: ResolvedSpace, image_size: int | tuple[int, int] | list[int] | None) -> tuple[int, int]:
+    """``--image-size``: the space's input size by default; smaller is allowed (the network is
+    convolutional and its attention slices its relative positions), larger is refused (axial
+    attention's positions are sized to the space's input)."""
+    i = space.space.input
+    if image_size is None:
+        return (i.height, i.width)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if not (1 <= h <= i.height and 1 <= w <= i.width):
+        raise SpaceError(
+            f"--image-size {h}x{w} does not fit space '{space.name}', whose input is {i.channels}x{i.height}x{i.width}",
+            hint=f"use at most {i.height} (or change the space's 'input' line)",
+        )
+    return (h, w)
 
 
 def checkpoint_data(
@@ -48,6 +78,7 @@ def checkpoint_data(
     val_fraction: float | None = None,
     val_data: str | None = None,
     force: bool = False,
+    workers: int = 0,
 ) -> tuple[DataBundle, str]:
     """The data a checkpoint was trained on, split as in training (same fraction and seed).
 
@@ -92,6 +123,21 @@ def checkpoint_data(
             file=str(checkpoint),
             hint="pass --data PATH --force to evaluate on a copy of it",
         )
-    bundle = load_dataset(source, space, fraction, seed, val_source=vsource)
-    split = f"--val {vsource}" if vsource else f"val-fraction {fraction}, split seed {seed}"
+    streamed = bool(rec.get("streamed")) and source_id(source) == rec.get("source")
+    bundle = load_dataset(
+        source,
+        space,
+        fraction,
+        seed,
+        val_source=vsource,
+        image_size=rec.get("image_size"),
+        # a streamed set's statistics were estimated on a subset: reuse them, not a new estimate
+        mean=rec.get("mean") if streamed else None,
+        std=rec.get("std") if streamed else None,
+        workers=workers,
+    )
+    if bundle.extra.get("val_tree"):
+        split = f"{bundle.extra['layout']} layout"
+    else:
+        split = f"--val {vsource}" if vsource else f"val-fraction {fraction}, split seed {seed}"
     return bundle, f"{source} ({split}): {len(bundle.val_y)} validation images"

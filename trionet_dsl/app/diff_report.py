@@ -41,6 +41,7 @@ def _arch_report(da: LoadedArch, db: LoadedArch, histories: list[Path] | None) -
         "a": d.a,
         "b": d.b,
         "blocks": [c.model_dump() for c in d.blocks],
+        "depths": [c.model_dump() for c in d.depths],
         "n_changed": len(d.changed),
         "n_equal": len(d.equal),
     }

@@ -281,6 +281,7 @@ def _weights_and_data(
     val_fraction: float | None,
     val_data: str | None,
     force: bool,
+    workers: int = 0,
 ) -> tuple[dict[str, Any] | None, DataBundle | None, str | None]:
     """The checkpoint (None with ``fresh``) and the data to measure on: the checkpoint's own split."""
     if not fresh:
@@ -290,10 +291,10 @@ def _weights_and_data(
 
         ck = load_checkpoint(checkpoint)
         require_space(ck, emit_space(la.space.space), la.space.name, checkpoint)
-        bundle, described = checkpoint_data(ck, la.space, checkpoint, data, val_fraction, val_data, force)
+        bundle, described = checkpoint_data(ck, la.space, checkpoint, data, val_fraction, val_data, force, workers)
         return ck, bundle, described
     if data is not None:
-        bundle = load_dataset(data, la.space, val_fraction or 0.2, seed, val_source=val_data)
+        bundle = load_dataset(data, la.space, val_fraction or 0.2, seed, val_source=val_data, workers=workers)
         return None, bundle, f"{data}: {len(bundle.val_y)} validation images"
     return None, None, None
 
@@ -335,6 +336,7 @@ def export_job(
     threads: int | None = None,
     device: str = "auto",
     precision: str | None = None,
+    workers: int = 0,
 ) -> ExportResult:
     """Export an arch as a standalone model with inherited (or fresh) weights, and measure the file.
 
@@ -376,7 +378,7 @@ def export_job(
             f"--bn-batches {bn_batches}: recalibration needs at least one batch",
             hint="or pass --no-recalibrate to keep the supernet's statistics",
         )
-    ck, bundle, described = _weights_and_data(la, checkpoint, fresh, seed, data, val_fraction, val_data, force)
+    ck, bundle, described = _weights_and_data(la, checkpoint, fresh, seed, data, val_fraction, val_data, force, workers)
     calib = None
     if ck is not None and ck.get("kind") == "supernet" and recalibrate:
         from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches
@@ -398,6 +400,12 @@ def export_job(
         from trionet_dsl.train.evaluate import evaluate
 
         meta["val_accuracy"] = evaluate(wrapped, bundle.val_raw * 255.0, bundle.val_y, channels_last=False)
+    elif bundle is not None:  # streamed: the same measurement, batch by batch
+        from trionet_dsl.train.data import iterate
+        from trionet_dsl.train.evaluate import accuracy
+
+        raw = ((x * 255.0, y) for x, y in iterate(bundle, "val", 256, 0, 0, augment=False, normalise=False))
+        meta["val_accuracy"] = accuracy(wrapped, raw, channels_last=False)
     res = export(wrapped, la, target, fmt, meta)
     if bundle is not None and bundle.val_raw is not None:  # the written file itself, fed raw pixels
         res.accuracy = file_accuracy(res.path, fmt, bundle.val_raw * 255.0, bundle.val_y)

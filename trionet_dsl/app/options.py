@@ -1,4 +1,4 @@
-"""Command-line values shared by the jobs: counts with K/M/G suffixes, shares, threads."""
+"""Command-line values shared by the jobs: counts with K/M/G suffixes, sizes, shares, threads."""
 
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ def parse_count(text: str | int | None, what: str = "value") -> int | None:
     if not m:
         raise SpaceError(f"cannot read {what} '{text}'", hint="write a number with an optional K/M/G suffix, e.g. 300M")
     return round(float(m.group(1)) * _SUFFIX[m.group(2).upper()])
+
+
+def parse_size(text: str | int | None) -> int | tuple[int, int] | None:
+    """``--image-size``: ``224`` or ``224x192`` (height x width); None stays None."""
+    if text is None or isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]+)\s*(?:[xX]\s*([0-9]+)\s*)?", str(text))
+    if not m or int(m.group(1)) < 1 or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise SpaceError(f"cannot read --image-size '{text}'", hint="write S (square) or HxW, e.g. 224 or 160x192")
+    return int(m.group(1)) if m.group(2) is None else (int(m.group(1)), int(m.group(2)))
 
 
 def check_val_fraction(val_fraction: float) -> None:

@@ -337,6 +337,7 @@ def rank_job(
     threads: int | None = None,
     progress: bool = True,
     warn: Callable[[str], None] | None = None,
+    workers: int = 0,
 ) -> RankOutcome:
     """Rank correlation between one-shot and stand-alone accuracy; writes ``rank.json`` and ``rank.png``.
 
@@ -384,12 +385,12 @@ def rank_job(
     ck = load_checkpoint(checkpoint)
     space_text = emit_space(rs.space)
     require_space(ck, space_text, rs.name, checkpoint, kind="supernet")
-    bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force)
+    bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force, workers)
     assert bundle.config is not None  # checkpoint_data loads through load_data, which records the config
-    if len(bundle.train_x) // batch_size == 0:
+    if bundle.num_train // batch_size == 0:
         raise SpaceError(
-            f"--batch-size {batch_size} is larger than the {len(bundle.train_x)} training images",
-            hint=f"use --batch-size {max(1, len(bundle.train_x))} or lower",
+            f"--batch-size {batch_size} is larger than the {bundle.num_train} training images",
+            hint=f"use --batch-size {max(1, bundle.num_train)} or lower",
         )
     picked = pick_archs(rs, archs, seed)
     settings = {

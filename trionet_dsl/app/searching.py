@@ -85,6 +85,7 @@ def _evaluator(
     val_fraction: float | None,
     val_data: str | None,
     force: bool,
+    workers: int = 0,
 ):
     """(evaluate, objective, description of the evaluation data) for ``--evaluator``."""
     from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
@@ -101,7 +102,7 @@ def _evaluator(
         ck = load_checkpoint(checkpoint)
         require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
         net = Supernet.from_checkpoint(ck, rs)
-        bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force)
+        bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force, workers)
         assert bundle.config is not None  # checkpoint_data loads through load_data, which records the config
         return SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed), "accuracy", described
     if evaluator in ("flops", "params"):
@@ -191,6 +192,7 @@ def search_job(
     device: str = "auto",
     precision: str = "fp32",
     tensorboard: str | Path | None = None,
+    workers: int = 0,
 ) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
@@ -243,7 +245,7 @@ def search_job(
     parallel = dd.init_from_env(backend="gloo")  # only pickled archs and results travel: gloo, even on GPUs
     try:
         evaluate, objective, described = _evaluator(
-            evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force
+            evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force, workers
         )
         evaluate = _on_device(evaluate, dev, precision)  # this rank's own GPU under torchrun
         if not dd.is_main():

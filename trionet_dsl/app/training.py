@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trionet_dsl.app.datasets import load_dataset
-from trionet_dsl.app.options import check_val_fraction, parse_count, set_threads
+from trionet_dsl.app.options import check_val_fraction, parse_count, parse_size, set_threads
 from trionet_dsl.space.loader import load_any
 from trionet_dsl.space.resolve import ResolvedSpace
 
@@ -34,9 +34,16 @@ def train_job(
     save_every: int | None = None,
     steps: int | None = None,
     tensorboard: str | Path | None = None,
+    workers: int = 0,
+    image_size: str | int | None = None,
+    mean: str | None = None,
+    std: str | None = None,
 ) -> list[EpochMetrics]:
     """Train the supernet of a `.space` file, or an `.arch` from scratch (see ``train.loop.train``
-    for ``device``, ``save_every``, ``steps`` and ``tensorboard``)."""
+    for ``device``, ``save_every``, ``steps`` and ``tensorboard``). ``workers``: DataLoader processes
+    decoding an image folder; ``image_size`` ("S" or "HxW", at most the space's input);
+    ``mean``/``std``: comma-separated per-channel values or ``imagenet`` (default: from the training
+    split)."""
     from trionet_dsl.train.device import check_precision, resolve_device
     from trionet_dsl.train.distributed import cleanup
     from trionet_dsl.train.loop import check_out_dir, train
@@ -51,7 +58,20 @@ def train_job(
         require_tensorboard()  # before the data is loaded
     target = load_any(file, space)
     rs = target if isinstance(target, ResolvedSpace) else target.space
-    bundle = load_dataset(data, rs, val_fraction, cfg.seed, val_source=val_data)
+    from trionet_dsl.train.data.stats import parse_stats
+
+    given_mean, given_std = parse_stats(mean, std, rs.space.input.channels)
+    bundle = load_dataset(
+        data,
+        rs,
+        val_fraction,
+        cfg.seed,
+        val_source=val_data,
+        image_size=parse_size(image_size),
+        mean=given_mean,
+        std=given_std,
+        workers=workers,
+    )
     try:
         return train(
             target,
@@ -69,6 +89,7 @@ def train_job(
             tensorboard=tensorboard,
         )
     finally:
+        bundle.close()  # DataLoader workers stop with the run
         cleanup()  # a torchrun worker leaves its process group before it exits
 
 

@@ -140,7 +140,8 @@ def emit_space(space: Space) -> str:
     w.close(1, "block.end")
     for st in space.stages:
         path = f"stage.{st.name}"
-        head = f"stage {st.name} blocks {st.blocks} width {st.width} stride {st.stride}"
+        blocks = fmt_ints(st.depths) if st.depths else str(st.blocks)
+        head = f"stage {st.name} blocks {blocks} width {st.width} stride {st.stride}"
         if st.expansion is not None:
             head += f" expansion {st.expansion}"
         empty = BlockSpec()
@@ -171,11 +172,16 @@ def emit_arch(arch: Arch, header: Iterable[str] = ()) -> str:
     ops = [fmt_op(b.op) for b in arch.blocks]
     kw = max((len(k) for k in keys), default=0)
     ow = max((len(o) for o in ops), default=0)
+    pending = dict(arch.depths)  # a stage's depth line goes just before its first block
     for b, k, o in zip(arch.blocks, keys, ops, strict=True):
+        if b.stage in pending:
+            w.line(1, f"{b.stage} depth {pending.pop(b.stage)}", f"arch.depth.{b.stage}")
         text = f"{k.ljust(kw)} {o.ljust(ow)} width {b.width}"
         if b.heads is not None:
             text += f" heads {b.heads}"
         w.line(1, text.rstrip(), f"arch.{k}")
+    for stage, d in pending.items():
+        w.line(1, f"{stage} depth {d}", f"arch.depth.{stage}")
     w.close(0, "end")
     return w.text()
 

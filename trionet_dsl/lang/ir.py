@@ -202,7 +202,12 @@ class BlockOverride(_Node):
 
 
 class Stage(_Node):
-    """``stage s2 blocks 4 width 128 stride 2 { ... }``."""
+    """``stage s2 blocks 4 width 128 stride 2 { ... }``.
+
+    ``depths``: elastic depth (``blocks 2 | 3 | 4``, ``blocks 2..4``), the stage's depth choices as
+    written (None: fixed at ``blocks``). ``blocks`` is then the largest: a sub-network of depth ``d``
+    keeps the stage's first ``d`` blocks (Once-for-All), so the supernet holds ``blocks`` of them.
+    """
 
     name: str
     blocks: int
@@ -211,6 +216,33 @@ class Stage(_Node):
     expansion: int | None = None
     spec: BlockSpec = BlockSpec()
     overrides: tuple[BlockOverride, ...] = ()
+    depths: tuple[int, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _depths(cls, data: Any) -> Any:
+        """``blocks`` defaults to the largest depth choice; one choice is a fixed depth (None)."""
+        if not isinstance(data, dict) or not data.get("depths"):
+            return data
+        data = dict(data)
+        depths = tuple(data["depths"])
+        if data.get("blocks") is None and all(isinstance(d, int) for d in depths):
+            data["blocks"] = max(depths)
+        if len(set(depths)) == 1 and data.get("blocks") == depths[0]:
+            depths = ()
+        data["depths"] = depths or None
+        return data
+
+    @model_validator(mode="after")
+    def _depths_match(self) -> Stage:
+        if self.depths is not None and max(self.depths) != self.blocks:
+            raise ValueError(f"stage {self.name}: blocks {self.blocks} is not the largest depth choice {self.depths}")
+        return self
+
+    @property
+    def depth_choices(self) -> tuple[int, ...]:
+        """The depths a sub-network may have, ascending (``(blocks,)`` for a fixed stage)."""
+        return tuple(sorted(set(self.depths))) if self.depths else (self.blocks,)
 
 
 class InputShape(_Node):
@@ -250,11 +282,16 @@ class ArchBlock(_Node):
 
 
 class Arch(_Node):
-    """One point of a space: every block's operator, width and heads fixed."""
+    """One point of a space: every block's operator, width and heads fixed.
+
+    ``depths``: stage name -> depth (``s3 depth 4`` in the file) for stages of elastic depth; a
+    stage not named has its full depth. Blocks past a stage's depth are not listed.
+    """
 
     name: str
     space: str
     blocks: tuple[ArchBlock, ...]
+    depths: dict[str, int] = Field(default_factory=dict)
     comments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     trailing: dict[str, str] = Field(default_factory=dict)
 

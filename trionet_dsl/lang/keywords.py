@@ -5,7 +5,7 @@ from __future__ import annotations
 
 STATEMENT_WORDS: tuple[str, ...] = (
     "space", "arch", "input", "classes", "stem", "block", "stage", "op", "width", "heads",
-    "blocks", "stride", "expansion", "conv", "maxpool", "avgpool", "of", "step",
+    "blocks", "stride", "expansion", "conv", "maxpool", "avgpool", "of", "step", "depth",
 )  # fmt: skip
 """Words that start or shape a statement; names may not be any of them."""
 

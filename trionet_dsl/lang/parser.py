@@ -48,6 +48,7 @@ _KEYWORD_TEXT = {
     "STRIDE": "'stride'",
     "EXPANSION": "'expansion'",
     "HEADS": "'heads'",
+    "DEPTH": "'depth'",
     "SHAPE": "a shape like 3x3",
     "MULT": "a multiplier like 0.5x",
     "INT": "an integer",
@@ -442,13 +443,19 @@ class _Builder:
         self.at(path, t, anchor=True)
         body = rest.pop() if rest and isinstance(rest[-1], Tree) and rest[-1].data == "stage_body" else None
         attrs: dict[str, int] = {}
+        depths: tuple[int, ...] | None = None
         for a in rest:
-            kw, val = a.children
+            kw, *vals = a.children
             key = str(kw)
             if key in attrs:
                 raise self.err(kw, f"stage attribute '{key}' given twice")
             self.at(f"{path}.attr.{key}", a)
-            attrs[key] = self.int_(_leaf(val), key)
+            if a.data == "stage_blocks":
+                choices = self.ints(vals, "blocks")
+                attrs[key] = max(choices)
+                depths = choices if len(choices) > 1 else None
+            else:
+                attrs[key] = self.int_(_leaf(vals[0]), key)
         for key, example in (("blocks", "blocks 3"), ("width", "width 64")):
             if key not in attrs:
                 raise self.err(name_tok, f"stage '{name}' needs '{key}'", f"add e.g. '{example}' after the name")
@@ -472,10 +479,16 @@ class _Builder:
             if index in seen:
                 raise self.err(idx_tok, f"block {index} of stage '{name}' is overridden twice")
             if index >= attrs["blocks"]:
+                most = "at most " if depths else ""
                 raise self.err(
                     idx_tok,
-                    f"stage '{name}' has {attrs['blocks']} blocks; there is no block {index}",
-                    f"block indices run from 0 to {attrs['blocks'] - 1}",
+                    f"stage '{name}' has {most}{attrs['blocks']} blocks; there is no block {index}",
+                    f"block indices run from 0 to {attrs['blocks'] - 1}"
+                    + (
+                        "; an override of a block past the smallest depth applies when the block exists"
+                        if depths
+                        else ""
+                    ),
                 )
             seen.add(index)
             self.at(opath, o, anchor=True)
@@ -484,6 +497,7 @@ class _Builder:
         return Stage(
             name=name,
             blocks=attrs["blocks"],
+            depths=depths,
             width=attrs["width"],
             stride=attrs.get("stride", 1),
             expansion=attrs.get("expansion"),
@@ -498,7 +512,16 @@ class _Builder:
         self.end("end", end)
         out: list[ArchBlock] = []
         keys: set[str] = set()
+        depths: dict[str, int] = {}
         for b in blocks:
+            if b.data == "arch_depth":
+                stage_tok, _kw, value = b.children
+                stage = str(stage_tok)
+                if stage in depths:
+                    raise self.err(stage_tok, f"the depth of stage '{stage}' is given twice")
+                self.at(f"arch.depth.{stage}", b, anchor=True)
+                depths[stage] = self.int_(_leaf(value), "depth")
+                continue
             stage_tok, idx_tok, op_tree, *attrs = b.children
             index = self.number(_leaf(idx_tok), "block index")
             key = f"{stage_tok}.{index}"
@@ -526,7 +549,7 @@ class _Builder:
             out.append(
                 ArchBlock(stage=str(stage_tok), index=index, op=op, width=vals["width"], heads=vals.get("heads"))
             )
-        return Arch(name=str(name_tok), space=str(space_tok), blocks=tuple(out))
+        return Arch(name=str(name_tok), space=str(space_tok), blocks=tuple(out), depths=depths)
 
     # -- comments
     def attach_comments(self, comments: list[Token]) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
@@ -562,7 +585,8 @@ class _Builder:
 _NUMBER_WORDS = {
     "width": "widths are channel counts >= 1, or multiples of the stage width such as 0.5x",
     "heads": "head counts are >= 1",
-    "blocks": "a stage has 1 or more blocks",
+    "blocks": "a stage has 1 or more blocks (depth choices: 2 | 3 | 4 or 2..4)",
+    "depth": "a stage's depth is 1 or more blocks",
     "stride": "strides are >= 1",
     "expansion": "expansions are >= 1",
     "classes": "classes is a count >= 1",

@@ -198,7 +198,8 @@ def build(space: ResolvedSpace, arch: Arch, seed: int | None = None) -> TrioNet:
     arch = check_arch(space, arch)
     if seed is not None:
         torch.manual_seed(seed)
-    blocks = [make_block(b, c) for b, c in zip(space.blocks, arch_choices(space, arch), strict=True)]
+    choices = arch_choices(space, arch)  # None: past its stage's depth, not built
+    blocks = [make_block(b, c) for b, c in zip(space.blocks, choices, strict=True) if c is not None]
     model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
     init_weights(model)
     return model

@@ -19,7 +19,10 @@ conv); the second layer reads them, compacted in that order, as its leading inpu
 Only the projection shortcut is shared.
 
 The forward pass slices weights to the active sub-network: it costs what that
-sub-network costs, never the full supernet.
+sub-network costs, never the full supernet. Under elastic depth the supernet holds every stage's
+largest depth; a sub-network of depth ``d`` skips the stage's blocks from ``d`` on (their shapes
+are the stage's output, so the stage's output is block ``d - 1``'s), and extraction builds only
+the first ``d``.
 """
 
 from __future__ import annotations
@@ -291,6 +294,7 @@ class Supernet(nn.Module):
         self.fc = nn.Linear(space.final_channels, space.space.classes)
         init_weights(self)
         self._arch: Arch | None = None
+        self._on: tuple[bool, ...] = (True,) * len(space.blocks)  # blocks within the active depths
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, space: ResolvedSpace) -> Supernet:
@@ -305,8 +309,11 @@ class Supernet(nn.Module):
     def activate(self, arch: Arch) -> Supernet:
         """Select the sub-network ``arch`` (checked against the space) for later forwards."""
         arch = check_arch(self.space, arch)
-        for blk, c in zip(self.bottlenecks(), arch_choices(self.space, arch), strict=True):
-            blk.select(c)
+        choices = arch_choices(self.space, arch)
+        for blk, c in zip(self.bottlenecks(), choices, strict=True):
+            if c is not None:  # a block past its stage's depth keeps its last choice, unused
+                blk.select(c)
+        self._on = tuple(c is not None for c in choices)
         self._arch = arch
         return self
 
@@ -318,9 +325,13 @@ class Supernet(nn.Module):
     def active_arch(self) -> Arch | None:
         return self._arch
 
+    def active_blocks(self) -> list[SuperBottleneck | SuperBasic]:
+        """The blocks the active sub-network runs (all of them until one is activated)."""
+        return [blk for blk, on in zip(self.bottlenecks(), self._on, strict=True) if on]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for blk in self.blocks:
+        for blk in self.active_blocks():
             x = blk(x)
         return self.fc(torch.flatten(self.pool(x), 1))
 
@@ -347,7 +358,7 @@ def extract(supernet: Supernet, arch: Arch | None = None) -> TrioNet:
     if supernet.active_arch is None:
         raise ValueError("no sub-network is active: pass an arch or call supernet.activate(arch) first")
     space = supernet.space
-    blocks = [blk.extract() for blk in supernet.bottlenecks()]
+    blocks = [blk.extract() for blk in supernet.active_blocks()]
     model = TrioNet(make_stem(space), blocks, space.final_channels, space.space.classes)
     with torch.no_grad():
         model.stem.load_state_dict(supernet.stem.state_dict())

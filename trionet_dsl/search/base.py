@@ -90,5 +90,10 @@ def feasible_sample(space: ResolvedSpace, rng: random.Random, cost: CostFn, limi
 
 
 def arch_key(arch: Arch) -> str:
-    """A compact, canonical identity of an arch's choices (for de-duplication and history)."""
-    return ";".join(f"{b.key}={b.op.signature}/{b.width}/{b.heads or 0}" for b in arch.blocks)
+    """A compact, canonical identity of an arch's choices (for de-duplication and history).
+
+    Stated depths come last (``;s3:depth=4``), so the keys of archs without elastic depth are what
+    they were before depth existed (histories and shared studies stay readable)."""
+    parts = [f"{b.key}={b.op.signature}/{b.width}/{b.heads or 0}" for b in arch.blocks]
+    parts += [f"{stage}:depth={d}" for stage, d in sorted(arch.depths.items())]
+    return ";".join(parts)

@@ -359,6 +359,9 @@ def run_search(
             by_key = {arch_key(a): o for a, o in zip(new, done, strict=True) if o is not None}
             told: list[Observation] = []
             for arch in proposals:
+                if space.elastic and any(s not in arch.depths for s in space.elastic):
+                    # a plug-in's arch may leave a stage's (full) depth unsaid: the key states every depth
+                    arch = arch.model_copy(update={"depths": {s: space.depths(arch)[s] for s in space.elastic}})
                 key = arch_key(arch)
                 if key in seen:  # answered from the history: no evaluation spent
                     known = seen[key]

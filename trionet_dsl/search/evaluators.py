@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from trionet_dsl.lang.ir import Arch
-from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate_split, recalibrate_bn
 
 if TYPE_CHECKING:
     from trionet_dsl.nn.supernet import Supernet
@@ -40,13 +40,12 @@ class SupernetEvaluator:
         self.net = supernet
         self.channels_last = channels_last
         self.calib = calibration_batches(data, bn_batches, batch_size, seed, channels_last)
-        n = len(data.val_x) if max_val is None else min(max_val, len(data.val_x))
-        self.val_x, self.val_y = data.val_x[:n], data.val_y[:n]
+        self.data, self.max_val = data, max_val  # in memory or streamed: evaluate_split reads batches
 
     def __call__(self, arch: Arch) -> dict[str, float]:
         self.net.activate(arch)
         recalibrate_bn(self.net, self.calib)
-        return {"accuracy": evaluate(self.net, self.val_x, self.val_y, channels_last=self.channels_last)}
+        return {"accuracy": evaluate_split(self.net, self.data, self.max_val, channels_last=self.channels_last)}
 
 
 class CallableEvaluator:

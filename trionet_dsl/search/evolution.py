@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from typing import cast
 
-from trionet_dsl.lang.ir import Arch
+from trionet_dsl.lang.ir import Arch, ArchBlock
 from trionet_dsl.search.base import CostFn, InfeasibleSpace, Limits, Observation, arch_key, feasible_sample
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import sample_choice
@@ -44,14 +45,22 @@ class Evolution:
 
     # -- operators
     def mutate(self, arch: Arch) -> Arch:
-        """Change op, width or heads of some blocks (at least one), always to valid choices."""
-        blocks = list(arch.blocks)
-        idx = [i for i, b in enumerate(self.space.blocks) if b.num_choices > 1]
-        if not idx:
+        """Change op, width or heads of some existing blocks, or the depth of some elastic stages (at
+        least one change), always to valid choices. A stage made deeper gets its new blocks drawn by
+        Hierarchical Sampling; one made shallower drops its last blocks."""
+        rs = self.space
+        depth = rs.depths(arch)
+        by = {b.key: b for b in arch.blocks}
+        genes: list[int | str] = [i for i, b in enumerate(rs.blocks) if b.num_choices > 1 and b.index < depth[b.stage]]
+        genes += rs.elastic  # one gene per elastic stage: its depth (none without elastic depth: same draws)
+        if not genes:
             return arch
-        chosen = [i for i in idx if self.rng.random() < self.mutation_rate] or [self.rng.choice(idx)]
-        for i in chosen:
-            rb, ab = self.space.blocks[i], blocks[i]
+        chosen = [g for g in genes if self.rng.random() < self.mutation_rate] or [self.rng.choice(genes)]
+        for g in chosen:
+            if isinstance(g, str):
+                depth[g] = self.rng.choice([d for d in rs.depth_choices[g] if d != depth[g]])
+                continue
+            rb, ab = rs.blocks[g], by[rs.blocks[g].key]
             what = self.rng.choice(("op", "width", "heads"))
             opt = rb.option(ab.op)
             if what == "width" and len(rb.widths) > 1:
@@ -60,13 +69,31 @@ class Evolution:
                 new = ab.model_copy(update={"heads": self.rng.choice([h for h in opt.heads if h != ab.heads])})
             else:
                 new = rb.arch_block(sample_choice(rb, self.rng, "hierarchical"))
-            blocks[i] = new
-        return arch.model_copy(update={"blocks": tuple(blocks)})
+            by[rb.key] = new
+        blocks = []
+        for rb in rs.blocks:
+            if rb.index < depth[rb.stage]:
+                kept = by.get(rb.key)
+                blocks.append(kept if kept is not None else rb.arch_block(sample_choice(rb, self.rng, "hierarchical")))
+        return arch.model_copy(update={"blocks": tuple(blocks), "depths": {s: depth[s] for s in rs.elastic}})
 
     def cross(self, a: Arch, b: Arch) -> Arch:
-        """Uniform crossover: each block from either parent (blocks are independent choices)."""
-        blocks = tuple(x if self.rng.random() < 0.5 else y for x, y in zip(a.blocks, b.blocks, strict=True))
-        return a.model_copy(update={"blocks": blocks})
+        """Uniform crossover: each elastic stage's depth, then each block, from either parent (blocks
+        are independent choices; a block only the deeper parent has comes from it)."""
+        rs = self.space
+        da, db = rs.depths(a), rs.depths(b)
+        depth = da | {s: da[s] if self.rng.random() < 0.5 else db[s] for s in rs.elastic}
+        ba, bb = {x.key: x for x in a.blocks}, {y.key: y for y in b.blocks}
+        blocks = []
+        for rb in rs.blocks:
+            if rb.index >= depth[rb.stage]:
+                continue
+            x, y = ba.get(rb.key), bb.get(rb.key)
+            if x is None or y is None:
+                blocks.append(cast(ArchBlock, x or y))
+            else:
+                blocks.append(x if self.rng.random() < 0.5 else y)
+        return a.model_copy(update={"blocks": tuple(blocks), "depths": {s: depth[s] for s in rs.elastic}})
 
     def tournament(self) -> Observation:
         pool = self.rng.sample(list(self.population), self.sample_size)

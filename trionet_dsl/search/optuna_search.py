@@ -150,8 +150,15 @@ class OptunaSearch:
         self.answered = 0
 
     def _arch(self, trial) -> Arch:
+        """The trial's arch: per stage its depth (``S.depth``, elastic stages only), then the choices
+        of the blocks that exist (parameters of absent blocks are not suggested: define-by-run)."""
         blocks = []
+        depths = {
+            s: trial.suggest_categorical(f"{s}.depth", list(self.space.depth_choices[s])) for s in self.space.elastic
+        }
         for b in self.space.blocks:
+            if b.index >= depths.get(b.stage, b.index + 1):
+                continue
             sigs = [o.op.signature for o in b.options]
             sig = trial.suggest_categorical(f"{b.key}.op", sigs) if len(sigs) > 1 else sigs[0]
             width = trial.suggest_categorical(f"{b.key}.width", list(b.widths)) if len(b.widths) > 1 else b.widths[0]
@@ -164,7 +171,7 @@ class OptunaSearch:
                     else opt.heads[0]
                 )
             blocks.append(b.arch_block(Choice(opt.op, width, heads)))
-        return Arch(name="candidate", space=self.space.name, blocks=tuple(blocks))
+        return Arch(name="candidate", space=self.space.name, blocks=tuple(blocks), depths=depths)
 
     def _others(self, key: str, trial) -> tuple[list[float] | None, bool]:
         """(values of a finished trial of this arch, whether another worker is evaluating it)."""

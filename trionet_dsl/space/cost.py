@@ -102,10 +102,14 @@ class CostModel:
                 bc = block_cost(b, c)
                 table[(c.op.signature, c.width, c.heads)] = (bc.params, bc.flops)
             self.tables.append(table)
+        self.by_key = {b.key: t for b, t in zip(space.blocks, self.tables, strict=True)}
+        self._positional = not space.elastic
 
     def __call__(self, arch: Arch) -> tuple[int, int]:
+        """Cost of the blocks ``arch`` lists (those within each stage's depth, as it states them)."""
         p, f = self.fixed.params, self.fixed.flops
-        for table, ab in zip(self.tables, arch.blocks, strict=True):
+        tables = self.tables if self._positional else [self.by_key[ab.key] for ab in arch.blocks]
+        for table, ab in zip(tables, arch.blocks, strict=True):
             bp, bf = table[(ab.op.signature, ab.width, ab.heads)]
             p += bp
             f += bf
@@ -115,11 +119,22 @@ class CostModel:
         return Cost(*self(arch))
 
     def extremes(self) -> dict[str, int]:
-        """Exact min/max params and FLOPs over the whole space (blocks are independent)."""
+        """Exact min/max params and FLOPs over the whole space.
+
+        Stages are independent, and so are the blocks of one stage at a given depth ``d``: a stage's
+        minimum is the least, over its depth choices, of the sum of its first ``d`` blocks' minima
+        (its maximum likewise); the space's is the fixed part plus the stages'.
+        """
+        rs = self.space
         out = {}
         for i, key in ((0, "params"), (1, "flops")):
-            out[f"{key}_min"] = getattr(self.fixed, key) + sum(min(v[i] for v in t.values()) for t in self.tables)
-            out[f"{key}_max"] = getattr(self.fixed, key) + sum(max(v[i] for v in t.values()) for t in self.tables)
+            lo = hi = getattr(self.fixed, key)
+            for stage, blocks in rs.by_stage.items():
+                mins = [min(v[i] for v in self.by_key[b.key].values()) for b in blocks]
+                maxs = [max(v[i] for v in self.by_key[b.key].values()) for b in blocks]
+                lo += min(sum(mins[:d]) for d in rs.depth_choices[stage])
+                hi += max(sum(maxs[:d]) for d in rs.depth_choices[stage])
+            out[f"{key}_min"], out[f"{key}_max"] = lo, hi
         return out
 
 

@@ -23,10 +23,19 @@ class BlockChange(BaseModel):
         return not self.changed
 
 
+class DepthChange(BaseModel):
+    """A stage whose depth differs (None: the arch does not state it, so it has the stage's full depth)."""
+
+    stage: str
+    a: int | None
+    b: int | None
+
+
 class ArchDiff(BaseModel):
     a: str
     b: str
     blocks: list[BlockChange]
+    depths: list[DepthChange] = []
 
     @property
     def changed(self) -> list[BlockChange]:
@@ -42,7 +51,8 @@ def _describe(b) -> str:
 
 
 def diff_archs(a: Arch, b: Arch) -> ArchDiff:
-    """Per-block comparison, in A's block order then B's extra blocks."""
+    """Per-block comparison, in A's block order then B's extra blocks; stages whose depth changed
+    (the blocks a shallower stage lacks show as added or removed)."""
     bb = {x.key: x for x in b.blocks}
     keys = [x.key for x in a.blocks] + [k for k in bb if k not in {x.key for x in a.blocks}]
     ab = {x.key: x for x in a.blocks}
@@ -67,7 +77,11 @@ def diff_archs(a: Arch, b: Arch) -> ArchDiff:
         if x.heads != y.heads:
             changed.append("heads")
         rows.append(BlockChange(block=k, a=_describe(x), b=_describe(y), changed=changed))
-    return ArchDiff(a=a.name, b=b.name, blocks=rows)
+    stages = [*a.depths, *(k for k in b.depths if k not in a.depths)]
+    depths = [
+        DepthChange(stage=k, a=a.depths.get(k), b=b.depths.get(k)) for k in stages if a.depths.get(k) != b.depths.get(k)
+    ]
+    return ArchDiff(a=a.name, b=b.name, blocks=rows, depths=depths)
 
 
 class SpaceBlockChange(BaseModel):
@@ -104,6 +118,10 @@ def diff_spaces(a: ResolvedSpace, b: ResolvedSpace) -> SpaceDiff:
         header.append("stem changed")
     if a.space.block.type != b.space.block.type:
         header.append(f"block {a.space.block.type} -> {b.space.block.type}")
+    for name, da in a.depth_choices.items():
+        db = b.depth_choices.get(name)
+        if db is not None and da != db:
+            header.append(f"stage {name} depth {'|'.join(map(str, da))} -> {'|'.join(map(str, db))}")
     rows = []
     keys = [x.key for x in a.blocks] + [x.key for x in b.blocks if x.key not in a.by_key]
     for k in keys:

@@ -37,6 +37,8 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
     """
     fixed = arch_choices(rs, check_arch(rs, arch)) if arch is not None else None
     g = nx.DiGraph(name=rs.name if arch is None else arch.name)
+    if fixed is None:  # elastic depth: each stage's depth choices; blocks past the smallest are ``optional``
+        g.graph["depths"] = {name: list(d) for name, d in rs.depth_choices.items()}
     inp = rs.space.input
     shape = [inp.channels, inp.height, inp.width]
     g.add_node("input", kind="input", label=f"input {inp.channels}x{inp.height}x{inp.width}", out_shape=shape)
@@ -58,10 +60,14 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
         g.add_edge(prev, nid, kind="data")
         prev = nid
     for i, b in enumerate(rs.blocks):
+        if fixed is not None and fixed[i] is None:
+            continue  # past its stage's depth in this arch: not in its graph
         k = b.key
         in_shape = [b.in_channels, *b.in_hw]
         out_shape = [b.out_channels, *b.out_hw]
-        common = {"stage": b.stage, "block": k}
+        common: dict = {"stage": b.stage, "block": k, "index": b.index}
+        if fixed is None:
+            common["optional"] = b.optional
         basic = b.kind == "basic"
         if fixed is None:
             mid = [max(b.widths), *b.out_hw]
@@ -93,6 +99,7 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
             second = "the block's operator"
         else:
             c = fixed[i]
+            assert c is not None
             mid = [c.width, *b.out_hw]
             op_in = in_shape if basic else [c.width, *b.in_hw]
             if not basic:
@@ -166,8 +173,19 @@ def build_graph(rs: ResolvedSpace, arch: Arch | None = None) -> nx.DiGraph:
 
 
 def space_size(g: nx.DiGraph) -> int:
-    """Exact number of architectures: the product of the choice nodes' counts (1 for an arch's graph)."""
-    return math.prod(d["num_choices"] for _, d in g.nodes(data=True) if d["kind"] == "choice")
+    """Exact number of architectures (1 for an arch's graph): per stage, the sum over its depth
+    choices ``d`` of the product of the choice counts of its first ``d`` blocks; the product of those.
+    Without elastic depth that is the product of the choice nodes' counts."""
+    counts: dict[str, dict[int, int]] = {}
+    for _, d in g.nodes(data=True):
+        if d["kind"] == "choice":
+            counts.setdefault(d["stage"], {})[d["index"]] = d["num_choices"]
+    depths = g.graph.get("depths", {})
+    total = 1
+    for stage, by_index in counts.items():
+        per_block = [by_index[i] for i in sorted(by_index)]
+        total *= sum(math.prod(per_block[:k]) for k in depths.get(stage, [len(per_block)]))
+    return total
 
 
 @dataclass(frozen=True)
@@ -177,10 +195,12 @@ class StageSummary:
     in_shape: tuple[int, int, int]
     out_shape: tuple[int, int, int]
     choices_per_block: tuple[int, ...]
+    depths: tuple[int, ...] = ()
+    """Depth choices (elastic depth); empty: the stage always has ``blocks`` blocks."""
 
     @property
     def size(self) -> int:
-        return math.prod(self.choices_per_block)
+        return sum(math.prod(self.choices_per_block[:d]) for d in self.depths or (self.blocks,))
 
 
 def stage_summaries(g: nx.DiGraph) -> list[StageSummary]:
@@ -200,6 +220,9 @@ def stage_summaries(g: nx.DiGraph) -> list[StageSummary]:
                 tuple(g.nodes[f"{first}.reduce" if f"{first}.reduce" in g else f"{first}.op"]["in_shape"]),
                 tuple(g.nodes[f"{last}.add"]["out_shape"]),
                 tuple(d.get("num_choices", 1) for d in nodes),
+                tuple(g.graph.get("depths", {}).get(name, ()))
+                if len(g.graph.get("depths", {}).get(name, ())) > 1
+                else (),
             )
         )
     return res

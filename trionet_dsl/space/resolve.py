@@ -66,6 +66,8 @@ class ResolvedBlock:
     widths: tuple[int, ...]
     options: tuple[OpOption, ...]
     kind: str = "bottleneck"
+    optional: bool = False
+    """Past its stage's smallest depth choice: a sub-network may end the stage before it."""
 
     @property
     def key(self) -> str:
@@ -143,10 +145,44 @@ class ResolvedSpace:
     def final_channels(self) -> int:
         return self.blocks[-1].out_channels if self.blocks else self.stem_channels
 
+    @cached_property
+    def depth_choices(self) -> dict[str, tuple[int, ...]]:
+        """Stage name -> its depth choices, ascending (one, the stage's blocks, when it is fixed)."""
+        return {st.name: st.depth_choices for st in self.space.stages}
+
+    @cached_property
+    def elastic(self) -> tuple[str, ...]:
+        """The stages of elastic depth (more than one depth choice), in order."""
+        return tuple(n for n, d in self.depth_choices.items() if len(d) > 1)
+
+    @cached_property
+    def by_stage(self) -> dict[str, tuple[ResolvedBlock, ...]]:
+        """Stage name -> its blocks (at the largest depth), in order."""
+        out: dict[str, list[ResolvedBlock]] = {st.name: [] for st in self.space.stages}
+        for b in self.blocks:
+            out[b.stage].append(b)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def stage_size(self, stage: str) -> int:
+        """Sub-networks of one stage: the sum over its depths ``d`` of the product of the choice
+        counts of its first ``d`` blocks (blocks past the depth do not exist, so do not multiply)."""
+        counts = [b.num_choices for b in self.by_stage[stage]]
+        return sum(math.prod(counts[:d]) for d in self.depth_choices[stage])
+
     @property
     def size(self) -> int:
-        """Number of distinct architectures: the product of per-block choice counts (exact)."""
-        return math.prod(b.num_choices for b in self.blocks)
+        """Number of distinct architectures (exact): the product of the stages' sizes; without elastic
+        depth, of the per-block choice counts."""
+        return math.prod(self.stage_size(st.name) for st in self.space.stages)
+
+    def depths(self, arch: Arch) -> dict[str, int]:
+        """Stage name -> the depth ``arch`` has there (its stated depth, else the stage's largest)."""
+        return {name: arch.depths.get(name, d[-1]) for name, d in self.depth_choices.items()}
+
+    def active(self, arch: Arch) -> tuple[bool, ...]:
+        """Per resolved block: whether it exists in ``arch`` (its index is below the stage's depth)."""
+        depth = self.depths(arch)
+        return tuple(b.index < depth[b.stage] for b in self.blocks)
 
 
 MAX_BLOCKS = 4096
@@ -339,6 +375,12 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
         names.add(st.name)
         if min(st.blocks, st.width, st.stride, st.expansion or 1) < 1:
             raise error(f"stage.{st.name}", f"stage '{st.name}': blocks, width, stride and expansion must be >= 1")
+        if st.depths is not None and (min(st.depths) < 1 or len(set(st.depths)) != len(st.depths)):
+            raise error(
+                f"stage.{st.name}.attr.blocks",
+                f"stage '{st.name}': depth choices {list(st.depths)} must be distinct and >= 1",
+                "block 0 always exists (it holds the stage's stride), so the smallest depth is 1",
+            )
         total += st.blocks
         if total > MAX_BLOCKS:
             raise error(
@@ -362,6 +404,7 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
         expansion = st.expansion if st.expansion is not None else space.block.expansion
         out_c = st.width * expansion
         overrides = {o.index: o.spec for o in st.overrides}
+        min_depth = st.depth_choices[0]
         for bi in range(st.blocks):
             spec = _merge(space.block.spec, st.spec, overrides.get(bi, BlockSpec()))
             key = f"{st.name}.{bi}"
@@ -384,7 +427,9 @@ def resolve(space: Space, smap: SourceMap | None = None) -> ResolvedSpace:
             options = [_option(op, j, widths, spec.heads, err_at, io, (h, w)) for j, op in enumerate(spec.ops)]
             oh, ow = -(-h // stride), -(-w // stride)
             blocks.append(
-                ResolvedBlock(st.name, bi, in_c, out_c, stride, (h, w), (oh, ow), widths, tuple(options), kind)
+                ResolvedBlock(
+                    st.name, bi, in_c, out_c, stride, (h, w), (oh, ow), widths, tuple(options), kind, bi >= min_depth
+                )
             )
             n_choices += blocks[-1].num_choices
             if n_choices > MAX_CHOICES:
@@ -414,12 +459,32 @@ def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> 
             f"arch '{arch.name}' is of space '{arch.space}', not '{rs.name}'",
             "check the 'of <space>' part of the header",
         )
+    for stage, d in arch.depths.items():
+        path = f"arch.depth.{stage}"
+        choices = rs.depth_choices.get(stage)
+        if choices is None:
+            raise error(path, f"space '{rs.name}' has no stage '{stage}'", did_you_mean(stage, list(rs.depth_choices)))
+        if d not in choices:
+            hint = (
+                f"depth choices of stage '{stage}': {' | '.join(map(str, choices))}"
+                if len(choices) > 1
+                else f"stage '{stage}' has a fixed depth of {choices[0]}; drop this line"
+            )
+            raise error(path, f"stage '{stage}': depth {d} is not a choice of this space", hint)
+    depth = rs.depths(arch)
     given = {b.key: b for b in arch.blocks}
     for key, b in given.items():
         path = f"arch.{key}"
         rb = rs.by_key.get(key)
         if rb is None:
             raise error(path, f"space '{rs.name}' has no block {key}", did_you_mean(key, list(rs.by_key)))
+        if rb.index >= depth[rb.stage]:
+            raise error(
+                path,
+                f"block {key} is past the depth {depth[rb.stage]} of stage '{rb.stage}'",
+                f"a stage of depth {depth[rb.stage]} has blocks {rb.stage}.0 to {rb.stage}.{depth[rb.stage] - 1}: "
+                f"drop this line or state a larger depth ('{rb.stage} depth {rb.index + 1}')",
+            )
         opt = rb.option(b.op)
         if opt is None:
             raise error(
@@ -449,6 +514,8 @@ def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> 
     blocks = []
     missing = []
     for rb in rs.blocks:
+        if rb.index >= depth[rb.stage]:
+            continue
         if rb.key in given:
             blocks.append(given[rb.key])
         elif rb.num_choices == 1:
@@ -457,17 +524,26 @@ def check_arch(rs: ResolvedSpace, arch: Arch, smap: SourceMap | None = None) -> 
             missing.append(rb.key)
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise error(
-            "end",
-            f"arch '{arch.name}' does not fix block{'s' if len(missing) > 1 else ''} {shown}",
+        first = rs.by_key[missing[0]]
+        hint = (
             "every searchable block needs a line such as: "
-            f"{missing[0]} {rs.by_key[missing[0]].options[0].op.signature} width "
-            f"{rs.by_key[missing[0]].widths[-1]}",
+            f"{missing[0]} {first.options[0].op.signature} width {first.widths[-1]}"
         )
-    return arch.model_copy(update={"blocks": tuple(blocks)})
+        if first.stage in rs.elastic and first.stage not in arch.depths:
+            shorter = [d for d in rs.depth_choices[first.stage] if d <= first.index]
+            if shorter:
+                hint += f"; or, for a shallower stage, state its depth: '{first.stage} depth {shorter[-1]}'"
+        raise error("end", f"arch '{arch.name}' does not fix block{'s' if len(missing) > 1 else ''} {shown}", hint)
+    # canonical: every elastic stage's depth stated, none of a fixed stage (a file may state it)
+    depths = {name: depth[name] for name in rs.elastic}
+    return arch.model_copy(update={"blocks": tuple(blocks), "depths": depths})
 
 
-def arch_choices(rs: ResolvedSpace, arch: Arch) -> tuple[Choice, ...]:
-    """The arch as one Choice per resolved block (assumes ``check_arch`` passed)."""
+def arch_choices(rs: ResolvedSpace, arch: Arch) -> tuple[Choice | None, ...]:
+    """The arch as one Choice per resolved block, None for a block past its stage's depth (assumes
+    ``check_arch`` passed)."""
     by = {b.key: b for b in arch.blocks}
-    return tuple(Choice(by[rb.key].op, by[rb.key].width, by[rb.key].heads) for rb in rs.blocks)
+    return tuple(
+        Choice(by[rb.key].op, by[rb.key].width, by[rb.key].heads) if on else None
+        for rb, on in zip(rs.blocks, rs.active(arch), strict=True)
+    )

