@@ -28,6 +28,12 @@ from trionet_dsl.space.op_costs import conv2d_macs, conv2d_param_count
 __all__ = ["SlicedBatchNorm2d", "SuperConv2d", "conv2d_macs", "conv2d_param_count"]
 
 
+def _channels_last(weight: torch.Tensor) -> bool:
+    """Whether a conv weight has channels_last strides, 1x1 kernels included (for those both
+    ``is_contiguous`` tests answer True; conv picks its output format from the strides)."""
+    return weight.dim() == 4 and weight.shape[1] > 1 and weight.stride(1) == 1 and weight.stride(3) == weight.shape[1]
+
+
 class SuperConv2d(nn.Module):
     """A KxK conv (no bias, padding K//2) at its largest size; ``forward(x, width)`` uses ``weight[:width, :C_in]``."""
 
@@ -56,7 +62,15 @@ class SuperConv2d(nn.Module):
             grid = self.weight.view(g, self.out_max // g, self.in_max // g, k, k)
             return grid[:, : width // g, : in_channels // g].reshape(width, in_channels // g, k, k)
         w = self.weight[:width]
-        return w[:, :in_channels] if in_index is None else w.index_select(1, in_index)
+        if in_index is None:
+            return w[:, :in_channels]  # a view: keeps the stored weight's memory format
+        if _channels_last(self.weight):
+            # gather in the (out, K, K, in) view so the copy keeps channels_last strides; a plain
+            # index_select returns NCHW, and a 1x1 conv of an NCHW input with an NCHW weight answers
+            # NCHW where the extracted model's channels_last weight answers channels_last — every
+            # layer after it then runs in the other format (measured: most of the supernet's overhead)
+            return w.permute(0, 2, 3, 1).index_select(3, in_index).permute(0, 3, 1, 2)
+        return w.index_select(1, in_index)
 
     def output_index(self, width: int) -> torch.Tensor | None:
         """Where the ``width`` outputs sit among ``out_max``: None (the leading ones) unless grouped and narrowed."""
