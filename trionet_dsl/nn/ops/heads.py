@@ -40,8 +40,8 @@ here; this module adds what slices tensors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -50,11 +50,13 @@ from trionet_dsl.space.sharing import MODES, check_mode, grid_dims, grid_index, 
 __all__ = [
     "MODES",
     "GridOutputs",
+    "Take",
     "check_mode",
     "check_sub",
     "grid_dims",
     "grid_index",
     "output_index",
+    "row_index",
     "slice_rows",
     "split_halves",
     "stored_rows",
@@ -81,6 +83,58 @@ def slice_rows(weight: torch.Tensor, mode: str, grid: tuple[int, int], width: in
         big_h, big_d = grid
         return weight.reshape(big_h, big_d, *weight.shape[1:])[:heads, :d].reshape(width, *weight.shape[1:])
     return weight[:width]
+
+
+def row_index(mode: str, grid: tuple[int, int], width: int, heads: int) -> list[int]:
+    """Stored rows sub-operator (width, heads) reads, head-major: what ``slice_rows`` takes."""
+    return grid_index(grid, width, heads) if mode == "multihead" else list(range(width))
+
+
+class Take:
+    """How one sub-operator reads a stored 2-D weight ``(rows, cols)``, worked out once (per
+    sub-operator and device, see ``cached``) so that a forward pass reads it with as few ops as
+    possible — each op is a kernel forward and an autograd node backward, and at CPU batch sizes
+    their fixed cost was most of the supernet's overhead over its extracted model.
+
+    Leading rows and columns: a view (no copy; none at all when they are the whole tensor). Rows at
+    grid positions over leading columns: one ``index_select`` of rows. Anything else (the axial
+    width layer's grid-indexed columns): one ``index_select`` of the flat entries. Gradients reach
+    exactly the entries read, as with slicing; values and order are ``slice_rows``'s.
+    """
+
+    __slots__ = ("cols", "flat", "row_idx", "rows")
+
+    def __init__(self, rows: list[int], cols: list[int], stored_cols: int, device: torch.device | None = None) -> None:
+        self.rows, self.cols = len(rows), len(cols)
+        lead_rows, lead_cols = rows == list(range(len(rows))), cols == list(range(len(cols)))
+        r = torch.tensor(rows, dtype=torch.long, device=device)
+        self.row_idx = None if lead_rows or not lead_cols else r
+        self.flat = None
+        if not lead_cols:
+            c = torch.tensor(cols, dtype=torch.long, device=device)
+            self.flat = (r[:, None] * stored_cols + c[None, :]).reshape(-1)
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        if self.flat is not None:
+            return t.reshape(-1).index_select(0, self.flat).view(self.rows, self.cols)
+        if self.row_idx is not None:
+            t = t.index_select(0, self.row_idx)
+        elif self.rows < t.shape[0]:
+            t = t[: self.rows]
+        return t[:, : self.cols] if self.cols < t.shape[1] else t
+
+
+_P = TypeVar("_P")
+
+
+def cached(module: object, key: Hashable, build: Callable[[], _P]) -> _P:
+    """``build()``, memoised on ``module`` under ``key`` (which includes the device): the index
+    tensors and checks a sub-operator needs are made once, not at every forward. Derived data, not
+    state: it is not in the ``state_dict`` and is rebuilt for another device."""
+    cache = module.__dict__.setdefault("_plan_cache", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
 
 
 def output_index(

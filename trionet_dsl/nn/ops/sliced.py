@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trionet_dsl.nn.ops.heads import cached
 from trionet_dsl.space.op_costs import conv2d_macs, conv2d_param_count
 
 __all__ = ["SlicedBatchNorm2d", "SuperConv2d", "conv2d_macs", "conv2d_param_count"]
@@ -61,9 +62,10 @@ class SuperConv2d(nn.Module):
             k = self.kernel
             grid = self.weight.view(g, self.out_max // g, self.in_max // g, k, k)
             return grid[:, : width // g, : in_channels // g].reshape(width, in_channels // g, k, k)
-        w = self.weight[:width]
+        # no slicing op where the slice is the whole dim: each op is an autograd node backward too
+        w = self.weight if width == self.out_max else self.weight[:width]
         if in_index is None:
-            return w[:, :in_channels]  # a view: keeps the stored weight's memory format
+            return w if in_channels == self.in_max else w[:, :in_channels]  # views: the stored memory format
         if _channels_last(self.weight):
             # gather in the (out, K, K, in) view so the copy keeps channels_last strides; a plain
             # index_select returns NCHW, and a 1x1 conv of an NCHW input with an NCHW weight answers
@@ -77,8 +79,12 @@ class SuperConv2d(nn.Module):
         g = self.groups
         if g == 1 or width == self.out_max:
             return None
-        per, sub = self.out_max // g, width // g
-        return (torch.arange(g).view(g, 1) * per + torch.arange(sub).view(1, sub)).reshape(-1)
+
+        def build() -> torch.Tensor:
+            per, sub = self.out_max // g, width // g
+            return (torch.arange(g).view(g, 1) * per + torch.arange(sub).view(1, sub)).reshape(-1)
+
+        return cached(self, ("output_index", width), build)
 
     def forward(
         self, x: torch.Tensor, width: int, heads: int | None = None, in_index: torch.Tensor | None = None
@@ -120,23 +126,21 @@ class SlicedBatchNorm2d(nn.BatchNorm2d):
             raise ValueError(f"BatchNorm of {self.num_features} channels got {c}")
         if index is not None and c != len(index):
             raise ValueError(f"{c} channels but {len(index)} BatchNorm entries selected")
-
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            # a prefix is a view, so F.batch_norm updates the running stats in place; a gather is a copy
-            if t is None:
-                return None
-            return t[:c] if index is None else t.index_select(0, index)
-
         factor = 0.0 if self.momentum is None else self.momentum
         track = self.training and self.track_running_stats and self.running_mean is not None
         if track and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch = self.training or self.running_mean is None
-        mean, var = pick(self.running_mean), pick(self.running_var)
+        # leading entries: views, so F.batch_norm updates the running stats in place; entries at grid
+        # positions: gathered copies (one op per tensor), whose updates are scattered back below
+        mean, var, weight, bias = (
+            (None if t is None else t[:c] if index is None else t.index_select(0, index))
+            for t in (self.running_mean, self.running_var, self.weight, self.bias)
+        )
         if self.training and not self.track_running_stats:
             mean = var = None
-        out = F.batch_norm(x, mean, var, pick(self.weight), pick(self.bias), use_batch, factor, self.eps)
+        out = F.batch_norm(x, mean, var, weight, bias, use_batch, factor, self.eps)
         if track and index is not None and mean is not None and var is not None:
             # track implies the running buffers exist (BatchNorm registers mean and var together)
             assert self.running_mean is not None and self.running_var is not None
