@@ -64,7 +64,8 @@ from trionet_dsl.nn.ops.heads import (
     check_sub,
     grid_dims,
     grid_index,
-    row_index,
+    lead,
+    row_axis,
     stored_rows,
 )
 from trionet_dsl.space.op_costs import axial_attention_macs, axial_attention_params
@@ -395,14 +396,11 @@ class SuperAxialAttention(GridOutputs, nn.Module):
         d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
         if d % self.qk_ratio:
             raise ValueError(f"qk_ratio {self.qk_ratio} does not divide the head dim {d}")
-        qi = row_index(self.sharing, self.qk_grid, width // self.qk_ratio, heads)
-        vi = row_index(self.sharing, self.grid, width, heads)
-        cols, stored = list(range(in_channels)), stored_rows(self.widths, self.head_choices, self.sharing)
+        qi = row_axis(self.sharing, self.qk_grid, width // self.qk_ratio, heads)
+        vi = row_axis(self.sharing, self.grid, width, heads)
+        cols = lead(in_channels)
         # the width layer's input is the height layer's head-major output: its columns are read like rows
-        takes = (
-            (Take(qi, cols, self.in_max, device), Take(vi, cols, self.in_max, device)),
-            (Take(qi, vi, stored, device), Take(vi, vi, stored, device)),
-        )
+        takes = ((Take(qi, cols), Take(vi, cols)), (Take(qi, vi), Take(vi, vi)))
         norms = self.norm_index(width, heads, device) if self.bn else []
         return _AxialPlan(takes, d, d // self.qk_ratio, norms)
 

@@ -42,7 +42,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from trionet_dsl.nn.ops.axial_attention import relative_index
-from trionet_dsl.nn.ops.heads import GridOutputs, Take, cached, check_mode, check_sub, grid_dims, row_index, stored_rows
+from trionet_dsl.nn.ops.heads import (
+    GridOutputs,
+    Take,
+    cached,
+    check_mode,
+    check_sub,
+    grid_dims,
+    lead,
+    row_axis,
+    stored_rows,
+)
 from trionet_dsl.space.op_costs import global_attention_macs, global_attention_params
 
 
@@ -179,20 +189,19 @@ class SuperGlobalAttention(GridOutputs, nn.Module):
         self.register_buffer("index_h", relative_index(self.max_hw[0]), persistent=False)
         self.register_buffer("index_w", relative_index(self.max_hw[1]), persistent=False)
 
-    def _take(self, in_channels: int, width: int, heads: int, device: torch.device) -> tuple[Take, int]:
+    def _take(self, in_channels: int, width: int, heads: int) -> tuple[Take, int]:
         """How (width, heads) over ``in_channels`` inputs reads wq/wk/wv (see ``Take``), and its head dim."""
 
         def build() -> tuple[Take, int]:
             if in_channels > self.in_max:
                 raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
             d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
-            rows = row_index(self.sharing, self.grid, width, heads)
-            return Take(rows, list(range(in_channels)), self.in_max, device), d
+            return Take(row_axis(self.sharing, self.grid, width, heads), lead(in_channels)), d
 
-        return cached(self, (in_channels, width, heads, device), build)
+        return cached(self, (in_channels, width, heads), build)
 
-    def _tensors(self, in_channels: int, width: int, heads: int, device: torch.device) -> list[torch.Tensor]:
-        take, d = self._take(in_channels, width, heads, device)
+    def _tensors(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
+        take, d = self._take(in_channels, width, heads)
         out = [take(self.wq), take(self.wk), take(self.wv)]
         for t in (self.rh, self.rw):
             if self.sharing == "multihead":
@@ -204,10 +213,10 @@ class SuperGlobalAttention(GridOutputs, nn.Module):
 
     def weights(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
         """Sliced [wq, wk, wv, rh, rw] of sub-operator (width, heads)."""
-        return self._tensors(in_channels, width, heads, self.wq.device)
+        return self._tensors(in_channels, width, heads)
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
-        wq, wk, wv, rh, rw = self._tensors(x.shape[1], width, heads, x.device)
+        wq, wk, wv, rh, rw = self._tensors(x.shape[1], width, heads)
         return global_attention(x, wq, wk, wv, rh, rw, heads, self.stride, self.index_h, self.index_w)
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> GlobalAttention2d:

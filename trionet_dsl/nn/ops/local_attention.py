@@ -51,7 +51,8 @@ from trionet_dsl.nn.ops.heads import (
     check_mode,
     check_sub,
     grid_dims,
-    row_index,
+    lead,
+    row_axis,
     split_halves,
     stored_rows,
 )
@@ -516,21 +517,20 @@ class SuperLocalAttention(GridOutputs, nn.Module):
             self.rel = nn.Parameter(torch.empty(max(self.widths), span))
             _init_rel(self.rel)
 
-    def _take(self, in_channels: int, width: int, heads: int, device: torch.device) -> tuple[Take, int, int]:
+    def _take(self, in_channels: int, width: int, heads: int) -> tuple[Take, int, int]:
         """How (width, heads) over ``in_channels`` inputs reads wq/wk/wv, and its row/column halves."""
 
         def build() -> tuple[Take, int, int]:
             if in_channels > self.in_max:
                 raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
             d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
-            rows = row_index(self.sharing, self.grid, width, heads)
-            return Take(rows, list(range(in_channels)), self.in_max, device), *split_halves(d)
+            return Take(row_axis(self.sharing, self.grid, width, heads), lead(in_channels)), *split_halves(d)
 
-        return cached(self, (in_channels, width, heads, device), build)
+        return cached(self, (in_channels, width, heads), build)
 
-    def _tensors(self, in_channels: int, width: int, heads: int, device: torch.device) -> list[torch.Tensor]:
+    def _tensors(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
         """[wq, wk, wv, rel_row, rel_col] of (width, heads): one read per weight (see ``Take``)."""
-        take, dr, dc = self._take(in_channels, width, heads, device)
+        take, dr, dc = self._take(in_channels, width, heads)
         if self.sharing == "multihead":
             rel_row, rel_col = _lead(self.rel_row, heads, dr), _lead(self.rel_col, heads, dc)
         else:
@@ -541,11 +541,11 @@ class SuperLocalAttention(GridOutputs, nn.Module):
     def weights(self, in_channels: int, width: int, heads: int) -> dict[str, torch.Tensor]:
         """The sliced tensors sub-operator (width, heads) computes with, as the core takes them."""
         names = ("wq", "wk", "wv", "rel_row", "rel_col")
-        return dict(zip(names, self._tensors(in_channels, width, heads, self.wq.device), strict=True))
+        return dict(zip(names, self._tensors(in_channels, width, heads), strict=True))
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
-        wq, wk, wv, rel_row, rel_col = self._tensors(x.shape[1], width, heads, x.device)
+        wq, wk, wv, rel_row, rel_col = self._tensors(x.shape[1], width, heads)
         return local_attention(x, wq, wk, wv, rel_row, rel_col, heads, self.span, self.stride, self.chunk_rows)
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> LocalAttention2d:
