@@ -68,6 +68,8 @@ class SuperConv2d(nn.Module):
             return w if in_channels == self.in_max else w[:, :in_channels]  # views: the stored memory format
         cl = _channels_last(self.weight)
         axis = self._in_axis(in_index) if self.kernel == 1 else None
+        if axis is not None and axis.leading:
+            return w[:, : axis.total]
         if axis is not None:
             # grid positions (an attention operator's outputs): a strided view of the blocks and one
             # copy, not index_select, whose backward on CPU runs element by element (measured on
