@@ -12,6 +12,8 @@ disturbs less (time spent waiting for a core is not counted).
 
     python benchmarks/supernet_vs_extracted.py [--threads 2] [--steps 20] [--batch 64 256]
         [--r50-batch 2] [--r50-steps 5] [--rounds 2]
+
+``--batch`` with no sizes skips ``trionet_small``, ``--r50-batch 0`` skips ``trionet_r50``.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20, help="steps per ratio, trionet_small")
-    ap.add_argument("--batch", type=int, nargs="+", default=[64, 256], help="trionet_small batch sizes")
+    ap.add_argument("--batch", type=int, nargs="*", default=[64, 256], help="trionet_small batch sizes (none: skip)")
     ap.add_argument("--r50-batch", type=int, default=2, help="trionet_r50 batch at 224x224 (0: skip)")
     ap.add_argument("--r50-steps", type=int, default=5, help="steps per ratio, trionet_r50 (each takes seconds)")
     ap.add_argument("--rounds", type=int, default=1)
@@ -101,7 +103,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    todo = settings("trionet_small", args.batch, args.steps, 2, args.seed)
+    todo = settings("trionet_small", args.batch, args.steps, 2, args.seed) if args.batch else []
     if args.r50_batch > 0:
         todo += settings("trionet_r50", [args.r50_batch], args.r50_steps, 1, args.seed)
     print(f"{'round':5} {'setting':26} {'supernet ms':>12} {'extracted ms':>13} {'ratio':>6} {'cpu ratio':>9}")
