@@ -1,10 +1,19 @@
-"""Forward+backward time of a sampled sub-network inside the supernet vs its extracted model.
+"""Forward+backward time of a sub-network inside the supernet vs its extracted model.
 
-Same input (batch 64, 32x32, trionet_small), same arch, both in train mode, on CPU; prints
-the ratio supernet / extracted (goal <= 1.05) for conv-only, local-only, axial-only and
-mixed archs, each the median of 20 interleaved steps after warm-up, measured in one run.
+Same input, same arch, both in train mode and channels_last, on CPU; prints the ratio
+supernet / extracted (goal <= 1.05) for all-conv, all-local, all-axial (the largest of each) and
+a sampled mixed arch, for ``trionet_small`` (32x32) at each ``--batch`` and ``trionet_r50``
+(224x224) at ``--r50-batch``. Each ratio is the median of ``--steps`` (``--r50-steps``) steps,
+the two models interleaved step by step after warm-up, every setting measured in one run;
+``--rounds R`` measures them all R times over (round after round, so machine drift hits every
+setting) and prints each round's ratio, their median and spread. Besides wall-clock time (the
+goal's measure) it prints the ratio of process CPU time, which a machine shared with other jobs
+disturbs less (time spent waiting for a core is not counted).
 
-    python benchmarks/supernet_vs_extracted.py [--threads 2] [--steps 20] [--batch 64]
+    python benchmarks/supernet_vs_extracted.py [--threads 2] [--steps 20] [--batch 64 256]
+        [--r50-batch 2] [--r50-steps 5] [--rounds 2]
+
+``--batch`` with no sizes skips ``trionet_small``, ``--r50-batch 0`` skips ``trionet_r50``.
 """
 
 from __future__ import annotations
@@ -13,54 +22,101 @@ import argparse
 import random
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from trionet_dsl import load
+from trionet_dsl.lang.ir import Arch
 from trionet_dsl.nn.supernet import Supernet, extract
 from trionet_dsl.space.sampling import sample, uniform_op
 
 ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("conv", "local", "axial", "mixed")
 
 
-def one_step(model: torch.nn.Module, x: torch.Tensor) -> float:
-    t0 = time.perf_counter()
+def one_step(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one forward+backward."""
+    t0, c0 = time.perf_counter(), time.process_time()
     model(x).sum().backward()
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     model.zero_grad(set_to_none=True)
-    return dt
+    return dt, dc
 
 
-def paired_times(a: torch.nn.Module, b: torch.nn.Module, x: torch.Tensor, steps: int) -> tuple[float, float]:
-    """Median step times of a and b, interleaved step by step so machine drift hits both alike."""
-    for _ in range(2):  # warm-up
-        one_step(a, x), one_step(b, x)
-    ta, tb = [], []
-    for _ in range(steps):
-        ta.append(one_step(a, x))
-        tb.append(one_step(b, x))
-    return statistics.median(ta), statistics.median(tb)
+@dataclass
+class Setting:
+    """One (space, batch, arch) pair of models and the ratios measured for it, round by round."""
+
+    label: str
+    net: Supernet
+    sub: torch.nn.Module
+    arch: Arch
+    x: torch.Tensor
+    steps: int
+    warmup: int
+    rounds: list[tuple[float, float, float]] = field(default_factory=list)  # (super ms, sub ms, cpu ratio)
+
+    def measure(self) -> tuple[float, float, float]:
+        """Median step times of the supernet and the extracted model, interleaved step by step."""
+        self.net.activate(self.arch)
+        for _ in range(self.warmup):
+            one_step(self.net, self.x), one_step(self.sub, self.x)
+        ta, tb, ca, cb = [], [], [], []
+        for _ in range(self.steps):
+            (a, c), (b, d) = one_step(self.net, self.x), one_step(self.sub, self.x)
+            ta.append(a), tb.append(b), ca.append(c), cb.append(d)
+        got = (
+            statistics.median(ta) * 1e3,
+            statistics.median(tb) * 1e3,
+            statistics.median(ca) / statistics.median(cb),
+        )
+        self.rounds.append(got)
+        return got
+
+
+def settings(space_name: str, batches: list[int], steps: int, warmup: int, seed: int) -> list[Setting]:
+    space = load(ROOT / "spaces" / f"{space_name}.space")
+    inp = space.space.input
+    net = Supernet(space, seed=seed).to(memory_format=torch.channels_last).train()
+    archs = {k: uniform_op(space, k) for k in KINDS[:3]}
+    archs["mixed"] = sample(space, random.Random(1))
+    out = []
+    for name, arch in archs.items():
+        sub = extract(net, arch).to(memory_format=torch.channels_last).train()
+        for batch in batches:
+            x = torch.randn(batch, inp.channels, inp.height, inp.width).contiguous(memory_format=torch.channels_last)
+            out.append(Setting(f"{space_name} b{batch} {name}", net, sub, arch, x, steps, warmup))
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20, help="steps per ratio, trionet_small")
+    ap.add_argument("--batch", type=int, nargs="*", default=[64, 256], help="trionet_small batch sizes (none: skip)")
+    ap.add_argument("--r50-batch", type=int, default=2, help="trionet_r50 batch at 224x224 (0: skip)")
+    ap.add_argument("--r50-steps", type=int, default=5, help="steps per ratio, trionet_r50 (each takes seconds)")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    space = load(ROOT / "spaces" / "trionet_small.space")
-    net = Supernet(space, seed=0).to(memory_format=torch.channels_last).train()
-    x = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    archs = {k: uniform_op(space, k) for k in ("conv", "local", "axial")}
-    archs["mixed"] = sample(space, random.Random(1))
-    print(f"{'arch':8} {'supernet ms':>12} {'extracted ms':>13} {'ratio':>6}")
-    for name, arch in archs.items():
-        net.activate(arch)
-        sub = extract(net, arch).to(memory_format=torch.channels_last).train()
-        a, b = paired_times(net, sub, x, args.steps)
-        print(f"{name:8} {a * 1e3:12.1f} {b * 1e3:13.1f} {a / b:6.3f}")
+    torch.manual_seed(args.seed)
+    todo = settings("trionet_small", args.batch, args.steps, 2, args.seed) if args.batch else []
+    if args.r50_batch > 0:
+        todo += settings("trionet_r50", [args.r50_batch], args.r50_steps, 1, args.seed)
+    print(f"{'round':5} {'setting':26} {'supernet ms':>12} {'extracted ms':>13} {'ratio':>6} {'cpu ratio':>9}")
+    for r in range(args.rounds):
+        for s in todo:
+            a, b, c = s.measure()
+            print(f"{r + 1:5} {s.label:26} {a:12.1f} {b:13.1f} {a / b:6.3f} {c:9.3f}", flush=True)
+    if args.rounds > 1:
+        print(f"\n{'setting':26} {'ratio median':>12} {'min':>6} {'max':>6} {'cpu ratio median':>16}")
+        for s in todo:
+            ratios = [a / b for a, b, _ in s.rounds]
+            cpu = statistics.median(c for _, _, c in s.rounds)
+            print(f"{s.label:26} {statistics.median(ratios):12.3f} {min(ratios):6.3f} {max(ratios):6.3f} {cpu:16.3f}")
 
 
 if __name__ == "__main__":

@@ -339,6 +339,8 @@ def run_search(
             if not proposals:
                 stopped = f"strategy '{strat.name}' has no new architecture to propose"
                 break
+            if space.elastic:  # a plug-in's arch may leave a stage's (full) depth unsaid: the key states every depth
+                proposals = [_with_depths(space, a) for a in proposals]
             # which proposals are new (a repeat, in the history or earlier in this batch, is not)
             fresh: dict[str, Arch] = {}
             for arch in proposals:
@@ -359,9 +361,6 @@ def run_search(
             by_key = {arch_key(a): o for a, o in zip(new, done, strict=True) if o is not None}
             told: list[Observation] = []
             for arch in proposals:
-                if space.elastic and any(s not in arch.depths for s in space.elastic):
-                    # a plug-in's arch may leave a stage's (full) depth unsaid: the key states every depth
-                    arch = arch.model_copy(update={"depths": {s: space.depths(arch)[s] for s in space.elastic}})
                 key = arch_key(arch)
                 if key in seen:  # answered from the history: no evaluation spent
                     known = seen[key]
@@ -405,3 +404,10 @@ def run_search(
     best = select_best(pool, objective)
     repeats += int(getattr(strat, "answered", 0))  # repeats a strategy answered itself (Optuna)
     return SearchResult(best, pareto_front(pool), history, objective, repeats, stopped)
+
+
+def _with_depths(space: ResolvedSpace, arch: Arch) -> Arch:
+    """``arch`` stating the depth of every elastic stage, so equal networks get equal keys."""
+    if all(s in arch.depths for s in space.elastic):
+        return arch
+    return arch.model_copy(update={"depths": {s: space.depths(arch)[s] for s in space.elastic}})

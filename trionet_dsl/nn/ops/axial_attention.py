@@ -50,7 +50,7 @@ biases. Defaults: ``3 C_in w + 3 w^2 + 6 w (2 max_len - 1)``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -58,11 +58,14 @@ from torch import nn
 
 from trionet_dsl.nn.ops.heads import (
     GridOutputs,
+    Take,
+    cached,
     check_mode,
     check_sub,
     grid_dims,
     grid_index,
-    slice_rows,
+    lead,
+    row_axis,
     stored_rows,
 )
 from trionet_dsl.space.op_costs import axial_attention_macs, axial_attention_params
@@ -315,6 +318,16 @@ class AxialAttention2d(nn.Module):
         return axial_attention_macs(height, width_px, in_channels, width, heads, batch)
 
 
+class _AxialPlan(NamedTuple):
+    """What sub-operator (width, heads) reads: (q/k, v) ``Take`` of the height and of the width
+    layer, its head dims, and its BN entries (qkv, logit, output; empty without ``bn``)."""
+
+    takes: tuple[tuple[Take, Take], tuple[Take, Take]]
+    d: int
+    dq: int
+    norms: list[torch.Tensor]
+
+
 class SuperAxialAttention(GridOutputs, nn.Module):
     """Every (width, heads) of a block's axial operator in one set of weights (see ``ops.heads``).
 
@@ -373,35 +386,43 @@ class SuperAxialAttention(GridOutputs, nn.Module):
             self.w_norm = AxialNorms(2 * self.qk_rows + rows, 3 * big_h, 2 * rows)
         self.register_buffer("rel_index", relative_index(max_len), persistent=False)
 
-    def _rows(self, t: torch.Tensor, qk: bool, width: int, heads: int) -> torch.Tensor:
-        if qk:
-            return slice_rows(t, self.sharing, self.qk_grid, width // self.qk_ratio, heads)
-        return slice_rows(t, self.sharing, self.grid, width, heads)
+    def _plan(self, in_channels: int, width: int, heads: int, device: torch.device) -> _AxialPlan:
+        """How (width, heads) over ``in_channels`` inputs reads every weight, worked out once."""
+        return cached(self, (in_channels, width, heads, device), lambda: self._build(in_channels, width, heads, device))
 
-    def _layer(self, prefix: str, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
-        d = width // heads
-        out = []
-        for name in _NAMES:
+    def _build(self, in_channels: int, width: int, heads: int, device: torch.device) -> _AxialPlan:
+        if in_channels > self.in_max:
+            raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
+        d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
+        if d % self.qk_ratio:
+            raise ValueError(f"qk_ratio {self.qk_ratio} does not divide the head dim {d}")
+        qi = row_axis(self.sharing, self.qk_grid, width // self.qk_ratio, heads)
+        vi = row_axis(self.sharing, self.grid, width, heads)
+        cols = lead(in_channels)
+        # the width layer's input is the height layer's head-major output: its columns are read like rows
+        takes = ((Take(qi, cols), Take(vi, cols)), (Take(qi, vi), Take(vi, vi)))
+        norms = self.norm_index(width, heads, device) if self.bn else []
+        return _AxialPlan(takes, d, d // self.qk_ratio, norms)
+
+    def _layer(self, prefix: str, plan: _AxialPlan, width: int, heads: int) -> list[torch.Tensor]:
+        qk_take, v_take = plan.takes[0 if prefix == "h_" else 1]
+        out = [qk_take(getattr(self, prefix + "wq")), qk_take(getattr(self, prefix + "wk"))]
+        out.append(v_take(getattr(self, prefix + "wv")))
+        for name, dn in (("rq", plan.dq), ("rk", plan.dq), ("rv", plan.d)):
             t = getattr(self, prefix + name)
-            qk = name in ("wq", "wk", "rq", "rk")
-            dn = d // self.qk_ratio if qk else d
-            if name.startswith("r"):
-                if self.shared_pos:
-                    t = t[:, :dn]
-                elif self.sharing == "multihead":
-                    t = t[:heads, :dn]
-                else:
-                    t = t[: heads * dn].reshape(heads, dn, -1)
-            elif prefix == "w_":  # input = the height layer's head-major output: slice columns like rows
-                t = slice_rows(self._rows(t, qk, width, heads).t(), self.sharing, self.grid, width, heads).t()
+            if self.shared_pos:
+                t = t[:, :dn] if dn < t.shape[1] else t
+            elif self.sharing == "multihead":
+                t = t[:heads] if heads < t.shape[0] else t
+                t = t[:, :dn] if dn < t.shape[1] else t
             else:
-                t = self._rows(t, qk, width, heads)[:, :in_channels]
+                t = t[: heads * dn].reshape(heads, dn, -1)
             out.append(t)
         return out
 
-    def norm_index(self, width: int, heads: int) -> list[torch.Tensor]:
+    def norm_index(self, width: int, heads: int, device: torch.device | None = None) -> list[torch.Tensor]:
         """Stored BN entries of (width, heads): of the qkv, logit and output BNs."""
-        device = self.rel_index.device
+        device = self.rel_index.device if device is None else device
         wqk = width // self.qk_ratio
         if self.sharing == "multihead":
             qi, vi = grid_index(self.qk_grid, wqk, heads), grid_index(self.grid, width, heads)
@@ -413,38 +434,36 @@ class SuperAxialAttention(GridOutputs, nn.Module):
         out = vi + [sv + i for i in vi]
         return [torch.tensor(ix, dtype=torch.long, device=device) for ix in (qkv, sim, out)]
 
-    def norms(self, width: int, heads: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The BN tensors of (width, heads), gathered (copies), for the height and the width layer."""
+    def _norms(self, idx: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         if not self.bn:
             return [], []
-        idx = self.norm_index(width, heads)
         out: list[list[torch.Tensor]] = []
         for norm in (self.h_norm, self.w_norm):
             ts = norm.tensors()
             out.append([t.index_select(0, idx[k // 4]) for k, t in enumerate(ts)])
         return out[0], out[1]
 
+    def norms(self, width: int, heads: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The BN tensors of (width, heads), gathered (copies), for the height and the width layer."""
+        return self._norms(self.norm_index(width, heads) if self.bn else [])
+
     def weights(self, in_channels: int, width: int, heads: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Sliced [wq, wk, wv, rq, rk, rv] of the height and of the width layer of (width, heads)."""
-        if in_channels > self.in_max:
-            raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
-        d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
-        if d % self.qk_ratio:
-            raise ValueError(f"qk_ratio {self.qk_ratio} does not divide the head dim {d}")
-        return self._layer("h_", in_channels, width, heads), self._layer("w_", width, width, heads)
+        plan = self._plan(in_channels, width, heads, self.rel_index.device)
+        return self._layer("h_", plan, width, heads), self._layer("w_", plan, width, heads)
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
-        hw, ww = self.weights(x.shape[1], width, heads)
-        h_bn, w_bn = self.norms(width, heads)
+        plan = self._plan(x.shape[1], width, heads, x.device)
+        hw, ww = self._layer("h_", plan, width, heads), self._layer("w_", plan, width, heads)
+        h_bn, w_bn = self._norms(plan.norms)
         y = axial_attention(x, hw, ww, heads, self.span, self.stride, self.rel_index, h_bn, w_bn, self.training)
         if self.bn and self.training:  # the gathered running statistics were updated: scatter them back
-            idx = self.norm_index(width, heads)
             with torch.no_grad():
                 for norm, got in ((self.h_norm, h_bn), (self.w_norm, w_bn)):
                     for k, (name, t) in enumerate(zip(_NORM_NAMES, got, strict=True)):
                         if name.endswith(("_mean", "_var")):
-                            getattr(norm, name).index_copy_(0, idx[k // 4], t)
+                            getattr(norm, name).index_copy_(0, plan.norms[k // 4], t)
         return y
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> AxialAttention2d:

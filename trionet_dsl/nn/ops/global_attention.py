@@ -42,7 +42,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from trionet_dsl.nn.ops.axial_attention import relative_index
-from trionet_dsl.nn.ops.heads import GridOutputs, check_mode, check_sub, grid_dims, slice_rows, stored_rows
+from trionet_dsl.nn.ops.heads import (
+    GridOutputs,
+    Take,
+    cached,
+    check_mode,
+    check_sub,
+    grid_dims,
+    lead,
+    row_axis,
+    stored_rows,
+)
 from trionet_dsl.space.op_costs import global_attention_macs, global_attention_params
 
 
@@ -143,9 +153,14 @@ class SuperGlobalAttention(GridOutputs, nn.Module):
     (H, D, offsets); ``"prefix"``: W rows, flat embeddings (W, offsets).
     """
 
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # registered by name in __init__
         index_h: torch.Tensor
         index_w: torch.Tensor
+        wq: torch.Tensor
+        wk: torch.Tensor
+        wv: torch.Tensor
+        rh: torch.Tensor
+        rw: torch.Tensor
 
     def __init__(
         self,
@@ -174,23 +189,34 @@ class SuperGlobalAttention(GridOutputs, nn.Module):
         self.register_buffer("index_h", relative_index(self.max_hw[0]), persistent=False)
         self.register_buffer("index_w", relative_index(self.max_hw[1]), persistent=False)
 
-    def weights(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
-        """Sliced [wq, wk, wv, rh, rw] of sub-operator (width, heads)."""
-        if in_channels > self.in_max:
-            raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
-        d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
-        out = []
-        for name in _NAMES:
-            t = getattr(self, name)
-            if name.startswith("r"):
-                t = t[:heads, :d] if self.sharing == "multihead" else t[:width].reshape(heads, d, -1)
+    def _take(self, in_channels: int, width: int, heads: int) -> tuple[Take, int]:
+        """How (width, heads) over ``in_channels`` inputs reads wq/wk/wv (see ``Take``), and its head dim."""
+
+        def build() -> tuple[Take, int]:
+            if in_channels > self.in_max:
+                raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
+            d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
+            return Take(row_axis(self.sharing, self.grid, width, heads), lead(in_channels)), d
+
+        return cached(self, (in_channels, width, heads), build)
+
+    def _tensors(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
+        take, d = self._take(in_channels, width, heads)
+        out = [take(self.wq), take(self.wk), take(self.wv)]
+        for t in (self.rh, self.rw):
+            if self.sharing == "multihead":
+                t = t[:heads] if heads < t.shape[0] else t
+                out.append(t[:, :d] if d < t.shape[1] else t)
             else:
-                t = slice_rows(t, self.sharing, self.grid, width, heads)[:, :in_channels]
-            out.append(t)
+                out.append(t[:width].reshape(heads, d, -1))
         return out
 
+    def weights(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
+        """Sliced [wq, wk, wv, rh, rw] of sub-operator (width, heads)."""
+        return self._tensors(in_channels, width, heads)
+
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
-        wq, wk, wv, rh, rw = self.weights(x.shape[1], width, heads)
+        wq, wk, wv, rh, rw = self._tensors(x.shape[1], width, heads)
         return global_attention(x, wq, wk, wv, rh, rw, heads, self.stride, self.index_h, self.index_w)
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> GlobalAttention2d:

@@ -46,10 +46,13 @@ from torch import nn
 
 from trionet_dsl.nn.ops.heads import (
     GridOutputs,
+    Take,
+    cached,
     check_mode,
     check_sub,
     grid_dims,
-    slice_rows,
+    lead,
+    row_axis,
     split_halves,
     stored_rows,
 )
@@ -403,6 +406,13 @@ def _init_rel(t: torch.Tensor) -> None:
     nn.init.normal_(t, std=1.0)
 
 
+def _lead(t: torch.Tensor, heads: int, channels: int) -> torch.Tensor:
+    """``t[:heads, :channels]``, without a slicing op (and its autograd node) where it is all of ``t``."""
+    if heads < t.shape[0]:
+        t = t[:heads]
+    return t[:, :channels] if channels < t.shape[1] else t
+
+
 def _check_span(span: int) -> None:
     if span < 1 or span % 2 == 0:
         raise ValueError(f"local attention span must be odd and >= 1, got {span}")
@@ -507,30 +517,36 @@ class SuperLocalAttention(GridOutputs, nn.Module):
             self.rel = nn.Parameter(torch.empty(max(self.widths), span))
             _init_rel(self.rel)
 
+    def _take(self, in_channels: int, width: int, heads: int) -> tuple[Take, int, int]:
+        """How (width, heads) over ``in_channels`` inputs reads wq/wk/wv, and its row/column halves."""
+
+        def build() -> tuple[Take, int, int]:
+            if in_channels > self.in_max:
+                raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
+            d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
+            return Take(row_axis(self.sharing, self.grid, width, heads), lead(in_channels)), *split_halves(d)
+
+        return cached(self, (in_channels, width, heads), build)
+
+    def _tensors(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
+        """[wq, wk, wv, rel_row, rel_col] of (width, heads): one read per weight (see ``Take``)."""
+        take, dr, dc = self._take(in_channels, width, heads)
+        if self.sharing == "multihead":
+            rel_row, rel_col = _lead(self.rel_row, heads, dr), _lead(self.rel_col, heads, dc)
+        else:
+            r = self.rel[:width].reshape(heads, width // heads, self.span)
+            rel_row, rel_col = r[:, :dr], r[:, dr:]
+        return [take(self.wq), take(self.wk), take(self.wv), rel_row, rel_col]
+
     def weights(self, in_channels: int, width: int, heads: int) -> dict[str, torch.Tensor]:
         """The sliced tensors sub-operator (width, heads) computes with, as the core takes them."""
-        if in_channels > self.in_max:
-            raise ValueError(f"input has {in_channels} channels, the operator was built for {self.in_max}")
-        d = check_sub(self.sharing, self.grid, max(self.widths), width, heads)
-        dr, dc = split_halves(d)
-        out = {
-            n: slice_rows(getattr(self, n), self.sharing, self.grid, width, heads)[:, :in_channels]
-            for n in ("wq", "wk", "wv")
-        }
-        if self.sharing == "multihead":
-            out["rel_row"] = self.rel_row[:heads, :dr]
-            out["rel_col"] = self.rel_col[:heads, :dc]
-        else:
-            r = self.rel[:width].reshape(heads, d, self.span)
-            out["rel_row"], out["rel_col"] = r[:, :dr], r[:, dr:]
-        return out
+        names = ("wq", "wk", "wv", "rel_row", "rel_col")
+        return dict(zip(names, self._tensors(in_channels, width, heads), strict=True))
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
-        t = self.weights(x.shape[1], width, heads)
-        return local_attention(
-            x, t["wq"], t["wk"], t["wv"], t["rel_row"], t["rel_col"], heads, self.span, self.stride, self.chunk_rows
-        )
+        wq, wk, wv, rel_row, rel_col = self._tensors(x.shape[1], width, heads)
+        return local_attention(x, wq, wk, wv, rel_row, rel_col, heads, self.span, self.stride, self.chunk_rows)
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> LocalAttention2d:
         """A plain copy (cloned weights) of sub-operator (width, heads).
