@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trionet_dsl.lang.emit import emit_arch, emit_space
@@ -34,11 +33,12 @@ from trionet_dsl.nn.network import TrioNet, build
 from trionet_dsl.nn.supernet import Supernet, load_weights
 from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
-from trionet_dsl.space.sampling import extreme, sample, sandwich
+from trionet_dsl.space.sampling import extreme
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
 from trionet_dsl.train.config import TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, resolve_device, to_cpu
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
+from trionet_dsl.train.supernet_step import plan_step, subnet_loss
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -80,13 +80,6 @@ def check_out_dir(out: Path) -> None:
             file=str(out),
             hint="give a folder for the run (checkpoints and metrics.jsonl go inside)",
         )
-
-
-def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: int) -> list[Arch]:
-    rng = random.Random(f"{cfg.seed}/{epoch}/{step}")
-    if cfg.sampling == "sandwich":
-        return sandwich(space, rng, cfg.sandwich_random)
-    return [sample(space, rng, cfg.sampling)]
 
 
 class _Run:
@@ -208,16 +201,22 @@ class _Run:
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             self.opt.zero_grad(set_to_none=True)
-            archs: list[Arch] | list[None] = (
-                _archs_for_step(self.space, cfg, epoch, step) if self.is_supernet else [None]
+            plan = (
+                plan_step(self.space, cfg, epoch, step, epoch * self.steps_per_epoch + step)
+                if self.is_supernet
+                else None
             )
-            for arch in archs:
+            archs: list[Arch] | list[None] = plan.archs if plan is not None else [None]
+            teacher = None  # the largest sub-network's logits, under in-place distillation
+            for i, arch in enumerate(archs):
                 if arch is not None:
                     assert isinstance(model, Supernet)  # only a supernet run samples archs
                     model.activate(arch)
                 with autocast(dev, cfg.precision):
                     logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                loss = subnet_loss(logits, yb, cfg, teacher)
+                if i == 0 and plan is not None and plan.teacher:
+                    teacher = logits.detach()
                 self.scaler.scale(loss / len(archs)).backward()
                 sums["correct"] += (logits.argmax(1) == yb).sum().item()
                 sums["seen"] += len(yb)
