@@ -39,6 +39,7 @@ from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.space.cost import CostModel
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import sample, uniform_op
+from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -357,7 +358,7 @@ def rank_job(
     val_fraction: float | None = None,
     val_data: str | None = None,
     force: bool = False,
-    bn_batches: int = 8,
+    bn_batches: int = ONE_SHOT_BN_BATCHES,
     batch_size: int = 64,
     lr: float = 0.05,
     resamples: int = 1000,
@@ -376,7 +377,6 @@ def rank_job(
     """
     from pydantic import ValidationError
 
-    from trionet_dsl.nn.supernet import Supernet
     from trionet_dsl.search.evaluators import SupernetEvaluator
     from trionet_dsl.space.loader import load_space
     from trionet_dsl.train.checkpoint import load_checkpoint, require_space
@@ -451,8 +451,7 @@ def rank_job(
     else:
         atomic_write_text(out / PLAN, json.dumps(plan, indent=1))
 
-    net = Supernet.from_checkpoint(ck, rs)
-    evaluate = SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed)
+    evaluate = SupernetEvaluator.from_checkpoint(ck, rs, bundle, bn_batches)  # exactly trionet search's measure
     trained = _train_all(rs, picked, cfgs, bundle, out, evaluate, progress)
     report = _report(picked, cfgs, out, settings, resamples, seed, trained["oneshot"])
     json_path = atomic_write_text(out / "rank.json", json.dumps(report, indent=1))

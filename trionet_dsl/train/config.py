@@ -6,6 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+ONE_SHOT_BN_BATCHES = 8
+"""How many training batches recalibrate BN before a one-shot measurement, by default: ``trionet
+search``, ``trionet rank``, ``export``'s fallback and a supernet's epoch validation all use it, so
+they measure alike (``benchmarks/ranking_ablation.py`` measures how ranking depends on it). Here,
+torch-free, so the CLI can show it without importing torch."""
+
 
 class TrainConfig(BaseModel):
     """Everything that decides a training run (saved in the checkpoint)."""

@@ -35,7 +35,7 @@ from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import extreme
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
-from trionet_dsl.train.config import TrainConfig
+from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES, TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, resolve_device, to_cpu
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
 from trionet_dsl.train.supernet_step import plan_step, subnet_loss
@@ -124,7 +124,7 @@ class _Run:
         self.sums = {"seen": 0, "correct": 0, "loss_sum": 0.0}  # the current epoch's running totals
         if self.is_supernet:  # validation measures the largest sub-network with its own BN statistics
             self.eval_arch = extreme(self.space, random.Random(cfg.seed), largest=True, name="largest")
-            calib = calibration_batches(data, 8, CALIBRATION_BATCH_SIZE, cfg.seed, cfg.channels_last)
+            calib = calibration_batches(data, ONE_SHOT_BN_BATCHES, CALIBRATION_BATCH_SIZE, cfg.seed, cfg.channels_last)
             self.calib = [xb.to(self.device) for xb in calib]
 
     def resume(self) -> None:
