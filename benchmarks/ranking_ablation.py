@@ -92,6 +92,26 @@ def _append(path: Path, rec: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def _claim(out: Path, k: int, r: int) -> bool:
+    """Take stand-alone training (k, r) for this process; False when a live process holds it."""
+    d = out / "claims"
+    d.mkdir(exist_ok=True)
+    path = d / f"{k}_{r}"
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(path.read_text() or 0)
+            os.kill(pid, 0)  # still running: leave it
+            return pid == os.getpid()
+        except (ValueError, ProcessLookupError):
+            path.write_text(str(os.getpid()))  # its holder died: take it over
+            return True
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
 def _fmt(s: dict[str, Any]) -> str:
     lo, hi = s["ci95"]
     return f"{s['value']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
@@ -121,6 +141,7 @@ def main() -> None:
         default="all",
         help="run one part only (e.g. stand-alone and supernets in two processes), then 'report'",
     )
+    ap.add_argument("--seed-order", default="", help="stand-alone repeats in this order, e.g. 1,0 (a second process)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "ranking_ablation"))
@@ -166,9 +187,16 @@ def main() -> None:
     sa_path = out / "standalone.jsonl"
     done = {(r["arch"], r["repeat"]): r["val_acc"] for r in _read(sa_path)}
     if args.phase in ("all", "standalone"):
-        for k, p in enumerate(picked):
-            for r in range(args.repeats):
-                if (k, r) in done:
+        # seed-major: every arch's first training before any second one, so a run cut short still
+        # ranks all N archs (the ceiling then comes from the archs that have every repeat)
+        # several processes may share the work (--seed-order 1,0 in a second one): each training is
+        # claimed first, and results other processes finished are re-read before each one
+        order = [int(r) for r in args.seed_order.split(",")] if args.seed_order else list(range(args.repeats))
+        order += [r for r in range(args.repeats) if r not in order]
+        for r in order:
+            for k, p in enumerate(picked):
+                done.update({(x["arch"], x["repeat"]): x["val_acc"] for x in _read(sa_path)})
+                if (k, r) in done or not _claim(out, k, r):
                     continue
                 cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=args.lr, seed=args.seed + r)
                 t = time.time()
@@ -212,22 +240,27 @@ def main() -> None:
                 rec["train_seconds"] = train_s
                 oneshot[(name, seed)] = rec
                 _append(os_path, rec)
-                tau = kendall_tau_b(accs, [done[(k, 0)] for k in range(len(picked))]) if len(done) else float("nan")
+                seed0 = [done.get((k, 0)) for k in range(len(picked))]
+                known = [(x, y) for x, y in zip(accs, seed0, strict=True) if y is not None]  # the other phase may run
+                tau = kendall_tau_b(*zip(*known, strict=True)) if len(known) >= 3 else float("nan")
                 print(
-                    f"  supernet {name} seed {seed}: trained in {train_s:.0f} s, tau vs seed-0 stand-alone "
-                    f"{tau:+.2f}  [{time.time() - t0:.0f} s]",
+                    f"  supernet {name} seed {seed}: trained in {train_s:.0f} s, tau vs the {len(known)} seed-0 "
+                    f"stand-alone accuracies known {tau:+.2f}  [{time.time() - t0:.0f} s]",
                     flush=True,
                 )
     if args.phase in ("standalone", "supernets"):
         print(f"\nphase {args.phase} done in {time.time() - t0:.0f} s; results in {out}")
         return
 
-    missing = [(k, r) for k in range(len(picked)) for r in range(args.repeats) if (k, r) not in done]
+    missing = [k for k in range(len(picked)) if (k, 0) not in done]
     if missing:
-        raise SystemExit(f"{len(missing)} stand-alone training(s) missing: run --phase standalone first")
-    runs = [[done[(k, r)] for k in range(len(picked))] for r in range(args.repeats)]
-    standalone = [float(np.mean([run[k] for run in runs])) for k in range(len(picked))]
-    ceiling = noise_ceiling(runs)
+        raise SystemExit(f"{len(missing)} arch(s) have no stand-alone training: run --phase standalone first")
+    full = [k for k in range(len(picked)) if all((k, r) in done for r in range(args.repeats))]
+    standalone = [
+        float(np.mean([done[(k, r)] for r in range(args.repeats) if (k, r) in done])) for k in range(len(picked))
+    ]
+    runs = [[done[(k, r)] for k in full] for r in range(args.repeats)]  # the archs with every repeat
+    ceiling = noise_ceiling(runs) if len(full) >= 3 else None
 
     rows = []
     for name in variants:
@@ -251,7 +284,11 @@ def main() -> None:
                     "config": rec["config"],
                     "statistics": stats,
                     "tau_minus_baseline": diff,
-                    "tau_vs_single_runs": float(np.nanmean([kendall_tau_b(accs, run) for run in runs])),
+                    "tau_vs_single_runs": float(
+                        np.nanmean([kendall_tau_b([accs[k] for k in full], run) for run in runs])
+                    )
+                    if len(full) >= 3
+                    else None,
                     # a fraction of a ceiling at or below 0 means nothing
                     "tau_fraction_of_ceiling": tau / ceiling if ceiling and ceiling > 0 else None,
                     "mean_oneshot": float(np.mean(accs)),
@@ -290,6 +327,7 @@ def main() -> None:
     report = {
         "settings": settings | {"supernet_epochs": args.supernet_epochs, "bn_batches": args.bn_batches},
         "noise_ceiling_tau": ceiling,
+        "noise_ceiling_archs": full,
         "standalone": standalone,
         "standalone_runs": runs,
         "archs": [{"text": p.text, "operators": p.mix, "flops": p.flops, "params": p.params} for p in picked],
@@ -300,7 +338,10 @@ def main() -> None:
     (out / "ablation.json").write_text(json.dumps(report, indent=1))
 
     print(f"\nstand-alone: mean {np.mean(standalone):.4f}, range {min(standalone):.4f}-{max(standalone):.4f}")
-    print(f"noise ceiling (seed-to-seed tau of the stand-alone accuracies): {ceiling}")
+    print(
+        f"noise ceiling (seed-to-seed tau of the stand-alone accuracies, over the {len(full)} of {len(picked)} "
+        f"archs trained {args.repeats} times): {ceiling}"
+    )
     k = rows[0]["statistics"]["k"] if rows else max(1, len(picked) // 4)
     print(
         f"| supernet | seed | Kendall tau | tau - {BASELINE} (paired) | Spearman rho | top-{k} | tau / ceiling "

@@ -146,3 +146,23 @@ def test_the_loop_counts_warmup_in_run_steps_and_feeds_the_teacher(space, blobs,
         teacher_logits, none = calls[i]
         _, fed = calls[i + 1]
         assert none is None and fed is not None and torch.equal(fed, teacher_logits)
+
+
+def test_cli_options_reach_the_checkpoint_and_resume_checks_them(blobs, tmp_path):
+    from typer.testing import CliRunner
+
+    from trionet_dsl.app.cli import app
+    from trionet_dsl.train.checkpoint import load_checkpoint
+
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=(blobs.train_x[:40, :, :12, :12].numpy() * 0 + 1).astype(np.uint8), y=np.arange(40) % 3)
+    out = tmp_path / "run"
+    base = ["train", str(TINY), "--data", str(npz), "--batch-size", "16", "--epochs", "1", "--out", str(out)]
+    r = CliRunner().invoke(app, [*base, "--distill", "--warmup-largest-steps", "1", "--steps", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    cfg = load_checkpoint(out / "supernet.pt")["config"]
+    assert (cfg["distill"], cfg["warmup_largest_steps"], cfg["distill_temperature"]) == (True, 1, 1.0)
+    r = CliRunner().invoke(app, [*base, "--resume", "--no-progress"])  # without --distill: other settings
+    assert r.exit_code == 2 and "distill" in r.output, r.output
+    r = CliRunner().invoke(app, [*base, "--warmup-largest-steps", "-1", "--overwrite"])
+    assert r.exit_code == 2 and "warmup-largest-steps" in r.output, r.output
