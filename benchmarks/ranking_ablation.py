@@ -54,6 +54,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], int]] = {
     "hierarchical/multihead+distill": ({"sampling": "hierarchical", "distill": True}, 1),
     "uniform/multihead+distill": ({"sampling": "uniform", "distill": True}, 1),
     "sandwich/multihead+distill": ({"sampling": "sandwich", "distill": True}, 1),
+    "hierarchical/prefix+distill": ({"sampling": "hierarchical", "sharing": "prefix", "distill": True}, 1),
     "uniform/prefix+distill": ({"sampling": "uniform", "sharing": "prefix", "distill": True}, 1),
     "hierarchical/multihead+warmup": ({"sampling": "hierarchical", "warmup_largest_steps": -1}, 1),
     "hierarchical/multihead x2 epochs": ({"sampling": "hierarchical"}, 2),
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--supernet-seeds", default="0", help="comma-separated supernet seeds, e.g. 0,1")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated supernet variants (see VARIANTS)")
     ap.add_argument("--sweep", default=BASELINE, help="comma-separated variants to sweep BN batches for ('' = none)")
+    ap.add_argument("--sweep-batches", default=",".join(map(str, BN_SWEEP)), help="BN batch counts of the sweep")
     ap.add_argument("--bn-batches", type=int, default=8)
     ap.add_argument("--use-archs", type=int, default=None, help="rank the first K of the N picked only")
     ap.add_argument(
@@ -307,7 +309,7 @@ def main() -> None:
         if not kept.is_file():
             continue
         net = Supernet.from_checkpoint(load_checkpoint(kept), space).to(memory_format=torch.channels_last)
-        for n in BN_SWEEP:
+        for n in [int(b) for b in args.sweep_batches.split(",") if b]:
             if (name, n) in sweep:
                 continue
             ev = SupernetEvaluator(net, data, bn_batches=n, seed=args.seed)

@@ -166,3 +166,21 @@ def test_cli_options_reach_the_checkpoint_and_resume_checks_them(blobs, tmp_path
     assert r.exit_code == 2 and "distill" in r.output, r.output
     r = CliRunner().invoke(app, [*base, "--warmup-largest-steps", "-1", "--overwrite"])
     assert r.exit_code == 2 and "warmup-largest-steps" in r.output, r.output
+
+
+def test_a_checkpoint_from_before_distillation_resumes_only_without_it(space, blobs, tmp_path):
+    """Old runs trained without distillation: --resume compares with that, not with today's default."""
+    from trionet_dsl.lang.errors import SpaceError
+    from trionet_dsl.train.checkpoint import load_checkpoint, save_checkpoint
+
+    plain = TrainConfig(epochs=2, batch_size=16, seed=3, distill=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(space, blobs, plain, tmp_path, progress=False, stop_after_epoch=1)
+    ck = load_checkpoint(tmp_path / "supernet.pt")
+    old = {k: v for k, v in ck.items() if k not in ("format", "weights_sha256")}
+    old["config"] = {k: v for k, v in ck["config"].items() if k not in ("distill", "distill_temperature")}
+    old["config"].pop("warmup_largest_steps")
+    save_checkpoint(tmp_path / "supernet.pt", old)
+    with pytest.raises(SpaceError, match="distill"):
+        train(space, blobs, plain.model_copy(update={"distill": True}), tmp_path, progress=False, resume=True)
+    assert len(train(space, blobs, plain, tmp_path, progress=False, resume=True)) == 2

@@ -34,3 +34,13 @@ class TrainConfig(BaseModel):
     distill: bool = False  # in-place distillation: the largest sub-network teaches the sampled ones
     distill_temperature: float = Field(1.0, gt=0)
     warmup_largest_steps: int = Field(0, ge=0)  # the run's first k steps train only the largest sub-network
+
+
+LEGACY_SETTINGS: dict[str, object] = {
+    "precision": "fp32",
+    "distill": False,
+    "distill_temperature": 1.0,
+    "warmup_largest_steps": 0,
+}
+"""What a checkpoint written before a setting existed trained with: ``--resume`` compares against
+these, not today's defaults (a default that changed must not silently change an old run)."""

@@ -35,7 +35,7 @@ from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import extreme
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
-from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES, TrainConfig
+from trionet_dsl.train.config import LEGACY_SETTINGS, ONE_SHOT_BN_BATCHES, TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, resolve_device, to_cpu
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate, recalibrate_bn
 from trionet_dsl.train.supernet_step import plan_step, subnet_loss
@@ -137,8 +137,8 @@ class _Run:
         require_space(ck, self.space_text, self.space.name, self.ckpt_path)
         mine = self.cfg.model_dump(mode="json")
         theirs = dict(ck.get("config") or {})
-        for key, default in TrainConfig().model_dump(mode="json").items():
-            theirs.setdefault(key, default)  # settings added since (precision) had their default then
+        for key, default in (TrainConfig().model_dump(mode="json") | LEGACY_SETTINGS).items():
+            theirs.setdefault(key, default)  # settings added since had, in older runs, their value then
         if theirs != mine:
             diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
             raise SpaceError(
