@@ -80,17 +80,17 @@ def _is_largest(space, arch) -> bool:
     sampling=st.sampled_from(["hierarchical", "uniform"]),
 )
 def test_plain_plan_is_one_draw_of_the_step_rng(space, epoch, step, seed, sampling):
-    cfg = TrainConfig(seed=seed, sampling=sampling)
+    cfg = TrainConfig(seed=seed, sampling=sampling, distill=False)
     plan = plan_step(space, cfg, epoch, step, 10 * epoch + step)
     assert plan.archs == [sample(space, random.Random(f"{seed}/{epoch}/{step}"), sampling)] and not plan.teacher
-    sw = plan_step(space, TrainConfig(seed=seed, sampling="sandwich"), epoch, step, 0)
+    sw = plan_step(space, TrainConfig(seed=seed, sampling="sandwich", distill=False), epoch, step, 0)
     assert sw.archs == sandwich(space, random.Random(f"{seed}/{epoch}/{step}"), 2) and not sw.teacher
 
 
 @settings(max_examples=30, deadline=None)
 @given(step=st.integers(0, 50), seed=st.integers(0, 2**32), sampling=st.sampled_from(["hierarchical", "uniform"]))
 def test_distillation_adds_the_largest_as_teacher_and_keeps_the_students(space, step, seed, sampling):
-    plain = plan_step(space, TrainConfig(seed=seed, sampling=sampling), 1, step, step)
+    plain = plan_step(space, TrainConfig(seed=seed, sampling=sampling, distill=False), 1, step, step)
     kd = plan_step(space, TrainConfig(seed=seed, sampling=sampling, distill=True), 1, step, step)
     assert kd.teacher and len(kd.archs) == 2
     assert _is_largest(space, kd.archs[0])
@@ -162,7 +162,8 @@ def test_cli_options_reach_the_checkpoint_and_resume_checks_them(blobs, tmp_path
     assert r.exit_code == 0, r.output
     cfg = load_checkpoint(out / "supernet.pt")["config"]
     assert (cfg["distill"], cfg["warmup_largest_steps"], cfg["distill_temperature"]) == (True, 1, 1.0)
-    r = CliRunner().invoke(app, [*base, "--resume", "--no-progress"])  # without --distill: other settings
+    assert TrainConfig().distill  # the default (see the README's ranking ablation)
+    r = CliRunner().invoke(app, [*base, "--resume", "--no-distill", "--no-progress"])  # other settings
     assert r.exit_code == 2 and "distill" in r.output, r.output
     r = CliRunner().invoke(app, [*base, "--warmup-largest-steps", "-1", "--overwrite"])
     assert r.exit_code == 2 and "warmup-largest-steps" in r.output, r.output

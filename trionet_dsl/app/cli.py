@@ -355,7 +355,7 @@ def train_cmd(
     sampling: str = typer.Option("hierarchical", "--sampling", help="hierarchical | uniform | sandwich"),
     sharing: str = typer.Option("multihead", "--sharing", help="multihead | prefix (attention weight sharing)"),
     distill: bool = typer.Option(
-        False, "--distill/--no-distill", help="supernet: the largest sub-network teaches the sampled ones (in-place KD)"
+        True, "--distill/--no-distill", help="supernet: the largest sub-network teaches the sampled ones (in-place KD)"
     ),
     distill_temperature: float = typer.Option(1.0, "--distill-temperature", help="softmax temperature of --distill"),
     warmup_largest_steps: int = typer.Option(

@@ -31,7 +31,7 @@ class TrainConfig(BaseModel):
     augment: bool = True
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a gradient scaler
     # supernet training options that decide how well it ranks sub-networks (see train/supernet_step.py)
-    distill: bool = False  # in-place distillation: the largest sub-network teaches the sampled ones
+    distill: bool = True  # in-place distillation: the largest sub-network teaches the sampled ones (ranking ablation)
     distill_temperature: float = Field(1.0, gt=0)
     warmup_largest_steps: int = Field(0, ge=0)  # the run's first k steps train only the largest sub-network
 
