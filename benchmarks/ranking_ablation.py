@@ -2,8 +2,10 @@
 
 The same N sub-networks (``trionet rank``'s pick: the single-operator archs, the rest stratified
 by FLOPs) are trained from scratch R times each (the stand-alone accuracies and their seed-to-seed
-noise ceiling), then five supernets are trained with one budget — {hierarchical, uniform}
-sampling x {multihead, prefix} sharing, plus sandwich — and each one's one-shot accuracies
+noise ceiling), then supernet variants (``VARIANTS``) — the paper's {hierarchical, uniform}
+sampling x {multihead, prefix} sharing and sandwich with one budget, then the options that try
+to make it rank better (in-place distillation, warm-up of the largest, twice the epochs) — and
+each one's one-shot accuracies
 (inherited weights, BN recalibrated exactly as ``trionet search`` does) are ranked against the
 stand-alone ones: Kendall τ-b, Spearman ρ, top-k overlap (k = N/4), bootstrap 95% intervals, and
 τ as a fraction of the ceiling.
@@ -11,7 +13,10 @@ stand-alone ones: Kendall τ-b, Spearman ρ, top-k overlap (k = N/4), bootstrap 
 Default space: ``spaces/trionet_rank.space`` (16x16 grayscale, five operator choices that differ
 in accuracy and cost), on mnist5k. Everything finished is kept in ``--out`` (stand-alone runs
 in ``standalone.jsonl``, one-shot accuracies per supernet in ``oneshot.jsonl``): a re-run with
-the same options resumes. Prints the table and writes ``ablation.json``.
+the same options resumes, and stand-alone and supernet work can run in separate processes
+(``--phase standalone`` in one or more — they claim trainings, seed-major — ``--phase supernets``
+in another, then ``--phase report``). Prints the table, with each variant's τ minus the baseline's
+under a paired bootstrap, and writes ``ablation.json``.
 
     python benchmarks/ranking_ablation.py                 # N=24, R=2, 8 stand-alone / 8 supernet epochs
     python benchmarks/ranking_ablation.py --quick         # CI-sized smoke: N=6, R=2, 1 epoch each
@@ -46,21 +51,21 @@ ROOT = Path(__file__).resolve().parent.parent
 # are the paper's two methods (and sandwich) at one budget; the rest are the options of issue 11
 # item 4 that try to make the supernet rank better (train/supernet_step.py), at their own cost.
 VARIANTS: dict[str, tuple[dict[str, Any], int]] = {
-    "hierarchical/multihead": ({"sampling": "hierarchical", "sharing": "multihead"}, 1),
-    "hierarchical/prefix": ({"sampling": "hierarchical", "sharing": "prefix"}, 1),
-    "uniform/multihead": ({"sampling": "uniform", "sharing": "multihead"}, 1),
-    "uniform/prefix": ({"sampling": "uniform", "sharing": "prefix"}, 1),
-    "sandwich/multihead": ({"sampling": "sandwich", "sharing": "multihead"}, 1),
+    "hierarchical/multihead": ({"distill": False, "sampling": "hierarchical", "sharing": "multihead"}, 1),
+    "hierarchical/prefix": ({"distill": False, "sampling": "hierarchical", "sharing": "prefix"}, 1),
+    "uniform/multihead": ({"distill": False, "sampling": "uniform", "sharing": "multihead"}, 1),
+    "uniform/prefix": ({"distill": False, "sampling": "uniform", "sharing": "prefix"}, 1),
+    "sandwich/multihead": ({"distill": False, "sampling": "sandwich", "sharing": "multihead"}, 1),
     "hierarchical/multihead+distill": ({"sampling": "hierarchical", "distill": True}, 1),
     "uniform/multihead+distill": ({"sampling": "uniform", "distill": True}, 1),
     "sandwich/multihead+distill": ({"sampling": "sandwich", "distill": True}, 1),
     "hierarchical/prefix+distill": ({"sampling": "hierarchical", "sharing": "prefix", "distill": True}, 1),
     "uniform/prefix+distill": ({"sampling": "uniform", "sharing": "prefix", "distill": True}, 1),
-    "hierarchical/multihead+warmup": ({"sampling": "hierarchical", "warmup_largest_steps": -1}, 1),
-    "hierarchical/multihead x2 epochs": ({"sampling": "hierarchical"}, 2),
-    "uniform/multihead x2 epochs": ({"sampling": "uniform"}, 2),
+    "hierarchical/multihead+warmup": ({"distill": False, "sampling": "hierarchical", "warmup_largest_steps": -1}, 1),
+    "hierarchical/multihead x2 epochs": ({"distill": False, "sampling": "hierarchical"}, 2),
+    "uniform/multihead x2 epochs": ({"distill": False, "sampling": "uniform"}, 2),
 }
-BASELINE = "hierarchical/multihead"
+BASELINE = "hierarchical/multihead"  # the default before distillation: the table's reference row
 BN_SWEEP = (1, 2, 4, 8, 16)
 STANDALONE_KEYS = ("space", "data", "archs", "repeats", "epochs", "lr", "seed")
 
