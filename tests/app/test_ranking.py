@@ -15,6 +15,7 @@ from trionet_dsl import load
 from trionet_dsl.app.cli import app
 from trionet_dsl.app.datasets import load_dataset
 from trionet_dsl.app.ranking import (
+    bootstrap_difference,
     bootstrap_interval,
     kendall_tau_b,
     noise_ceiling,
@@ -77,6 +78,25 @@ def test_bootstrap_interval_contains_the_estimate_and_is_seeded():
     for name in ("kendall_tau", "spearman_rho", "top_k_overlap"):
         a, b = st[name]["ci95"]
         assert a <= st[name]["value"] <= b, name
+
+
+def test_paired_bootstrap_difference_matches_a_loop_and_is_narrower_than_either_interval():
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=24)
+    a = y + 0.6 * rng.normal(size=24)
+    b = a + 0.3 * rng.normal(size=24)  # a slightly noisier copy of a: the two measures mostly agree
+    d = bootstrap_difference(kendall_tau_b, a, b, y, resamples=400, seed=7)
+    assert d["value"] == pytest.approx(kendall_tau_b(a, y) - kendall_tau_b(b, y))
+    # an independent loop over the same resamples
+    r = np.random.default_rng(7)
+    ref = []
+    for _ in range(400):
+        i = r.integers(0, 24, 24)
+        ref.append(kendall_tau_b(a[i], y[i]) - kendall_tau_b(b[i], y[i]))
+    assert d["ci95"] == pytest.approx(list(np.quantile(ref, [0.025, 0.975])))
+    lo_a, hi_a = bootstrap_interval(kendall_tau_b, a, y, resamples=400, seed=7)
+    assert d["ci95"][1] - d["ci95"][0] < hi_a - lo_a
+    assert bootstrap_difference(kendall_tau_b, a, a, y, resamples=50)["ci95"] == [0.0, 0.0]
 
 
 # ----------------------------------------------------------------------------- picker
@@ -204,3 +224,27 @@ def test_rank_ctrl_c_exits_130_saying_what_is_saved(supernet, tmp_path, monkeypa
     assert r.exit_code == 130 and "2 stand-alone training(s) are saved" in r.output, r.output
     r = runner.invoke(app, [*args, "--batch-size", "16", "--no-progress", "--resume", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["trained_now"] == 2, r.output
+
+
+def test_search_measures_exactly_what_rank_validates(supernet, tmp_path, monkeypatch):
+    """Issue 11 item 5: the one-shot accuracy `trionet search` ranks by is the one `trionet rank`
+    reports for the same arch (same checkpoint split, same BN batches), and the defaults agree."""
+    import inspect
+
+    from trionet_dsl.app import cli
+    from trionet_dsl.app.searching import _evaluator
+    from trionet_dsl.lang.emit import emit_arch
+    from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
+    from trionet_dsl.train.loop import EpochMetrics
+
+    monkeypatch.setattr("trionet_dsl.train.loop.train", lambda *a, **k: [EpochMetrics(1, 1.0, 0.5, 0.5, 100.0, 0.01)])
+    _, ckpt = supernet
+    res = rank_job(TINY, ckpt, tmp_path / "r", archs=5, epochs=1, batch_size=16, resamples=10, progress=False)
+    rs = load(TINY)
+    evaluate, _, _ = _evaluator("supernet", rs, ckpt, ONE_SHOT_BN_BATCHES, None, None, None, False)
+    picked = pick_archs(rs, 5, 0)
+    assert [a["text"] for a in res.report["archs"]] == [emit_arch(p.arch) for p in picked]
+    assert [evaluate(p.arch)["accuracy"] for p in picked] == [a["oneshot_acc"] for a in res.report["archs"]]
+    for cmd in (cli.search_cmd, cli.rank_cmd):
+        assert inspect.signature(cmd).parameters["bn_batches"].default.default == ONE_SHOT_BN_BATCHES
+    assert inspect.signature(rank_job).parameters["bn_batches"].default == ONE_SHOT_BN_BATCHES

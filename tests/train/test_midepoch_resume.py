@@ -53,7 +53,9 @@ def test_steps_cap_writes_a_mid_epoch_checkpoint(setting, tmp_path):
     hist = train(space, data, CFG, tmp_path, progress=False, steps=3)
     ck = load_checkpoint(tmp_path / "supernet.pt")
     assert (ck["epoch"], ck["step"]) == (0, 3) and hist == []
-    assert ck["epoch_sums"]["seen"] == 3 * 16  # three batches of 16 counted towards epoch 1's metrics
+    # three batches of 16 counted towards epoch 1's metrics, once per sub-network trained: with in-place
+    # distillation (the default) the largest and the sampled one
+    assert ck["epoch_sums"]["seen"] == 3 * 16 * (2 if CFG.distill else 1)
     assert not (tmp_path / "metrics.jsonl").exists()  # no epoch finished: nothing validated yet
     # the schedule was advanced by exactly three steps of the 2-epoch cosine
     assert ck["scheduler"]["last_epoch"] == 3

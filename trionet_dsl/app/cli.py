@@ -381,6 +381,13 @@ def train_cmd(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
     sampling: str = typer.Option("hierarchical", "--sampling", help="hierarchical | uniform | sandwich"),
     sharing: str = typer.Option("multihead", "--sharing", help="multihead | prefix (attention weight sharing)"),
+    distill: bool = typer.Option(
+        True, "--distill/--no-distill", help="supernet: the largest sub-network teaches the sampled ones (in-place KD)"
+    ),
+    distill_temperature: float = typer.Option(1.0, "--distill-temperature", help="softmax temperature of --distill"),
+    warmup_largest_steps: int = typer.Option(
+        0, "--warmup-largest-steps", help="supernet: the first N optimizer steps train only the largest sub-network"
+    ),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="held-out share of --data (ignored with --val)"),
     val_data: str | None = typer.Option(None, "--val", help="a separate validation .npz or image folder"),
     seed: int = typer.Option(0, "--seed"),
@@ -444,6 +451,9 @@ def train_cmd(
             label_smoothing=label_smoothing,
             sampling=sampling,
             sharing=sharing,
+            distill=distill,
+            distill_temperature=distill_temperature,
+            warmup_largest_steps=warmup_largest_steps,
             seed=seed,
             precision=precision,
             sync_bn=sync_bn,

@@ -32,6 +32,7 @@ from trionet_dsl.nn.network import TrioNet, WithPreprocessing, build
 from trionet_dsl.nn.supernet import Supernet, extract, load_weights
 from trionet_dsl.space.loader import LoadedArch, compile_arch_text, compile_space_text, load_arch
 from trionet_dsl.train.checkpoint import load_checkpoint
+from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -372,7 +373,7 @@ def export_job(
     la = load_arch(arch_file, space)
     if bn_batches is None:
         m = BN_HEADER.search(header)
-        bn_batches = int(m.group(1)) if m else 8
+        bn_batches = int(m.group(1)) if m else ONE_SHOT_BN_BATCHES
     if bn_batches < 1:
         raise SpaceError(
             f"--bn-batches {bn_batches}: recalibration needs at least one batch",

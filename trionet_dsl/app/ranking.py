@@ -39,6 +39,7 @@ from trionet_dsl.lang.operators import REGISTRY
 from trionet_dsl.space.cost import CostModel
 from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import sample, uniform_op
+from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -128,6 +129,35 @@ def bootstrap_interval(
         return math.nan, math.nan
     lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def bootstrap_difference(
+    stat: Stat,
+    a: ArrayLike,
+    b: ArrayLike,
+    y: ArrayLike,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """``stat(a, y) - stat(b, y)`` with a paired percentile-bootstrap interval: both one-shot
+    measures ``a`` and ``b`` are scored on the *same* resampled archs, so the interval is that of
+    the difference (much narrower than two separate intervals when ``a`` and ``b`` agree)."""
+    xa, xb, yy = (np.asarray(v, dtype=float) for v in (a, b, y))
+    if not (xa.shape == xb.shape == yy.shape):
+        raise ValueError("bootstrap_difference needs three sequences of the same length")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(yy), len(yy))
+        v = stat(xa[idx], yy[idx]) - stat(xb[idx], yy[idx])
+        if not math.isnan(v):
+            vals.append(v)
+    point = stat(xa, yy) - stat(xb, yy)
+    if not vals:
+        return {"value": point, "ci95": [math.nan, math.nan]}
+    lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"value": point, "ci95": [float(lo), float(hi)]}
 
 
 def rank_statistics(oneshot: ArrayLike, standalone: ArrayLike, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -328,7 +358,7 @@ def rank_job(
     val_fraction: float | None = None,
     val_data: str | None = None,
     force: bool = False,
-    bn_batches: int = 8,
+    bn_batches: int = ONE_SHOT_BN_BATCHES,
     batch_size: int = 64,
     lr: float = 0.05,
     resamples: int = 1000,
@@ -348,7 +378,6 @@ def rank_job(
     """
     from pydantic import ValidationError
 
-    from trionet_dsl.nn.supernet import Supernet
     from trionet_dsl.search.evaluators import SupernetEvaluator
     from trionet_dsl.space.loader import load_space
     from trionet_dsl.train.checkpoint import load_checkpoint, require_space
@@ -423,8 +452,7 @@ def rank_job(
     else:
         atomic_write_text(out / PLAN, json.dumps(plan, indent=1))
 
-    net = Supernet.from_checkpoint(ck, rs)
-    evaluate = SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed)
+    evaluate = SupernetEvaluator.from_checkpoint(ck, rs, bundle, bn_batches)  # exactly trionet search's measure
     trained = _train_all(rs, picked, cfgs, bundle, out, evaluate, progress)
     report = _report(picked, cfgs, out, settings, resamples, seed, trained["oneshot"])
     json_path = atomic_write_text(out / "rank.json", json.dumps(report, indent=1))

@@ -21,6 +21,7 @@ from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
 from trionet_dsl.search.base import Observation
 from trionet_dsl.space.loader import LoadedArch, load_arch
+from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
 
 if TYPE_CHECKING:
     from trionet_dsl.search.parallel import DistributedEvaluations
@@ -96,15 +97,14 @@ def _evaluator(
                 "the supernet evaluator needs --checkpoint", hint="train first: trionet train SPACE --out run/"
             )
         from trionet_dsl.lang.emit import emit_space
-        from trionet_dsl.nn.supernet import Supernet
         from trionet_dsl.train.checkpoint import load_checkpoint, require_space
 
         ck = load_checkpoint(checkpoint)
         require_space(ck, emit_space(rs.space), rs.name, checkpoint, kind="supernet")
-        net = Supernet.from_checkpoint(ck, rs)
         bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force, workers)
         assert bundle.config is not None  # checkpoint_data loads through load_data, which records the config
-        return SupernetEvaluator(net, bundle, bn_batches=bn_batches, seed=bundle.config.seed), "accuracy", described
+        # the same one-shot measure trionet rank validates (one constructor for both)
+        return SupernetEvaluator.from_checkpoint(ck, rs, bundle, bn_batches), "accuracy", described
     if evaluator in ("flops", "params"):
         return CostOnlyEvaluator(evaluator), evaluator, None
     if evaluator == "table":
@@ -177,7 +177,7 @@ def search_job(
     history: str | Path | None = None,
     resume: bool = False,
     multi_objective: bool = False,
-    bn_batches: int = 8,
+    bn_batches: int = ONE_SHOT_BN_BATCHES,
     val_fraction: float | None = None,
     progress: bool = True,
     strategy_options: dict | None = None,

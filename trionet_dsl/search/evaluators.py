@@ -13,7 +13,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from trionet_dsl.lang.ir import Arch
-from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate_split, recalibrate_bn
+from trionet_dsl.space.resolve import ResolvedSpace
+from trionet_dsl.train.evaluate import (
+    CALIBRATION_BATCH_SIZE,
+    ONE_SHOT_BN_BATCHES,
+    calibration_batches,
+    evaluate_split,
+    recalibrate_bn,
+)
 
 if TYPE_CHECKING:
     from trionet_dsl.nn.supernet import Supernet
@@ -31,7 +38,7 @@ class SupernetEvaluator:
         self,
         supernet: Supernet,
         data: DataBundle,
-        bn_batches: int = 8,
+        bn_batches: int = ONE_SHOT_BN_BATCHES,
         batch_size: int = CALIBRATION_BATCH_SIZE,
         seed: int = 0,
         channels_last: bool = True,
@@ -41,6 +48,18 @@ class SupernetEvaluator:
         self.channels_last = channels_last
         self.calib = calibration_batches(data, bn_batches, batch_size, seed, channels_last)
         self.data, self.max_val = data, max_val  # in memory or streamed: evaluate_split reads batches
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict, space: ResolvedSpace, data: DataBundle, bn_batches: int = ONE_SHOT_BN_BATCHES
+    ) -> SupernetEvaluator:
+        """The one-shot measure ``trionet search`` ranks by and ``trionet rank`` validates, built one
+        way for both: the checkpoint's supernet, BN recalibrated on the first ``bn_batches``
+        un-augmented training batches of the data's own split seed, the whole validation split."""
+        from trionet_dsl.nn.supernet import Supernet
+
+        seed = data.config.seed if data.config is not None else 0
+        return cls(Supernet.from_checkpoint(checkpoint, space), data, bn_batches=bn_batches, seed=seed)
 
     def __call__(self, arch: Arch) -> dict[str, float]:
         self.net.activate(arch)

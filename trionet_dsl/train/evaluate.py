@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
 from trionet_dsl.train.device import autocast, model_device
+
+__all__ = ["CALIBRATION_BATCH_SIZE", "ONE_SHOT_BN_BATCHES", "calibration_batches", "evaluate", "recalibrate_bn"]
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle

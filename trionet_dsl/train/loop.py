@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trionet_dsl.lang.emit import emit_arch, emit_space
@@ -41,13 +40,14 @@ from trionet_dsl.nn.network import TrioNet, build
 from trionet_dsl.nn.supernet import Supernet, load_weights
 from trionet_dsl.space.loader import LoadedArch
 from trionet_dsl.space.resolve import ResolvedSpace
-from trionet_dsl.space.sampling import extreme, sample, sandwich
+from trionet_dsl.space.sampling import extreme
 from trionet_dsl.train import distributed as dist_
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
-from trionet_dsl.train.config import TrainConfig
+from trionet_dsl.train.config import LEGACY_SETTINGS, ONE_SHOT_BN_BATCHES, TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, to_cpu
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate_split, recalibrate_bn
 from trionet_dsl.train.metric_sinks import closing, tensorboard_sink
+from trionet_dsl.train.supernet_step import plan_step, subnet_loss
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -89,13 +89,6 @@ def check_out_dir(out: Path) -> None:
             file=str(out),
             hint="give a folder for the run (checkpoints and metrics.jsonl go inside)",
         )
-
-
-def _archs_for_step(space: ResolvedSpace, cfg: TrainConfig, epoch: int, step: int) -> list[Arch]:
-    rng = random.Random(f"{cfg.seed}/{epoch}/{step}")
-    if cfg.sampling == "sandwich":
-        return sandwich(space, rng, cfg.sandwich_random)
-    return [sample(space, rng, cfg.sampling)]
 
 
 class _Run:
@@ -156,7 +149,7 @@ class _Run:
         self.sums = {"seen": 0, "correct": 0, "loss_sum": 0.0}  # the current epoch's running totals
         if self.is_supernet:  # validation measures the largest sub-network with its own BN statistics
             self.eval_arch = extreme(self.space, random.Random(cfg.seed), largest=True, name="largest")
-            calib = calibration_batches(data, 8, CALIBRATION_BATCH_SIZE, cfg.seed, cfg.channels_last)
+            calib = calibration_batches(data, ONE_SHOT_BN_BATCHES, CALIBRATION_BATCH_SIZE, cfg.seed, cfg.channels_last)
             self.calib = [xb.to(self.device) for xb in calib]
 
     def resume(self) -> None:
@@ -169,8 +162,8 @@ class _Run:
         require_space(ck, self.space_text, self.space.name, self.ckpt_path)
         mine = self.cfg.model_dump(mode="json")
         theirs = dict(ck.get("config") or {})
-        for key, default in TrainConfig().model_dump(mode="json").items():
-            theirs.setdefault(key, default)  # settings added since (precision) had their default then
+        for key, default in (TrainConfig().model_dump(mode="json") | LEGACY_SETTINGS).items():
+            theirs.setdefault(key, default)  # settings added since had, in older runs, their value then
         if theirs != mine:
             diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
             raise SpaceError(
@@ -244,17 +237,23 @@ class _Run:
             if cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             self.opt.zero_grad(set_to_none=True)
-            archs: list[Arch] | list[None] = (
-                _archs_for_step(self.space, cfg, epoch, step) if self.is_supernet else [None]
+            plan = (
+                plan_step(self.space, cfg, epoch, step, epoch * self.steps_per_epoch + step)
+                if self.is_supernet
+                else None
             )
+            archs: list[Arch] | list[None] = plan.archs if plan is not None else [None]
+            teacher = None  # the largest sub-network's logits, under in-place distillation
             step_sums = [0, 0, 0.0]  # correct, seen, loss sum of this step, this rank
-            for arch in archs:
+            for i, arch in enumerate(archs):
                 if arch is not None:
                     assert isinstance(model, Supernet)  # only a supernet run samples archs
                     model.activate(arch)
                 with autocast(dev, cfg.precision):
                     logits = net(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                loss = subnet_loss(logits, yb, cfg, teacher)
+                if i == 0 and plan is not None and plan.teacher:
+                    teacher = logits.detach()
                 self.scaler.scale(loss / len(archs)).backward()
                 step_sums[0] += (logits.argmax(1) == yb).sum().item()
                 step_sums[1] += len(yb)
