@@ -42,6 +42,25 @@ def test_take_reads_the_entries_an_index_select_reads_and_sends_their_gradients_
     assert torch.equal(t.grad, ref_t.grad)
 
 
+@settings(max_examples=40, deadline=None)
+@given(rows=axes, cols=axes, n=st.integers(1, 3), pad=st.integers(0, 2))
+def test_take_stack_is_the_concatenated_reads_with_the_same_gradients(rows, cols, n, pad):
+    """q, k and v read in one copy (what the attention operators' forward uses) against each read by
+    index_select and concatenated."""
+    ri, ci = entries(rows), entries(cols)
+    shape = (max(ri) + 1 + pad, max(ci) + 1 + pad)
+    ts = [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for _ in range(n)]
+    refs = [t.detach().clone().requires_grad_() for t in ts]
+    got = Take(rows, cols).stack(ts)
+    ref = torch.cat([r.index_select(0, torch.tensor(ri)).index_select(1, torch.tensor(ci)) for r in refs], 0)
+    assert torch.equal(got, ref)
+    g = torch.randn_like(ref)
+    got.backward(g)
+    ref.backward(g)
+    for t, r in zip(ts, refs, strict=True):
+        assert torch.equal(t.grad, r.grad)
+
+
 @settings(max_examples=60, deadline=None)
 @given(axis=axes)
 def test_index_axis_inverts_the_entries(axis):

@@ -100,9 +100,28 @@ def axial_layer(
     bn: list[torch.Tensor],
     training: bool,
 ) -> torch.Tensor:
-    """Attention along dim 2 of x (N, C, L, M): wq/wk (h dq, C), wv (w, C); rq/rk (h or 1, dq, 2 max_len - 1),
-    rv (h or 1, d, ...); span 0 = global. ``bn``: [] or 12 tensors, the qkv, logit and output BNs'
-    [weight, bias, running_mean, running_var]."""
+    """``axial_layer_qkv`` with the three projections apart: wq/wk (h dq, C), wv (w, C)."""
+    wqkv = torch.cat([wq, wk, wv], 0)
+    return axial_layer_qkv(x, wqkv, wq.shape[0], rq, rk, rv, heads, span, rel_index, bn, training)
+
+
+def axial_layer_qkv(
+    x: torch.Tensor,
+    wqkv: torch.Tensor,
+    wqk: int,
+    rq: torch.Tensor,
+    rk: torch.Tensor,
+    rv: torch.Tensor,
+    heads: int,
+    span: int,
+    rel_index: torch.Tensor,
+    bn: list[torch.Tensor],
+    training: bool,
+) -> torch.Tensor:
+    """Attention along dim 2 of x (N, C, L, M): wqkv (2 wqk + w, C), the q, k (``wqk = h dq`` rows each)
+    and v projections one after another; rq/rk (h or 1, dq, 2 max_len - 1), rv (h or 1, d, ...); span 0
+    = global. ``bn``: [] or 12 tensors, the qkv, logit and output BNs' [weight, bias, running_mean,
+    running_var]."""
     n, _, length, other = x.shape
     max_len = rel_index.shape[0]
     if length > max_len:
@@ -110,10 +129,10 @@ def axial_layer(
             f"axial attention built for axes up to max_len={max_len} got an axis of length "
             f"{length}; build it with a larger max_len"
         )
-    w, wqk = wv.shape[0], wq.shape[0]
+    w = wqkv.shape[0] - 2 * wqk
     d, dq = w // heads, wqk // heads
     b = n * other
-    qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None])  # (N, 2 wqk + w, L, M)
+    qkv = F.conv2d(x, wqkv[:, :, None, None])  # (N, 2 wqk + w, L, M)
     if len(bn) > 0:
         qkv = _bn(qkv, bn[0:4], training)
     # -> (N*M, h, L, d): each line along the axis is one batch entry of the matmuls below
@@ -157,10 +176,30 @@ def axial_attention(
     training: bool,
 ) -> torch.Tensor:
     """Functional core: height layer, width layer, then pooling; ``h_w``/``w_w`` = [wq, wk, wv, rq, rk, rv],
-    ``h_bn``/``w_bn`` the layers' BN tensors ([] without BN, see :func:`axial_layer`)."""
-    y = axial_layer(x, h_w[0], h_w[1], h_w[2], h_w[3], h_w[4], h_w[5], heads, span, rel_index, h_bn, training)
-    y = axial_layer(
-        y.transpose(2, 3), w_w[0], w_w[1], w_w[2], w_w[3], w_w[4], w_w[5], heads, span, rel_index, w_bn, training
+    ``h_bn``/``w_bn`` the layers' BN tensors ([] without BN, see :func:`axial_layer_qkv`)."""
+    h4 = [torch.cat([h_w[0], h_w[1], h_w[2]], 0), h_w[3], h_w[4], h_w[5]]
+    w4 = [torch.cat([w_w[0], w_w[1], w_w[2]], 0), w_w[3], w_w[4], w_w[5]]
+    return axial_attention_qkv(x, h4, w4, h_w[0].shape[0], heads, span, stride, rel_index, h_bn, w_bn, training)
+
+
+def axial_attention_qkv(
+    x: torch.Tensor,
+    h_w: list[torch.Tensor],
+    w_w: list[torch.Tensor],
+    wqk: int,
+    heads: int,
+    span: int,
+    stride: int,
+    rel_index: torch.Tensor,
+    h_bn: list[torch.Tensor],
+    w_bn: list[torch.Tensor],
+    training: bool,
+) -> torch.Tensor:
+    """``axial_attention`` with each layer's projections as one weight: ``h_w``/``w_w`` = [wqkv, rq, rk, rv]
+    (see :func:`axial_layer_qkv`; ``wqk`` rows of q and of k)."""
+    y = axial_layer_qkv(x, h_w[0], wqk, h_w[1], h_w[2], h_w[3], heads, span, rel_index, h_bn, training)
+    y = axial_layer_qkv(
+        y.transpose(2, 3), w_w[0], wqk, w_w[1], w_w[2], w_w[3], heads, span, rel_index, w_bn, training
     ).transpose(2, 3)
     if stride > 1:
         y = F.avg_pool2d(y, stride, stride, ceil_mode=True)
@@ -405,9 +444,25 @@ class SuperAxialAttention(GridOutputs, nn.Module):
         return _AxialPlan(takes, d, d // self.qk_ratio, norms)
 
     def _layer(self, prefix: str, plan: _AxialPlan, width: int, heads: int) -> list[torch.Tensor]:
+        """[wq, wk, wv, rq, rk, rv] of one layer, read."""
         qk_take, v_take = plan.takes[0 if prefix == "h_" else 1]
         out = [qk_take(getattr(self, prefix + "wq")), qk_take(getattr(self, prefix + "wk"))]
-        out.append(v_take(getattr(self, prefix + "wv")))
+        return [*out, v_take(getattr(self, prefix + "wv")), *self._embeddings(prefix, plan, heads)]
+
+    def _layer_qkv(self, prefix: str, plan: _AxialPlan, width: int, heads: int) -> list[torch.Tensor]:
+        """[wqkv, rq, rk, rv] of one layer: q, k and v read in one copy where they have the same rows
+        (``qk_ratio`` 1, see ``Take.stack``)."""
+        qk_take, v_take = plan.takes[0 if prefix == "h_" else 1]
+        wq, wk, wv = (getattr(self, prefix + n) for n in ("wq", "wk", "wv"))
+        if self.qk_ratio == 1:
+            wqkv = qk_take.stack([wq, wk, wv])
+        else:
+            wqkv = torch.cat([qk_take.stack([wq, wk]), v_take(wv)], 0)
+        return [wqkv, *self._embeddings(prefix, plan, heads)]
+
+    def _embeddings(self, prefix: str, plan: _AxialPlan, heads: int) -> list[torch.Tensor]:
+        """[rq, rk, rv] of one layer, read."""
+        out: list[torch.Tensor] = []
         for name, dn in (("rq", plan.dq), ("rk", plan.dq), ("rv", plan.d)):
             t = getattr(self, prefix + name)
             if self.shared_pos:
@@ -455,9 +510,12 @@ class SuperAxialAttention(GridOutputs, nn.Module):
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
         plan = self._plan(x.shape[1], width, heads, x.device)
-        hw, ww = self._layer("h_", plan, width, heads), self._layer("w_", plan, width, heads)
+        hw, ww = self._layer_qkv("h_", plan, width, heads), self._layer_qkv("w_", plan, width, heads)
         h_bn, w_bn = self._norms(plan.norms)
-        y = axial_attention(x, hw, ww, heads, self.span, self.stride, self.rel_index, h_bn, w_bn, self.training)
+        wqk = heads * plan.dq
+        y = axial_attention_qkv(
+            x, hw, ww, wqk, heads, self.span, self.stride, self.rel_index, h_bn, w_bn, self.training
+        )
         if self.bn and self.training:  # the gathered running statistics were updated: scatter them back
             with torch.no_grad():
                 for norm, got in ((self.h_norm, h_bn), (self.w_norm, w_bn)):

@@ -68,17 +68,32 @@ def global_attention(
     index_h: torch.Tensor,
     index_w: torch.Tensor,
 ) -> torch.Tensor:
-    """Functional core: x (N, C, H, W); w* (w, C); rh (h, d, 2 max_h - 1); rw (h, d, 2 max_w - 1)."""
+    """``global_attention_qkv`` with the three projections apart: w* (w, C)."""
+    return global_attention_qkv(x, torch.cat([wq, wk, wv], 0), rh, rw, heads, stride, index_h, index_w)
+
+
+def global_attention_qkv(
+    x: torch.Tensor,
+    wqkv: torch.Tensor,
+    rh: torch.Tensor,
+    rw: torch.Tensor,
+    heads: int,
+    stride: int,
+    index_h: torch.Tensor,
+    index_w: torch.Tensor,
+) -> torch.Tensor:
+    """Functional core: x (N, C, H, W); wqkv (3w, C), q, k and v rows one after another; rh (h, d,
+    2 max_h - 1); rw (h, d, 2 max_w - 1)."""
     n, _, height, width_px = x.shape
     if height > index_h.shape[0] or width_px > index_w.shape[0]:
         raise ValueError(
             f"global attention built for {index_h.shape[0]}x{index_w.shape[0]} feature maps got "
             f"{height}x{width_px}; build it for the larger map"
         )
-    w = wq.shape[0]
+    w = wqkv.shape[0] // 3
     d = w // heads
     hw = height * width_px
-    qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None])  # (N, 3w, H, W)
+    qkv = F.conv2d(x, wqkv[:, :, None, None])  # (N, 3w, H, W)
     qkv = qkv.reshape(n, 3, heads, d, hw).permute(1, 0, 2, 4, 3)  # (3, N, h, HW, d)
     q, k, v = qkv.unbind(0)
     eh = rh[:, :, index_h[:height, :height]]  # (h, d, H_o, H_p)
@@ -202,7 +217,11 @@ class SuperGlobalAttention(GridOutputs, nn.Module):
 
     def _tensors(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
         take, d = self._take(in_channels, width, heads)
-        out = [take(self.wq), take(self.wk), take(self.wv)]
+        return [take(self.wq), take(self.wk), take(self.wv), *self._rel(d, width, heads)]
+
+    def _rel(self, d: int, width: int, heads: int) -> list[torch.Tensor]:
+        """[rh, rw] of (width, heads), heads of ``d`` channels."""
+        out: list[torch.Tensor] = []
         for t in (self.rh, self.rw):
             if self.sharing == "multihead":
                 t = t[:heads] if heads < t.shape[0] else t
@@ -216,8 +235,10 @@ class SuperGlobalAttention(GridOutputs, nn.Module):
         return self._tensors(in_channels, width, heads)
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
-        wq, wk, wv, rh, rw = self._tensors(x.shape[1], width, heads)
-        return global_attention(x, wq, wk, wv, rh, rw, heads, self.stride, self.index_h, self.index_w)
+        take, d = self._take(x.shape[1], width, heads)
+        rh, rw = self._rel(d, width, heads)
+        wqkv = take.stack([self.wq, self.wk, self.wv])  # one copy (see ``Take.stack``)
+        return global_attention_qkv(x, wqkv, rh, rw, heads, self.stride, self.index_h, self.index_w)
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> GlobalAttention2d:
         """A plain copy (cloned weights) of (width, heads); ``in_channels`` defaults to ``width`` (bottleneck)."""

@@ -155,9 +155,21 @@ class Take:
             if r.total < t.shape[0]:
                 t = t[: r.total]
             return t[:, : c.total] if c.total < t.shape[1] else t
+        return self._blocks(t).reshape(r.total, c.total)
+
+    def _blocks(self, t: torch.Tensor) -> torch.Tensor:
+        r, c = self.rows, self.cols
         s0, s1 = t.stride()
-        blocks = t.as_strided((r.blocks, r.size, c.blocks, c.size), (r.stride * s0, s0, c.stride * s1, s1))
-        return blocks.reshape(r.total, c.total)
+        return t.as_strided((r.blocks, r.size, c.blocks, c.size), (r.stride * s0, s0, c.stride * s1, s1))
+
+    def stack(self, ts: list[torch.Tensor]) -> torch.Tensor:
+        """The entries of several same-shaped stored tensors, one read's rows after another's, in one
+        copy: ``torch.cat([self(t) for t in ts])`` (q/k/v before their one 1x1 projection), without
+        first copying each read and then all of them again."""
+        r, c = self.rows, self.cols
+        if r.leading and c.leading:
+            return torch.cat([self(t) for t in ts], 0)
+        return torch.stack([self._blocks(t) for t in ts]).reshape(len(ts) * r.total, c.total)
 
 
 _P = TypeVar("_P")

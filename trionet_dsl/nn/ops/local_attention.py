@@ -319,9 +319,24 @@ def local_attention(
     stride: int,
     chunk_rows: int | None = None,
 ) -> torch.Tensor:
+    """``local_attention_qkv`` with the three projections apart: x (N, C, H, W); wq/wk/wv (w, C)."""
+    return local_attention_qkv(x, torch.cat([wq, wk, wv], 0), rel_row, rel_col, heads, span, stride, chunk_rows)
+
+
+def local_attention_qkv(
+    x: torch.Tensor,
+    wqkv: torch.Tensor,
+    rel_row: torch.Tensor,
+    rel_col: torch.Tensor,
+    heads: int,
+    span: int,
+    stride: int,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
     """Functional SASA core shared by the super and plain modules.
 
-    x (N, C, H, W); wq/wk/wv (w, C); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
+    x (N, C, H, W); wqkv (3w, C), the q, k and v projections' rows one after another (the supernet
+    reads them in one copy, see ``Take.stack``); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
     Returns (N, w, ceil(H/stride), ceil(W/stride)), channels head-major. ``chunk_rows`` picks the
     formulation, all giving the same numbers: ``0`` = ``local_attention_unfold`` (K^2 copies of k
     and v); ``SHIFTED`` (-1) = the offset loop (``_ShiftedLocalAttention``, no K^2 copies, faster
@@ -331,16 +346,16 @@ def local_attention(
     Under TorchScript and tracing (export) it is always ``local_attention_unfold``.
     """
     if torch.jit.is_scripting() or torch.jit.is_tracing():
-        return local_attention_unfold(x, wq, wk, wv, rel_row, rel_col, heads, span, stride)
+        return local_attention_unfold_qkv(x, wqkv, rel_row, rel_col, heads, span, stride)
     n, _, height, width = x.shape
-    w = wq.shape[0]
+    w = wqkv.shape[0] // 3
     if chunk_rows == SHIFTED or (chunk_rows is None and height * width >= SHIFTED_MIN_PIXELS):
         rows, chunk_rows = 0, SHIFTED
     else:
         rows = chunk_rows_for(n, w, span, height, width, x.element_size(), chunk_rows)
         if rows >= height:
-            return local_attention_unfold(x, wq, wk, wv, rel_row, rel_col, heads, span, stride)
-    qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None]).contiguous()
+            return local_attention_unfold_qkv(x, wqkv, rel_row, rel_col, heads, span, stride)
+    qkv = F.conv2d(x, wqkv[:, :, None, None]).contiguous()
     q, kv_in = qkv.split([w, 2 * w], dim=1)
     if chunk_rows is None or chunk_rows == SHIFTED:  # None here: past CHUNK_BYTES
         out = _shifted(q, kv_in, rel_row, rel_col, heads, span)
@@ -367,15 +382,28 @@ def local_attention_unfold(
     x (N, C, H, W); wq/wk/wv (w, C); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
     Returns (N, w, ceil(H/stride), ceil(W/stride)), channels head-major.
     """
+    return local_attention_unfold_qkv(x, torch.cat([wq, wk, wv], 0), rel_row, rel_col, heads, span, stride)
+
+
+def local_attention_unfold_qkv(
+    x: torch.Tensor,
+    wqkv: torch.Tensor,
+    rel_row: torch.Tensor,
+    rel_col: torch.Tensor,
+    heads: int,
+    span: int,
+    stride: int,
+) -> torch.Tensor:
+    """``local_attention_unfold`` with the projections as one (3w, C) weight."""
     n, _, height, width = x.shape
-    w = wq.shape[0]
+    w = wqkv.shape[0] // 3
     d = w // heads
     dr = rel_row.shape[1]
     kk = span * span
     hw = height * width
     pad = span // 2
     # NCHW-contiguous: under channels_last, unfold and the broadcast products below run 3-4x slower
-    qkv = F.conv2d(x, torch.cat([wq, wk, wv], 0)[:, :, None, None]).contiguous()
+    qkv = F.conv2d(x, wqkv[:, :, None, None]).contiguous()
     # split/unbind, not indexing: their backward concatenates, where slicing's backward
     # zero-fills a full-size gradient per slice (measured: a third of the step time)
     q, kv_in = qkv.split([w, 2 * w], dim=1)
@@ -528,15 +556,17 @@ class SuperLocalAttention(GridOutputs, nn.Module):
 
         return cached(self, (in_channels, width, heads), build)
 
+    def _rel(self, dr: int, dc: int, width: int, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rel_row, rel_col) of (width, heads), of ``dr``/``dc`` channels per head."""
+        if self.sharing == "multihead":
+            return _lead(self.rel_row, heads, dr), _lead(self.rel_col, heads, dc)
+        r = self.rel[:width].reshape(heads, width // heads, self.span)
+        return r[:, :dr], r[:, dr:]
+
     def _tensors(self, in_channels: int, width: int, heads: int) -> list[torch.Tensor]:
         """[wq, wk, wv, rel_row, rel_col] of (width, heads): one read per weight (see ``Take``)."""
         take, dr, dc = self._take(in_channels, width, heads)
-        if self.sharing == "multihead":
-            rel_row, rel_col = _lead(self.rel_row, heads, dr), _lead(self.rel_col, heads, dc)
-        else:
-            r = self.rel[:width].reshape(heads, width // heads, self.span)
-            rel_row, rel_col = r[:, :dr], r[:, dr:]
-        return [take(self.wq), take(self.wk), take(self.wv), rel_row, rel_col]
+        return [take(self.wq), take(self.wk), take(self.wv), *self._rel(dr, dc, width, heads)]
 
     def weights(self, in_channels: int, width: int, heads: int) -> dict[str, torch.Tensor]:
         """The sliced tensors sub-operator (width, heads) computes with, as the core takes them."""
@@ -545,8 +575,10 @@ class SuperLocalAttention(GridOutputs, nn.Module):
 
     def forward(self, x: torch.Tensor, width: int, heads: int) -> torch.Tensor:
         """Sub-operator (width, heads) on x (N, C_in <= in_max, H, W); costs only that sub-operator."""
-        wq, wk, wv, rel_row, rel_col = self._tensors(x.shape[1], width, heads)
-        return local_attention(x, wq, wk, wv, rel_row, rel_col, heads, self.span, self.stride, self.chunk_rows)
+        take, dr, dc = self._take(x.shape[1], width, heads)
+        rel_row, rel_col = self._rel(dr, dc, width, heads)
+        wqkv = take.stack([self.wq, self.wk, self.wv])  # one copy, where reading each and concatenating made two
+        return local_attention_qkv(x, wqkv, rel_row, rel_col, heads, self.span, self.stride, self.chunk_rows)
 
     def extract(self, width: int, heads: int, in_channels: int | None = None) -> LocalAttention2d:
         """A plain copy (cloned weights) of sub-operator (width, heads).
