@@ -21,6 +21,7 @@ from rich.table import Table
 from trionet_dsl.app.shipped import resolve_file
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
+from trionet_dsl.search.base import PREFIX_CACHE_MB
 from trionet_dsl.space.counts import count_text
 
 app = typer.Typer(
@@ -577,6 +578,11 @@ def search_cmd(
     workers: int = typer.Option(
         0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
     ),
+    cache_mb: int = typer.Option(
+        PREFIX_CACHE_MB,
+        "--cache-mb",
+        help="memory for reusing the activations of archs that share leading blocks (same results; 0: off)",
+    ),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
@@ -620,6 +626,7 @@ def search_cmd(
             precision=precision,
             tensorboard=tensorboard,
             workers=workers,
+            cache_mb=cache_mb,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None

@@ -19,7 +19,7 @@ from trionet_dsl.app.options import check_seed, check_val_fraction, parse_count,
 from trionet_dsl.lang.emit import emit_arch
 from trionet_dsl.lang.errors import SpaceError
 from trionet_dsl.lang.files import atomic_write_text
-from trionet_dsl.search.base import Observation
+from trionet_dsl.search.base import PREFIX_CACHE_MB, Observation
 from trionet_dsl.space.loader import LoadedArch, load_arch
 from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
 
@@ -40,6 +40,7 @@ class SearchOutcome:
     data: str | None = None
     warnings: list[str] = field(default_factory=list)
     repeats: int = 0
+    prefix_reuse: float | None = None  # share of block evaluations the one-shot prefix cache answered
 
     def as_dict(self) -> dict:
         return {
@@ -52,6 +53,7 @@ class SearchOutcome:
             "data": self.data,
             "warnings": self.warnings,
             "repeats_answered": self.repeats,
+            "prefix_reuse": self.prefix_reuse,
             "front": [{"arch": str(p), "accuracy": a, "params": prm, "flops": fl} for p, a, prm, fl in self.front],
         }
 
@@ -87,6 +89,7 @@ def _evaluator(
     val_data: str | None,
     force: bool,
     workers: int = 0,
+    cache_mb: int = PREFIX_CACHE_MB,
 ):
     """(evaluate, objective, description of the evaluation data) for ``--evaluator``."""
     from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
@@ -104,7 +107,8 @@ def _evaluator(
         bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force, workers)
         assert bundle.config is not None  # checkpoint_data loads through load_data, which records the config
         # the same one-shot measure trionet rank validates (one constructor for both)
-        return SupernetEvaluator.from_checkpoint(ck, rs, bundle, bn_batches), "accuracy", described
+        ev = SupernetEvaluator.from_checkpoint(ck, rs, bundle, bn_batches, cache_bytes=cache_mb << 20)
+        return ev, "accuracy", described
     if evaluator in ("flops", "params"):
         return CostOnlyEvaluator(evaluator), evaluator, None
     if evaluator == "table":
@@ -193,6 +197,7 @@ def search_job(
     precision: str = "fp32",
     tensorboard: str | Path | None = None,
     workers: int = 0,
+    cache_mb: int = PREFIX_CACHE_MB,
 ) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
@@ -201,7 +206,9 @@ def search_job(
     arch's header says both, and ``export`` reproduces the number. ``batch`` proposals are
     asked at a time (default: one per process). ``storage``/``study`` (tpe, nsga2) make
     independent worker processes share one Optuna study; give each worker its own seed.
-    ``tensorboard``: a folder for TensorBoard event files of the search's progress.
+    ``tensorboard``: a folder for TensorBoard event files of the search's progress. ``cache_mb``:
+    memory for the activations of recently evaluated prefixes, which one-shot evaluations of archs
+    sharing them reuse (:mod:`trionet_dsl.search.prefix_cache`; the same accuracies; 0: off).
 
     Under torchrun (``torchrun --nproc_per_node=N -m trionet_dsl search ...``) every rank
     loads the same space, checkpoint and data; rank 0 runs the strategy and spreads each
@@ -244,9 +251,12 @@ def search_job(
     own_group = not _group_active()
     parallel = dd.init_from_env(backend="gloo")  # only pickled archs and results travel: gloo, even on GPUs
     try:
+        if cache_mb < 0:
+            raise SpaceError(f"--cache-mb {cache_mb}: give 0 (off) or more", hint="e.g. --cache-mb 1024")
         evaluate, objective, described = _evaluator(
-            evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force, workers
+            evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force, workers, cache_mb
         )
+        cache = getattr(evaluate, "cache", None)
         evaluate = _on_device(evaluate, dev, precision)  # this rank's own GPU under torchrun
         if not dd.is_main():
             outcome: SearchOutcome = serve(evaluate)  # rank 0 closes with the outcome
@@ -286,6 +296,8 @@ def search_job(
             raise
         if spread is not None:
             spread.close(result=outcome)
+        if cache is not None:  # this process's evaluations (rank 0's under torchrun)
+            outcome.prefix_reuse = round(cache.reuse, 4)
         return outcome
     finally:
         if parallel and own_group:

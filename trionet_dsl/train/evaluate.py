@@ -18,7 +18,15 @@ from torch import nn
 from trionet_dsl.train.config import ONE_SHOT_BN_BATCHES
 from trionet_dsl.train.device import autocast, model_device
 
-__all__ = ["CALIBRATION_BATCH_SIZE", "ONE_SHOT_BN_BATCHES", "calibration_batches", "evaluate", "recalibrate_bn"]
+__all__ = [
+    "CALIBRATION_BATCH_SIZE",
+    "ONE_SHOT_BN_BATCHES",
+    "calibration_batches",
+    "evaluate",
+    "recalibrate_bn",
+    "reset_bn_for_calibration",
+    "restore_bn_momentum",
+]
 
 if TYPE_CHECKING:
     from trionet_dsl.train.data import DataBundle
@@ -95,19 +103,32 @@ def calibration_batches(
     ]
 
 
-def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor], precision: str = "fp32") -> None:
-    """Reset BN running stats and re-estimate them as a plain average over ``batches`` (moved to
-    the model's device; the batches themselves stay where they are)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def reset_bn_for_calibration(module: nn.Module) -> list[float | None]:
+    """Reset every BN's running statistics in ``module`` and make them a plain average over the
+    batches that follow (momentum None); returns the momenta for ``restore_bn_momentum``."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch weighs the same
+    return saved
+
+
+def restore_bn_momentum(module: nn.Module, saved: list[float | None]) -> None:
+    """Undo ``reset_bn_for_calibration``'s change of momentum (the statistics stay)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+
+
+def recalibrate_bn(model: nn.Module, batches: list[torch.Tensor], precision: str = "fp32") -> None:
+    """Reset BN running stats and re-estimate them as a plain average over ``batches`` (moved to
+    the model's device; the batches themselves stay where they are)."""
+    saved = reset_bn_for_calibration(model)
     model.train()
     device = model_device(model)
     with torch.no_grad(), autocast(device, precision):
         for xb in batches:
             model(xb.to(device))
-    for m, mom in zip(bns, saved, strict=True):
-        m.momentum = mom
+    restore_bn_momentum(model, saved)
     model.eval()
