@@ -301,3 +301,36 @@ def test_ctrl_c_after_an_epoch_points_to_resume(trained, npz, tmp_path, monkeypa
     r = runner.invoke(app, ["train", str(TINY), "--data", str(npz), "--out", str(run)])
     assert r.exit_code == 130
     assert "epoch 2 is saved" in r.output and "--resume" in r.output
+
+
+def test_search_with_and_without_the_prefix_cache_is_the_same_search(trained, npz, tmp_path, monkeypatch):
+    """The cache changes speed, never the search: same history, same best; the evaluator's data
+    (a streamed bundle's DataLoader workers) is closed when the search ends."""
+    from trionet_dsl.train.data import DataBundle
+
+    closed: list[int] = []
+    real_close = DataBundle.close
+    monkeypatch.setattr(DataBundle, "close", lambda self: (closed.append(1), real_close(self))[1])
+    space, _, _, out, _ = trained
+    runs = {}
+    for mb in (0, 64):
+        runs[mb] = search_job(
+            TINY,
+            out / "supernet.pt",
+            tmp_path / f"c{mb}.arch",
+            data=str(npz),
+            budget=8,
+            seed=2,
+            progress=False,
+            bn_batches=2,
+            strategy_options={"population": 3},
+            cache_mb=mb,
+        )
+    assert runs[0].prefix_reuse is None and runs[64].prefix_reuse is not None and runs[64].prefix_reuse > 0
+    hist = [(tmp_path / f"c{mb}.history.jsonl").read_text().splitlines() for mb in (0, 64)]
+    strip = [[{k: v for k, v in json.loads(line).items() if k not in ("time", "seconds")} for line in h] for h in hist]
+    assert strip[0] == strip[1]
+    assert runs[0].best.arch.blocks == runs[64].best.arch.blocks and runs[0].accuracy == runs[64].accuracy
+    assert len(closed) == 2
+    with pytest.raises(SpaceError, match="--cache-mb"):
+        search_job(TINY, out / "supernet.pt", tmp_path / "x.arch", data=str(npz), budget=2, progress=False, cache_mb=-1)

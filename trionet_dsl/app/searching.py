@@ -250,6 +250,8 @@ def search_job(
     limits, cost = _limits(rs, max_flops, max_params)
     own_group = not _group_active()
     parallel = dd.init_from_env(backend="gloo")  # only pickled archs and results travel: gloo, even on GPUs
+    cache = None
+    bundle = None
     try:
         if cache_mb < 0:
             raise SpaceError(f"--cache-mb {cache_mb}: give 0 (off) or more", hint="e.g. --cache-mb 1024")
@@ -257,6 +259,7 @@ def search_job(
             evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force, workers, cache_mb
         )
         cache = getattr(evaluate, "cache", None)
+        bundle = getattr(evaluate, "data", None)  # a streamed bundle's DataLoader workers stop with the search
         evaluate = _on_device(evaluate, dev, precision)  # this rank's own GPU under torchrun
         if not dd.is_main():
             outcome: SearchOutcome = serve(evaluate)  # rank 0 closes with the outcome
@@ -300,6 +303,8 @@ def search_job(
             outcome.prefix_reuse = round(cache.reuse, 4)
         return outcome
     finally:
+        if bundle is not None:
+            bundle.close()
         if parallel and own_group:
             dd.cleanup()
 

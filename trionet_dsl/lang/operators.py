@@ -109,6 +109,12 @@ def load_ref(ref: Ref) -> Callable[..., Any]:
     return ref if callable(ref) else _import(ref)
 
 
+def _given(**kwargs: object) -> dict[str, object]:
+    """The keyword arguments that are not None: optional ones are passed on only when given, so an
+    operator plug-in written before they existed still accepts the call."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
 @dataclass(frozen=True)
 class Arg:
     """One argument of an operator: ``kernel=3``. ``default=None``: optional, absent unless written."""
@@ -199,7 +205,7 @@ class Operator:
     def count_params(
         self, op: Op, *, width: int, heads: int | None, in_hw: tuple[int, int], in_channels: int | None = None
     ) -> int:
-        extra = {} if in_channels is None else {"in_channels": in_channels}
+        extra = _given(in_channels=in_channels)
         return int(load_ref(self.params)(op, width=width, heads=heads, in_hw=in_hw, **extra))
 
     def count_macs(
@@ -212,7 +218,7 @@ class Operator:
         stride: int,
         in_channels: int | None = None,
     ) -> int:
-        extra = {} if in_channels is None else {"in_channels": in_channels}
+        extra = _given(in_channels=in_channels)
         return int(load_ref(self.macs)(op, width=width, heads=heads, in_hw=in_hw, stride=stride, **extra))
 
     def count_super_params(
@@ -225,7 +231,7 @@ class Operator:
         sharing: str,
         in_max: int | None = None,
     ) -> int:
-        extra = {} if in_max is None else {"in_max": in_max}
+        extra = _given(in_max=in_max)
         return int(load_ref(self.super_params)(op, widths=widths, heads=heads, in_hw=in_hw, sharing=sharing, **extra))
 
     def count_output_rows(self, op: Op, *, widths: tuple[int, ...], heads: tuple[int, ...], sharing: str) -> int:
@@ -242,7 +248,7 @@ class Operator:
         stride: int,
         in_channels: int | None = None,
     ) -> Any:
-        extra = {} if in_channels is None else {"in_channels": in_channels}
+        extra = _given(in_channels=in_channels)
         return load_ref(self.plain_module)(op, width=width, heads=heads, in_hw=in_hw, stride=stride, **extra)
 
     def make_super(
