@@ -311,7 +311,7 @@ def test_search_with_and_without_the_prefix_cache_is_the_same_search(trained, np
     closed: list[int] = []
     real_close = DataBundle.close
     monkeypatch.setattr(DataBundle, "close", lambda self: (closed.append(1), real_close(self))[1])
-    space, _, _, out, _ = trained
+    _, _, _, out, _ = trained
     runs = {}
     for mb in (0, 64):
         runs[mb] = search_job(
