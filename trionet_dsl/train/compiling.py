@@ -7,19 +7,24 @@ call of that shape faster, or not. It can pay where one fixed network runs many 
   run (training batches drop the incomplete last one, so the shape never changes);
 * one-shot evaluation in ``trionet search`` / ``trionet rank``: each arch's validation pass runs
   on its extracted sub-network, whose shapes are fixed. It pays only when an arch's validation
-  split takes longer than its compile: every arch is a new graph.
+  split takes longer than its compile: every arch is a new graph (an arch seen before in the
+  process reuses its graph). BN recalibration stays eager, on the supernet.
 
 Where it does not pay:
 
-* supernet training, refused: every step activates another sub-network, and dynamo traces a new
-  graph for each one (a tiny supernet, backend eager: 16 graphs in 30 steps; then dynamo's limit of
-  8 graphs per function sent the rest back to eager, with a warning);
+* supernet training, refused: every step activates another sub-network, and dynamo traces new
+  graphs for each one. Measured on ``tests/data/tiny.space`` (default sampling and distillation,
+  backend eager): 30 steps drew 30 distinct sub-networks; 16 graphs by step 5 (the sliced convs'
+  data-dependent index reads break each forward into pieces), then dynamo's limit of 8 graphs per
+  function ran the rest eagerly; with the limit lifted, dynamo failed tracing the index cache;
 * on the 2-core CPU it was measured on, inductor took 312 s to compile ``trionet_small``'s all-conv
   net and its training steps ran 0.60x as fast as eager (``benchmarks/compile_speedup.py``).
 
 The weights stay the eager module's: a checkpoint saves the uncompiled module's ``state_dict``
 (compiled modules prefix every key with ``_orig_mod.``), so compiled and eager runs resume each
-other. ``backend`` is a Python-only setting: tests use ``"eager"`` / ``"aot_eager"`` (no codegen).
+other. A data-parallel run compiles the DDP-wrapped module (2 gloo processes, backend aot_eager:
+one graph, the same weights as eager). ``backend`` is a Python-only setting: tests use
+``"eager"`` / ``"aot_eager"`` (dynamo's tracing without inductor's code generation).
 """
 
 from __future__ import annotations
