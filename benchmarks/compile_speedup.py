@@ -71,9 +71,7 @@ def models(space: ResolvedSpace, kind: str, case: str) -> tuple[torch.nn.Module,
     return extract(supernet, arch).eval(), extract(supernet, arch).eval()
 
 
-def measure(
-    space: ResolvedSpace, kind: str, case: str, a: argparse.Namespace
-) -> tuple[float, float, float, int, int]:
+def measure(space: ResolvedSpace, kind: str, case: str, a: argparse.Namespace) -> tuple[float, float, float, int, int]:
     """(eager s, compiled s, compile s, graphs, graphs added by a second batch size)."""
     step: Callable[[torch.nn.Module, torch.Tensor], float] = train_step if case == "train" else eval_step
     batch = a.batch if case == "train" else a.eval_batch
