@@ -169,3 +169,31 @@ def test_search_and_rank_refuse_an_unknown_compile_mode_before_loading(setting, 
     assert r.exit_code == 2 and "unknown --compile 'fast'" in r.output
     r = runner.invoke(app, ["rank", str(TINY), "--checkpoint", str(tmp_path / "none.pt"), "--compile", "fast"])
     assert r.exit_code == 2 and "unknown --compile 'fast'" in r.output
+
+
+def test_search_with_compile_finds_and_measures_what_eager_does(setting, tmp_path):
+    from trionet_dsl.app.searching import search_job
+
+    space, _, data, _, _ = setting
+    train(space, data, CFG, tmp_path / "run", progress=False, steps=2)
+    ck = tmp_path / "run" / "supernet.pt"
+    _fresh()
+    outs = {
+        mode: search_job(
+            TINY,
+            ck,
+            tmp_path / f"{mode}.arch",
+            strategy="random",
+            budget=4,
+            progress=False,
+            compile_mode=mode,
+            compile_backend="eager",
+        )
+        for mode in ("off", "default")
+    }
+    assert _graphs() == 4  # every evaluated arch ran compiled
+    off, on = outs["off"], outs["default"]
+    assert on.best.arch.blocks == off.best.arch.blocks and on.accuracy == off.accuracy
+    history = [(tmp_path / f"{m}.history.jsonl").read_text().splitlines() for m in ("off", "default")]
+    assert len(history[0]) == 4 and history[0] == history[1]
+    assert off.prefix_reuse is not None and on.prefix_reuse is None  # compiled networks run whole
