@@ -430,6 +430,12 @@ def train_cmd(
         None, "--mean", help="'imagenet' or per-channel means of pixels in [0, 1] (default: from the training split)"
     ),
     std: str | None = typer.Option(None, "--std", help="per-channel standard deviations, with --mean"),
+    compile_mode: str = typer.Option(
+        "off",
+        "--compile",
+        help="torch.compile an .arch's training steps: off | default | reduce-overhead | max-autotune "
+        "(a .space is refused: a new graph per sub-network)",
+    ),
 ) -> None:
     """Train a supernet (Hierarchical Sampling by default) or a fixed arch; checkpoints every epoch.
 
@@ -465,7 +471,18 @@ def train_cmd(
     if nproc is not None:
         from trionet_dsl.app.training import launch_train
 
-        code = launch_train(nproc, sys.argv[1:], resolve_file(file), cfg, out, resume, overwrite, device, space=space)
+        code = launch_train(
+            nproc,
+            sys.argv[1:],
+            resolve_file(file),
+            cfg,
+            out,
+            resume,
+            overwrite,
+            device,
+            space=space,
+            compile_mode=compile_mode,
+        )
         if code is not None:  # the workers ran (rank 0 printed); --nproc 1 trains here
             if code:
                 raise typer.Exit(code)
@@ -492,6 +509,7 @@ def train_cmd(
             image_size=image_size,
             mean=mean,
             std=std,
+            compile_mode=compile_mode,
         )
     except KeyboardInterrupt:
         raise Interrupted(_train_saved(out)) from None
@@ -515,6 +533,7 @@ def train_cmd(
                 "saved_step": saved.get("step", 0),
                 "device": str(resolve_device(device)),
                 "precision": precision,
+                "compile": compile_mode,
             }
         )
         return
@@ -583,6 +602,12 @@ def search_cmd(
         "--cache-mb",
         help="memory for reusing the activations of archs that share leading blocks (same results; 0: off)",
     ),
+    compile_mode: str = typer.Option(
+        "off",
+        "--compile",
+        help="torch.compile each arch's extracted sub-network for its validation pass: off | default | "
+        "reduce-overhead | max-autotune (same results; a compile per arch; no --cache-mb reuse)",
+    ),
 ) -> None:
     """Find the best sub-network under FLOPs/params limits and write it as an .arch file."""
     from trionet_dsl.app.searching import search_job
@@ -627,6 +652,7 @@ def search_cmd(
             tensorboard=tensorboard,
             workers=workers,
             cache_mb=cache_mb,
+            compile_mode=compile_mode,
         )
     except KeyboardInterrupt:
         raise Interrupted(_search_saved(hist_path)) from None
@@ -678,6 +704,12 @@ def rank_cmd(
     workers: int = typer.Option(
         0, "--workers", help="DataLoader processes decoding an image folder (0: in this process; same results)"
     ),
+    compile_mode: str = typer.Option(
+        "off",
+        "--compile",
+        help="torch.compile the one-shot validation (extracted sub-networks) and the stand-alone training "
+        "steps: off | default | reduce-overhead | max-autotune (same results; a compile per arch)",
+    ),
 ) -> None:
     """Does the supernet rank architectures? Kendall τ / Spearman ρ / top-k of one-shot vs stand-alone accuracy."""
     from trionet_dsl.app.ranking import RESULTS, rank_job, saved_count
@@ -705,6 +737,7 @@ def rank_cmd(
             progress=not (no_progress or as_json),
             warn=lambda m: err.print(f"[yellow]warning: {_esc(m)}[/]"),
             workers=workers,
+            compile_mode=compile_mode,
         )
     except KeyboardInterrupt:
         n = saved_count(out)

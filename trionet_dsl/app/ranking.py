@@ -368,23 +368,29 @@ def rank_job(
     progress: bool = True,
     warn: Callable[[str], None] | None = None,
     workers: int = 0,
+    compile_mode: str = "off",
+    compile_backend: str = "inductor",
 ) -> RankOutcome:
     """Rank correlation between one-shot and stand-alone accuracy; writes ``rank.json`` and ``rank.png``.
 
     Stand-alone training uses ``TrainConfig(epochs, batch_size, lr, seed=seed + repeat)``
     (``trionet train ARCH``'s recipe, its other defaults) on the checkpoint's own split; the
     stand-alone accuracy is the final epoch's validation accuracy (no pick of the best epoch
-    on the validation data), averaged over repeats.
+    on the validation data), averaged over repeats. ``compile_mode``/``compile_backend``: one-shot
+    validation on compiled extracted sub-networks and compiled stand-alone training steps (a speed
+    setting: not part of the run's settings, the same results; :mod:`trionet_dsl.train.compiling`).
     """
     from pydantic import ValidationError
 
     from trionet_dsl.search.evaluators import SupernetEvaluator
     from trionet_dsl.space.loader import load_space
     from trionet_dsl.train.checkpoint import load_checkpoint, require_space
+    from trionet_dsl.train.compiling import check_compile_mode
     from trionet_dsl.train.config import TrainConfig
 
     set_threads(threads)
     check_seed(seed)
+    check_compile_mode(compile_mode)
     if archs < 3:
         raise SpaceError(
             f"--archs {archs}: a rank correlation needs at least 3 architectures", hint="use --archs 8 or more"
@@ -452,8 +458,10 @@ def rank_job(
     else:
         atomic_write_text(out / PLAN, json.dumps(plan, indent=1))
 
-    evaluate = SupernetEvaluator.from_checkpoint(ck, rs, bundle, bn_batches)  # exactly trionet search's measure
-    trained = _train_all(rs, picked, cfgs, bundle, out, evaluate, progress)
+    evaluate = SupernetEvaluator.from_checkpoint(  # exactly trionet search's measure
+        ck, rs, bundle, bn_batches, compile_mode=compile_mode, compile_backend=compile_backend
+    )
+    trained = _train_all(rs, picked, cfgs, bundle, out, evaluate, progress, compile_mode, compile_backend)
     report = _report(picked, cfgs, out, settings, resamples, seed, trained["oneshot"])
     json_path = atomic_write_text(out / "rank.json", json.dumps(report, indent=1))
     png_path = plot(report, out / "rank.png")
@@ -479,6 +487,8 @@ def _train_all(
     out: Path,
     evaluate: Callable[[Arch], dict[str, float]],
     progress: bool,
+    compile_mode: str = "off",
+    compile_backend: str = "inductor",
 ) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -503,6 +513,8 @@ def _train_all(
                 run_dir,
                 resume=(run_dir / "model.pt").is_file(),  # an interrupted training continues its epochs
                 progress=False,
+                compile_mode=compile_mode,
+                compile_backend=compile_backend,
             )
             rec = {
                 "arch": k,

@@ -90,6 +90,8 @@ def _evaluator(
     force: bool,
     workers: int = 0,
     cache_mb: int = PREFIX_CACHE_MB,
+    compile_mode: str = "off",
+    compile_backend: str = "inductor",
 ):
     """(evaluate, objective, description of the evaluation data) for ``--evaluator``."""
     from trionet_dsl.search.evaluators import CostOnlyEvaluator, SupernetEvaluator
@@ -107,7 +109,15 @@ def _evaluator(
         bundle, described = checkpoint_data(ck, rs, checkpoint, data, val_fraction, val_data, force, workers)
         assert bundle.config is not None  # checkpoint_data loads through load_data, which records the config
         # the same one-shot measure trionet rank validates (one constructor for both)
-        ev = SupernetEvaluator.from_checkpoint(ck, rs, bundle, bn_batches, cache_bytes=cache_mb << 20)
+        ev = SupernetEvaluator.from_checkpoint(
+            ck,
+            rs,
+            bundle,
+            bn_batches,
+            cache_bytes=cache_mb << 20,
+            compile_mode=compile_mode,
+            compile_backend=compile_backend,
+        )
         return ev, "accuracy", described
     if evaluator in ("flops", "params"):
         return CostOnlyEvaluator(evaluator), evaluator, None
@@ -198,6 +208,8 @@ def search_job(
     tensorboard: str | Path | None = None,
     workers: int = 0,
     cache_mb: int = PREFIX_CACHE_MB,
+    compile_mode: str = "off",
+    compile_backend: str = "inductor",
 ) -> SearchOutcome:
     """Search a space under cost limits and write the best arch (and the Pareto front) as DSL.
 
@@ -209,6 +221,9 @@ def search_job(
     ``tensorboard``: a folder for TensorBoard event files of the search's progress. ``cache_mb``:
     memory for the activations of recently evaluated prefixes, which one-shot evaluations of archs
     sharing them reuse (:mod:`trionet_dsl.search.prefix_cache`; the same accuracies; 0: off).
+    ``compile_mode``/``compile_backend``: each arch's validation pass runs on its extracted sub-network
+    compiled by ``torch.compile`` (the same accuracies; no prefix reuse then; a compile per arch, so
+    it pays only when validation takes longer than that: :mod:`trionet_dsl.train.compiling`).
 
     Under torchrun (``torchrun --nproc_per_node=N -m trionet_dsl search ...``) every rank
     loads the same space, checkpoint and data; rank 0 runs the strategy and spreads each
@@ -220,10 +235,12 @@ def search_job(
     from trionet_dsl.search.parallel import DistributedEvaluations, serve
     from trionet_dsl.space.loader import load_space
     from trionet_dsl.train import distributed as dd
+    from trionet_dsl.train.compiling import check_compile_mode
     from trionet_dsl.train.device import check_precision
 
     set_threads(threads)
     _check_options(seed, budget, bn_batches, val_fraction, strategy)
+    check_compile_mode(compile_mode)
     if batch is not None and batch < 1:
         raise SpaceError(f"--batch {batch}: ask at least one proposal at a time", hint="use --batch 1 or more")
     if study is not None and storage is None:
@@ -256,7 +273,18 @@ def search_job(
         if cache_mb < 0:
             raise SpaceError(f"--cache-mb {cache_mb}: give 0 (off) or more", hint="e.g. --cache-mb 1024")
         evaluate, objective, described = _evaluator(
-            evaluator, rs, checkpoint, bn_batches, data, val_fraction, val_data, force, workers, cache_mb
+            evaluator,
+            rs,
+            checkpoint,
+            bn_batches,
+            data,
+            val_fraction,
+            val_data,
+            force,
+            workers,
+            cache_mb,
+            compile_mode,
+            compile_backend,
         )
         cache = getattr(evaluate, "cache", None)
         bundle = getattr(evaluate, "data", None)  # a streamed bundle's DataLoader workers stop with the search

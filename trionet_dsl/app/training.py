@@ -38,12 +38,16 @@ def train_job(
     image_size: str | int | None = None,
     mean: str | None = None,
     std: str | None = None,
+    compile_mode: str = "off",
+    compile_backend: str = "inductor",
 ) -> list[EpochMetrics]:
     """Train the supernet of a `.space` file, or an `.arch` from scratch (see ``train.loop.train``
     for ``device``, ``save_every``, ``steps`` and ``tensorboard``). ``workers``: DataLoader processes
     decoding an image folder; ``image_size`` ("S" or "HxW", at most the space's input);
     ``mean``/``std``: comma-separated per-channel values or ``imagenet`` (default: from the training
-    split)."""
+    split). ``compile_mode``/``compile_backend``: ``torch.compile`` of an arch's training steps
+    (a supernet is refused before the data is loaded; see :mod:`trionet_dsl.train.compiling`)."""
+    from trionet_dsl.train.compiling import check_compile_mode, refuse_supernet
     from trionet_dsl.train.device import check_precision, resolve_device
     from trionet_dsl.train.distributed import cleanup
     from trionet_dsl.train.loop import check_out_dir, train
@@ -52,11 +56,14 @@ def train_job(
     check_out_dir(Path(out))
     check_precision(cfg.precision, resolve_device(device))  # before the data is loaded
     check_val_fraction(val_fraction)
+    check_compile_mode(compile_mode)
     if tensorboard is not None:
         from trionet_dsl.train.metric_sinks import require_tensorboard
 
         require_tensorboard()  # before the data is loaded
     target = load_any(file, space)
+    if isinstance(target, ResolvedSpace):
+        refuse_supernet(compile_mode, str(file))  # before the data is loaded
     rs = target if isinstance(target, ResolvedSpace) else target.space
     from trionet_dsl.train.data.stats import parse_stats
 
@@ -87,6 +94,8 @@ def train_job(
             save_every=save_every,
             steps=steps,
             tensorboard=tensorboard,
+            compile_mode=compile_mode,
+            compile_backend=compile_backend,
         )
     finally:
         bundle.close()  # DataLoader workers stop with the run
@@ -103,6 +112,7 @@ def launch_train(
     overwrite: bool,
     device: str,
     space: str | Path | None = None,
+    compile_mode: str = "off",
 ) -> int | None:
     """``trionet train ... --nproc N``: check what can be checked cheaply (so bad input is one
     message, not one per worker), then run the command line under torchrun in N processes
@@ -112,6 +122,7 @@ def launch_train(
 
     from trionet_dsl.app.launch import relaunch
     from trionet_dsl.lang.errors import SpaceError
+    from trionet_dsl.train.compiling import check_compile_mode, refuse_supernet
     from trionet_dsl.train.device import check_precision, resolve_device
     from trionet_dsl.train.distributed import local_batch
     from trionet_dsl.train.loop import check_out_dir
@@ -125,7 +136,10 @@ def launch_train(
             hint="one process per GPU: lower --nproc, or use --device cpu",
         )
     local_batch(cfg.batch_size, max(1, nproc))
+    check_compile_mode(compile_mode)
     target = load_any(file, space)  # a syntax error is reported once, here
+    if isinstance(target, ResolvedSpace):
+        refuse_supernet(compile_mode, str(file))  # once, not once per worker
     name = "supernet.pt" if isinstance(target, ResolvedSpace) else "model.pt"
     if not resume and not overwrite and (Path(out) / name).exists():
         raise SpaceError(

@@ -3,8 +3,10 @@
 ``SupernetEvaluator`` is the one-shot estimate: inherit the supernet's weights,
 recalibrate BatchNorm statistics for this sub-network on a few fixed training batches
 (shared BN statistics belong to no single sub-network), then measure validation
-accuracy. ``flops``/``params`` evaluators rank by cost alone; any callable
-``arch -> accuracy`` works too.
+accuracy. With ``compile_mode`` on, the validation pass runs on the arch's extracted
+sub-network compiled by ``torch.compile`` (fixed shapes: one graph per arch; see
+:mod:`trionet_dsl.train.compiling` for where that pays). ``flops``/``params`` evaluators rank by
+cost alone; any callable ``arch -> accuracy`` works too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from trionet_dsl.lang.ir import Arch
 from trionet_dsl.search.prefix_cache import DEFAULT_CACHE_BYTES, PrefixCache, layerwise_accuracy
 from trionet_dsl.space.resolve import ResolvedSpace
+from trionet_dsl.train.compiling import check_compile_mode, compile_model, compile_scope
 from trionet_dsl.train.data.samples import TensorSamples
 from trionet_dsl.train.device import model_device
 from trionet_dsl.train.evaluate import (
@@ -40,7 +43,10 @@ class SupernetEvaluator:
     """Validation accuracy of a sub-network with inherited weights and recalibrated BN; with a
     validation split in memory, computed block by block, reusing the work of archs evaluated before
     that share leading blocks (``cache_bytes`` of activations; 0: the whole net batch by batch —
-    the same accuracies and BN statistics, see ``search.prefix_cache``)."""
+    the same accuracies and BN statistics, see ``search.prefix_cache``). With ``compile_mode`` on
+    (``torch.compile`` with ``compile_backend``), BN is recalibrated on the supernet as without it,
+    then the validation split runs through the arch's extracted, compiled sub-network; prefixes are
+    not reused then (a compiled network runs whole)."""
 
     def __init__(
         self,
@@ -52,15 +58,19 @@ class SupernetEvaluator:
         channels_last: bool = True,
         max_val: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        compile_mode: str = "off",
+        compile_backend: str = "inductor",
     ) -> None:
         self.net = supernet
+        self.compile_mode, self.compile_backend = check_compile_mode(compile_mode), compile_backend
         self.channels_last = channels_last
         self.calib = calibration_batches(data, bn_batches, batch_size, seed, channels_last)
         self.data, self.max_val = data, max_val  # in memory or streamed: evaluate_split reads batches
         # block by block with shared prefixes reused (``prefix_cache``): the same accuracies; only
         # for a validation split in memory (a streamed one is read batch by batch, as before)
         in_memory = isinstance(data.val, TensorSamples)
-        self.cache = PrefixCache(cache_bytes) if cache_bytes > 0 and in_memory else None
+        reuse = cache_bytes > 0 and in_memory and compile_mode == "off"
+        self.cache = PrefixCache(cache_bytes) if reuse else None
         self._inputs: tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     @classmethod
@@ -71,6 +81,8 @@ class SupernetEvaluator:
         data: DataBundle,
         bn_batches: int = ONE_SHOT_BN_BATCHES,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        compile_mode: str = "off",
+        compile_backend: str = "inductor",
     ) -> SupernetEvaluator:
         """The one-shot measure ``trionet search`` ranks by and ``trionet rank`` validates, built one
         way for both: the checkpoint's supernet, BN recalibrated on the first ``bn_batches``
@@ -79,7 +91,15 @@ class SupernetEvaluator:
 
         seed = data.config.seed if data.config is not None else 0
         net = Supernet.from_checkpoint(checkpoint, space)
-        return cls(net, data, bn_batches=bn_batches, seed=seed, cache_bytes=cache_bytes)
+        return cls(
+            net,
+            data,
+            bn_batches=bn_batches,
+            seed=seed,
+            cache_bytes=cache_bytes,
+            compile_mode=compile_mode,
+            compile_backend=compile_backend,
+        )
 
     def __call__(self, arch: Arch) -> dict[str, float]:
         self.net.activate(arch)
@@ -90,7 +110,19 @@ class SupernetEvaluator:
                 self.cache = None
             return {"accuracy": acc}
         recalibrate_bn(self.net, self.calib)
+        if self.compile_mode != "off":
+            return {"accuracy": self._compiled_accuracy()}
         return {"accuracy": evaluate_split(self.net, self.data, self.max_val, channels_last=self.channels_last)}
+
+    def _compiled_accuracy(self) -> float:
+        """The active arch's validation accuracy on its extracted sub-network, compiled (BN already
+        recalibrated on the supernet, so the supernet's state is what the eager path leaves)."""
+        from trionet_dsl.nn.supernet import extract
+
+        sub = extract(self.net).to(model_device(self.net)).eval()  # extract builds on the CPU
+        with compile_scope(self.compile_mode):  # a graph per arch: past dynamo's limit of 8 too
+            net = compile_model(sub, self.compile_mode, self.compile_backend)
+            return evaluate_split(net, self.data, self.max_val, channels_last=self.channels_last)
 
     def _device_inputs(self) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
         """Calibration and validation batches on the net's device, in the format the full path uses."""

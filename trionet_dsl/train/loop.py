@@ -7,7 +7,9 @@ every epoch (and every ``save_every`` steps inside one) holds the model, optimiz
 epoch's running sums, so a resumed run continues exactly where it stopped, mid-epoch too.
 
 The run computes on ``device`` (see :mod:`trionet_dsl.train.device`) in ``cfg.precision``;
-what it writes is CPU tensors, loadable anywhere.
+what it writes is CPU tensors, loadable anywhere. A fixed arch's training steps may run compiled
+(``compile_mode``, :mod:`trionet_dsl.train.compiling`); validation and checkpoints use the eager
+module, so the saved keys and a resume are the same either way.
 
 Under ``torchrun`` (or in a process group the caller made) the run is data-parallel: see
 :mod:`trionet_dsl.train.distributed`. ``cfg.batch_size`` is the *global* batch; every rank draws
@@ -43,6 +45,7 @@ from trionet_dsl.space.resolve import ResolvedSpace
 from trionet_dsl.space.sampling import extreme
 from trionet_dsl.train import distributed as dist_
 from trionet_dsl.train.checkpoint import load_checkpoint, require_space, save_checkpoint
+from trionet_dsl.train.compiling import check_compile_mode, compile_model, compile_scope, refuse_supernet
 from trionet_dsl.train.config import LEGACY_SETTINGS, ONE_SHOT_BN_BATCHES, TrainConfig
 from trionet_dsl.train.device import autocast, check_precision, grad_scaler, to_cpu
 from trionet_dsl.train.evaluate import CALIBRATION_BATCH_SIZE, calibration_batches, evaluate_split, recalibrate_bn
@@ -102,8 +105,11 @@ class _Run:
         out: Path,
         max_memory: int | None = None,
         device: torch.device | None = None,
+        compile_mode: str = "off",
+        compile_backend: str = "inductor",
     ) -> None:
         self.data, self.cfg, self.out = data, cfg, out
+        self.compile_mode = compile_mode
         self.device = device or torch.device("cpu")
         self.is_supernet = isinstance(target, ResolvedSpace)
         self.space: ResolvedSpace = target if isinstance(target, ResolvedSpace) else target.space
@@ -137,6 +143,8 @@ class _Run:
             self.net = DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
         elif self.world > 1:
             dist_.broadcast_state(model)  # every rank starts from rank 0's weights, as DDP does
+        if not self.is_supernet:  # (a supernet is refused in train(): a new graph per sub-network)
+            self.net = compile_model(self.net, compile_mode, compile_backend)  # shares model's weights
         self.scaler = grad_scaler(self.device, cfg.precision)
         self.opt = make_optimizer(self.model, cfg)
         total = cfg.epochs * self.steps_per_epoch
@@ -323,6 +331,7 @@ class _Run:
             "metrics": [h.as_dict() for h in self.history],
             "data": self.data.meta() if hasattr(self.data, "meta") else {},
             "world_size": self.world,  # for the record: --resume may use another process count
+            "compile": self.compile_mode,  # for the record: a speed setting, --resume may change it
         }
         save_checkpoint(self.ckpt_path, payload)
         if step:  # mid-epoch: no validation yet, so best.pt and metrics.jsonl stay as they are
@@ -350,6 +359,8 @@ def train(
     steps: int | None = None,
     tensorboard: str | Path | None = None,
     log_every: int = 50,
+    compile_mode: str = "off",
+    compile_backend: str = "inductor",
 ) -> list[EpochMetrics]:
     """Train and checkpoint into ``out_dir`` (``supernet.pt`` or ``model.pt``, ``best.pt``, ``metrics.jsonl``).
 
@@ -361,6 +372,9 @@ def train(
     schedule stays the one of ``cfg.epochs``, so ``--resume`` without the cap continues the run.
     ``tensorboard``: a TensorBoard log folder for the epoch's metrics and,
     every ``log_every`` steps, the running loss, accuracy, learning rate and images/s.
+    ``compile_mode`` (off | default | reduce-overhead | max-autotune) compiles a fixed arch's training
+    steps with ``torch.compile`` and ``compile_backend``; a supernet is refused (see
+    :mod:`trionet_dsl.train.compiling`). It is a speed setting, not in ``cfg``: ``--resume`` may change it.
     Under torchrun (or an initialised process group) every rank calls this with the same
     arguments; ``cfg.batch_size`` is the global batch (module docstring).
     """
@@ -369,6 +383,9 @@ def train(
     for name, value in (("--save-every", save_every), ("--steps", steps)):
         if value is not None and value < 1:
             raise SpaceError(f"{name} {value} must be at least 1", hint=f"drop {name}, or give a step count >= 1")
+    check_compile_mode(compile_mode)
+    if isinstance(target, ResolvedSpace):
+        refuse_supernet(compile_mode, target.name)
     dev = dist_.rank_device(device)  # under torchrun: this rank's own GPU
     check_precision(cfg.precision, dev)
     if data.num_train // cfg.batch_size == 0:
@@ -395,6 +412,8 @@ def train(
         steps,
         tensorboard,
         log_every,
+        compile_mode,
+        compile_backend,
     )
     dist_.barrier()  # rank 0's last checkpoint is on disk before any rank returns
     return history
@@ -416,12 +435,14 @@ def _train(
     steps: int | None,
     tensorboard: str | Path | None,
     log_every: int,
+    compile_mode: str = "off",
+    compile_backend: str = "inductor",
 ) -> list[EpochMetrics]:
     """:func:`train` once the options are checked (and the process group, if any, is up)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(target, data, cfg, out, max_memory, dev)
+    run = _Run(target, data, cfg, out, max_memory, dev, compile_mode, compile_backend)
     if not resume and not overwrite and run.ckpt_path.exists():
         raise SpaceError(
             f"--out {out} already holds a run ({run.ckpt_path.name})",
@@ -454,7 +475,11 @@ def _train(
         TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f} {task.fields[ips]:.0f} img/s"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, disable=not progress, transient=False) as bar, closing(sink):
+    with (
+        Progress(*columns, disable=not progress, transient=False) as bar,
+        closing(sink),
+        compile_scope(compile_mode),  # several archs compiled in one process (rank) keep compiling
+    ):
         for epoch in range(run.start_epoch, cfg.epochs):
             if steps is not None and epoch * spe + (run.start_step if epoch == run.start_epoch else 0) >= steps:
                 break  # resumed at (or past) the cap: nothing to do
