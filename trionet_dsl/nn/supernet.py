@@ -333,6 +333,10 @@ class Supernet(nn.Module):
         x = self.stem(x)
         for blk in self.active_blocks():
             x = blk(x)
+        return self.head(x)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits from the last block's output: global average pool, then the classifier."""
         return self.fc(torch.flatten(self.pool(x), 1))
 
 

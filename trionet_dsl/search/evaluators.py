@@ -25,6 +25,7 @@ from trionet_dsl.train.device import model_device
 from trionet_dsl.train.evaluate import (
     CALIBRATION_BATCH_SIZE,
     ONE_SHOT_BN_BATCHES,
+    VALIDATION_BATCH_SIZE,
     calibration_batches,
     evaluate_split,
     recalibrate_bn,
@@ -134,7 +135,7 @@ class SupernetEvaluator:
             calib = [xb.to(device) for xb in self.calib]
             val = [
                 (xb.to(device).contiguous(memory_format=fmt), yb)
-                for xb, yb in iterate(self.data, "val", 256, 0, 0, augment=False, limit=self.max_val)
+                for xb, yb in iterate(self.data, "val", VALIDATION_BATCH_SIZE, 0, 0, augment=False, limit=self.max_val)
             ]
             self._inputs = calib, val
         return self._inputs

@@ -145,7 +145,7 @@ def layerwise_accuracy(
         xs_cal, xs_val = got.calib, got.val
     correct = seen = 0
     for xb, (_, yb) in zip(xs_val, val, strict=True):
-        logits = net.fc(torch.flatten(net.pool(xb), 1))
+        logits = net.head(xb)
         correct += int((logits.argmax(1).cpu() == yb).sum().item())
         seen += len(yb)
     net.eval()

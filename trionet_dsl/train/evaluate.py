@@ -21,6 +21,7 @@ from trionet_dsl.train.device import autocast, model_device
 __all__ = [
     "CALIBRATION_BATCH_SIZE",
     "ONE_SHOT_BN_BATCHES",
+    "VALIDATION_BATCH_SIZE",
     "calibration_batches",
     "evaluate",
     "recalibrate_bn",
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 
 CALIBRATION_BATCH_SIZE = 128
 """Batch size of BN recalibration: search, export and epoch validation must use the same batches."""
+
+VALIDATION_BATCH_SIZE = 256
+"""Batch size of a validation pass (``evaluate_split``); the prefix cache's block-by-block one-shot
+evaluation batches the split alike, so that its numbers are the whole network's bit for bit."""
 
 
 @torch.no_grad()
@@ -62,7 +67,7 @@ def evaluate(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    batch_size: int = 256,
+    batch_size: int = VALIDATION_BATCH_SIZE,
     channels_last: bool = True,
     precision: str = "fp32",
 ) -> float:
@@ -75,7 +80,7 @@ def evaluate_split(
     model: nn.Module,
     data: DataBundle,
     limit: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = VALIDATION_BATCH_SIZE,
     channels_last: bool = True,
     precision: str = "fp32",
 ) -> float:
