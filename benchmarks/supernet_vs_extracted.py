@@ -3,8 +3,11 @@
 Same input, same arch, both in train mode and channels_last, on CPU; prints the ratio
 supernet / extracted (goal <= 1.05) for all-conv, all-local, all-axial (the largest of each) and
 a sampled mixed arch, for ``trionet_small`` (32x32) at each ``--batch`` and ``trionet_r50``
-(224x224) at ``--r50-batch``. Each ratio is the median of ``--steps`` (``--r50-steps``) steps,
-the two models interleaved step by step after warm-up, every setting measured in one run;
+(224x224) at ``--r50-batch``. Each ratio is the median of ``--steps`` (``--r50-steps``) per-pair
+ratios: one step of each model, the two interleaved after warm-up and their order swapped from one
+pair to the next (a fixed order let whichever ran second inherit the first's warm caches and its
+freed memory, and a drift of the machine between pairs cancels out of a pair's ratio); every
+setting is measured in one run;
 ``--rounds R`` measures them all R times over (round after round, so machine drift hits every
 setting) and prints each round's ratio, their median and spread. Besides wall-clock time (the
 goal's measure) it prints the ratio of process CPU time, which a machine shared with other jobs
@@ -56,21 +59,26 @@ class Setting:
     x: torch.Tensor
     steps: int
     warmup: int
-    rounds: list[tuple[float, float, float]] = field(default_factory=list)  # (super ms, sub ms, cpu ratio)
+    rounds: list[tuple[float, float, float, float]] = field(default_factory=list)
+    # per round: (super ms, sub ms, median wall ratio, median cpu ratio)
 
-    def measure(self) -> tuple[float, float, float]:
-        """Median step times of the supernet and the extracted model, interleaved step by step."""
+    def measure(self) -> tuple[float, float, float, float]:
+        """Median step times and median per-pair ratios, supernet over extracted model."""
         self.net.activate(self.arch)
         for _ in range(self.warmup):
             one_step(self.net, self.x), one_step(self.sub, self.x)
-        ta, tb, ca, cb = [], [], [], []
-        for _ in range(self.steps):
-            (a, c), (b, d) = one_step(self.net, self.x), one_step(self.sub, self.x)
-            ta.append(a), tb.append(b), ca.append(c), cb.append(d)
+        ta, tb, wall, cpu = [], [], [], []
+        for i in range(self.steps):
+            if i % 2 == 0:
+                (a, c), (b, d) = one_step(self.net, self.x), one_step(self.sub, self.x)
+            else:
+                (b, d), (a, c) = one_step(self.sub, self.x), one_step(self.net, self.x)
+            ta.append(a), tb.append(b), wall.append(a / b), cpu.append(c / d)
         got = (
             statistics.median(ta) * 1e3,
             statistics.median(tb) * 1e3,
-            statistics.median(ca) / statistics.median(cb),
+            statistics.median(wall),
+            statistics.median(cpu),
         )
         self.rounds.append(got)
         return got
@@ -109,13 +117,13 @@ def main() -> None:
     print(f"{'round':5} {'setting':26} {'supernet ms':>12} {'extracted ms':>13} {'ratio':>6} {'cpu ratio':>9}")
     for r in range(args.rounds):
         for s in todo:
-            a, b, c = s.measure()
-            print(f"{r + 1:5} {s.label:26} {a:12.1f} {b:13.1f} {a / b:6.3f} {c:9.3f}", flush=True)
+            a, b, w, c = s.measure()
+            print(f"{r + 1:5} {s.label:26} {a:12.1f} {b:13.1f} {w:6.3f} {c:9.3f}", flush=True)
     if args.rounds > 1:
         print(f"\n{'setting':26} {'ratio median':>12} {'min':>6} {'max':>6} {'cpu ratio median':>16}")
         for s in todo:
-            ratios = [a / b for a, b, _ in s.rounds]
-            cpu = statistics.median(c for _, _, c in s.rounds)
+            ratios = [w for _, _, w, _ in s.rounds]
+            cpu = statistics.median(c for _, _, _, c in s.rounds)
             print(f"{s.label:26} {statistics.median(ratios):12.3f} {min(ratios):6.3f} {max(ratios):6.3f} {cpu:16.3f}")
 
 
