@@ -269,3 +269,58 @@ def test_plain_ops_script_and_onnx(kind):
     sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     out = torch.from_numpy(sess.run(None, {"x": x.numpy()})[0])
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_offset_loop_is_a_checked_custom_op():
+    """The offset loop is registered as custom operators (forward, backward): PyTorch's own checker
+    runs the schema, the fake kernels (shapes and strides the compiler is promised) and the registered
+    autograd against the real kernels, strides and borders included."""
+    from trionet_dsl.nn.ops.local_attention import _shifted_backward_op, _shifted_op
+
+    torch.manual_seed(0)
+    for n, w, heads, span, (hh, ww) in [(2, 6, 2, 3, (5, 7)), (1, 9, 3, 5, (4, 6))]:
+        d = w // heads
+        qkv = torch.randn(n, 3 * w, hh, ww, dtype=torch.float64)
+        q, kv = (t.requires_grad_() for t in qkv.split([w, 2 * w], 1))  # views, as the layer passes them
+        rel_row = torch.randn(heads, (d + 1) // 2, span, dtype=torch.float64, requires_grad=True)
+        rel_col = torch.randn(heads, d // 2, span, dtype=torch.float64, requires_grad=True)
+        torch.library.opcheck(_shifted_op, (q, kv, rel_row, rel_col, heads, span))
+        # the backward op on its own: opcheck of the forward traces it only with fake tensors
+        _, attn, padded = _shifted_op(q, kv, rel_row, rel_col, heads, span)
+        grad_out = torch.randn(n, w, hh, ww, dtype=torch.float64)
+        args = (grad_out, q.detach(), padded, rel_row.detach(), rel_col.detach(), attn, span)
+        torch.library.opcheck(_shifted_backward_op, args)
+
+
+def test_offset_loop_compiles_to_one_graph():
+    """Under torch.compile the offset loop is one node, not K^2 unrolled offsets: one graph, no break,
+    and the compiled layer's values and gradients are the eager ones (backend aot_eager: dynamo and
+    AOT autograd, without code generation)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    torch.manual_seed(0)
+    m = _randomise(LocalAttention2d(6, 8, 2, 5, chunk_rows=SHIFTED))
+    x = torch.randn(2, 6, 7, 9, requires_grad=True)
+    g = torch.randn(2, 8, 7, 9)
+    ref = m(x)
+    ref_grads = torch.autograd.grad(ref, [x, *m.parameters()], g)
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    y = compiled(x)
+    torch.testing.assert_close(y, ref, atol=1e-6, rtol=1e-6)
+    for a, b in zip(torch.autograd.grad(y, [x, *m.parameters()], g), ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    graphs: list[torch.fx.GraphModule] = []
+
+    def record(gm: torch.fx.GraphModule, _inputs: list[torch.Tensor]):  # dynamo's graph, as traced
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(m, backend=record, fullgraph=True)(x)
+    targets = [str(node.target) for gm in graphs for node in gm.graph.nodes]
+    assert sum("shifted_local_attention" in t for t in targets) == 1
+    assert not any("addcmul" in t for t in targets), "the offset loop was unrolled into the graph"
+    torch._dynamo.reset()

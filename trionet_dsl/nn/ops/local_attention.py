@@ -62,7 +62,8 @@ from trionet_dsl.space.op_costs import local_attention_macs, local_attention_par
 #: exceed this many bytes (see ``chunk_rows_for``); each chunk's unfold is then at most this big.
 CHUNK_BYTES = 32 * 2**20
 
-#: ``chunk_rows`` value that selects the offset-loop formulation (``_ShiftedLocalAttention``).
+#: ``chunk_rows`` value that selects the offset-loop formulation (``_shifted_forward``, run as the
+#: custom op ``trionet_dsl::shifted_local_attention``).
 SHIFTED = -1
 
 #: Auto mode takes the offset loop from this many pixels up (or past ``CHUNK_BYTES``): measured
@@ -195,74 +196,138 @@ def _banded(
     return out
 
 
-class _ShiftedLocalAttention(torch.autograd.Function):
-    """SASA as a loop over the K^2 neighbour offsets of zero-padded k and v, hand-written backward.
+def _shifted_forward(
+    q: torch.Tensor, kv_in: torch.Tensor, rel_row: torch.Tensor, rel_col: torch.Tensor, heads: int, span: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SASA as a loop over the K^2 neighbour offsets of zero-padded k and v: (output, softmax
+    weights, padded k/v), the last two for backward.
 
     Each offset ``(a, b)`` is a strided view of the padded k/v (no copy): its logit is one
     multiply-and-sum over d, its share of the output one in-place ``addcmul_``. Nothing of size
-    ``K^2 * w * H * W`` ever exists; forward saves q, the padded k/v and the softmax weights
-    (``K^2 N h H W``, 1/(2d) of the unfold), and backward adds each offset's k/v gradient into the
-    matching view of one padded buffer, so no ``F.fold`` and no per-band halo recomputation.
+    ``K^2 * w * H * W`` ever exists; backward needs q, k/v and the softmax weights (``K^2 N h H W``,
+    1/(2d) of the unfold).
     """
+    n, w, height, width = q.shape
+    d, pad = w // heads, span // 2
+    padded = F.pad(kv_in, (pad, pad, pad, pad))
+    kvp = padded.reshape(n, 2, heads, d, height + 2 * pad, width + 2 * pad)
+    qh = q.reshape(n, heads, d, height, width)
+    logits = _offset_dots(qh, kvp[:, 0], span)
+    _add_rel_and_mask(logits, qh, rel_row, rel_col, span)
+    attn = torch.softmax(logits, dim=0)
+    del logits
+    out = torch.zeros(qh.shape, dtype=qh.dtype, device=qh.device)
+    vp = kvp[:, 1]
+    for a in range(span):
+        for b in range(span):
+            out.addcmul_(attn[a * span + b, :, :, None], vp[..., a : a + height, b : b + width])
+    return out.reshape(n, w, height, width), attn, padded
 
-    @staticmethod
-    def forward(
-        ctx: Any,
-        q: torch.Tensor,
-        kv_in: torch.Tensor,
-        rel_row: torch.Tensor,
-        rel_col: torch.Tensor,
-        heads: int,
-        span: int,
-    ) -> torch.Tensor:
-        n, w, height, width = q.shape
-        d, pad = w // heads, span // 2
-        kvp = F.pad(kv_in, (pad, pad, pad, pad)).reshape(n, 2, heads, d, height + 2 * pad, width + 2 * pad)
-        qh = q.reshape(n, heads, d, height, width)
-        logits = _offset_dots(qh, kvp[:, 0], span)
-        _add_rel_and_mask(logits, qh, rel_row, rel_col, span)
-        attn = torch.softmax(logits, dim=0)
-        del logits
-        out = torch.zeros_like(qh)
-        vp = kvp[:, 1]
-        for a in range(span):
-            for b in range(span):
-                out.addcmul_(attn[a * span + b, :, :, None], vp[..., a : a + height, b : b + width])
-        ctx.save_for_backward(qh, kvp, rel_row, rel_col, attn)
-        ctx.span = span
-        return out.reshape(n, w, height, width)
 
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        qh, kvp, rel_row, rel_col, attn = ctx.saved_tensors
-        span: int = ctx.span
-        n, heads, d, height, width = qh.shape
-        pad, dr = span // 2, rel_row.shape[1]
-        go = grad_out.reshape(n, heads, d, height, width)
-        g_a = _offset_dots(go, kvp[:, 1], span)  # dL/dattn, (K^2, N, h, H, W)
-        g_l = g_a.sub_((attn * g_a).sum(0, keepdim=True)).mul_(attn)  # softmax backward; masked: attn = 0
-        del g_a
-        g_kvp = torch.zeros_like(kvp)
-        g_kp, g_vp = g_kvp[:, 0], g_kvp[:, 1]
-        g_q = torch.zeros_like(qh)
-        kp = kvp[:, 0]
-        for a in range(span):
-            for b in range(span):
-                i = a * span + b
-                ys, xs = slice(a, a + height), slice(b, b + width)
-                g_vp[..., ys, xs].addcmul_(attn[i, :, :, None], go)
-                g_kp[..., ys, xs].addcmul_(g_l[i, :, :, None], qh)
-                g_q.addcmul_(g_l[i, :, :, None], kp[..., ys, xs])
-        g_l2 = g_l.reshape(span, span, n, heads, height, width)
-        g_r, g_c = g_l2.sum(1), g_l2.sum(0)  # (K, N, h, H, W): row / column offset logits
-        g_q[:, :, :dr] += torch.einsum("anhxy,hda->nhdxy", g_r, rel_row)
-        g_q[:, :, dr:] += torch.einsum("bnhxy,hdb->nhdxy", g_c, rel_col)
-        g_row = torch.einsum("nhdxy,anhxy->hda", qh[:, :, :dr], g_r)
-        g_col = torch.einsum("nhdxy,bnhxy->hdb", qh[:, :, dr:], g_c)
-        g_kv = g_kvp.reshape(n, 2 * heads * d, height + 2 * pad, width + 2 * pad)[
-            ..., pad : pad + height, pad : pad + width
-        ]
-        return g_q.reshape(n, heads * d, height, width), g_kv, g_row, g_col, None, None
+def _shifted_backward(
+    grad_out: torch.Tensor,
+    q: torch.Tensor,
+    padded: torch.Tensor,
+    rel_row: torch.Tensor,
+    rel_col: torch.Tensor,
+    attn: torch.Tensor,
+    span: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of q, padded k/v, rel_row and rel_col from forward's padded k/v: each offset's k/v gradient
+    is added into the matching view of one padded buffer, so no ``F.fold`` and no per-band halo
+    recomputation."""
+    n, w, height, width = q.shape
+    heads = attn.shape[2]
+    d, pad, dr = w // heads, span // 2, rel_row.shape[1]
+    kvp = padded.reshape(n, 2, heads, d, height + 2 * pad, width + 2 * pad)
+    qh = q.reshape(n, heads, d, height, width)
+    go = grad_out.reshape(n, heads, d, height, width)
+    g_a = _offset_dots(go, kvp[:, 1], span)  # dL/dattn, (K^2, N, h, H, W)
+    g_l = g_a.sub_((attn * g_a).sum(0, keepdim=True)).mul_(attn)  # softmax backward; masked: attn = 0
+    del g_a
+    g_kvp = torch.zeros(kvp.shape, dtype=kvp.dtype, device=kvp.device)
+    g_kp, g_vp = g_kvp[:, 0], g_kvp[:, 1]
+    g_q = torch.zeros(qh.shape, dtype=qh.dtype, device=qh.device)
+    kp = kvp[:, 0]
+    for a in range(span):
+        for b in range(span):
+            i = a * span + b
+            ys, xs = slice(a, a + height), slice(b, b + width)
+            g_vp[..., ys, xs].addcmul_(attn[i, :, :, None], go)
+            g_kp[..., ys, xs].addcmul_(g_l[i, :, :, None], qh)
+            g_q.addcmul_(g_l[i, :, :, None], kp[..., ys, xs])
+    g_l2 = g_l.reshape(span, span, n, heads, height, width)
+    g_r, g_c = g_l2.sum(1), g_l2.sum(0)  # (K, N, h, H, W): row / column offset logits
+    g_q[:, :, :dr] += torch.einsum("anhxy,hda->nhdxy", g_r, rel_row)
+    g_q[:, :, dr:] += torch.einsum("bnhxy,hdb->nhdxy", g_c, rel_col)
+    g_row = torch.einsum("nhdxy,anhxy->hda", qh[:, :, :dr], g_r)
+    g_col = torch.einsum("nhdxy,bnhxy->hdb", qh[:, :, dr:], g_c)
+    # contiguous and of the inputs' dtypes (under autocast einsum may answer another), as the fake
+    # kernels below promise the compiler; k/v's gradient stays padded (the caller takes its interior
+    # as a view: no copy here)
+    grads = (g_q.reshape(n, w, height, width), g_kvp.reshape(padded.shape), g_row, g_col)
+    like = (q, padded, rel_row, rel_col)
+    g0, g1, g2, g3 = (g.to(t.dtype).contiguous() for g, t in zip(grads, like, strict=True))
+    return g0, g1, g2, g3
+
+
+# The offset loop as two PyTorch custom operators, forward and backward, with autograd registered
+# between them: eager mode runs the functions above through the dispatcher (one call each way), and
+# torch.compile sees each as one opaque node instead of unrolling K^2 offsets into its graph (which
+# took 77 s to compile trionet_small's all-local net and then ran it at 0.49x eager speed).
+_shifted_op = torch.library.custom_op("trionet_dsl::shifted_local_attention", _shifted_forward, mutates_args=())
+_shifted_backward_op = torch.library.custom_op(
+    "trionet_dsl::shifted_local_attention_backward", _shifted_backward, mutates_args=()
+)
+
+
+@_shifted_op.register_fake
+def _shifted_fake(
+    q: torch.Tensor, kv_in: torch.Tensor, rel_row: torch.Tensor, rel_col: torch.Tensor, heads: int, span: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n, w, height, width = q.shape
+    p2 = 2 * (span // 2)
+    padded = kv_in.new_empty(n, kv_in.shape[1], height + p2, width + p2)
+    return q.new_empty(n, w, height, width), q.new_empty(span * span, n, heads, height, width), padded
+
+
+@_shifted_backward_op.register_fake
+def _shifted_backward_fake(
+    grad_out: torch.Tensor,
+    q: torch.Tensor,
+    padded: torch.Tensor,
+    rel_row: torch.Tensor,
+    rel_col: torch.Tensor,
+    attn: torch.Tensor,
+    span: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        q.new_empty(q.shape),
+        padded.new_empty(padded.shape),
+        rel_row.new_empty(rel_row.shape),
+        rel_col.new_empty(rel_col.shape),
+    )
+
+
+def _shifted_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+    q, _, rel_row, rel_col, _, span = inputs
+    _, attn, padded = output
+    ctx.save_for_backward(q, padded, rel_row, rel_col, attn)
+    ctx.span = span
+    ctx.mark_non_differentiable(attn, padded)  # for backward only: no zero-filled gradients for them
+    ctx.set_materialize_grads(False)
+
+
+def _shifted_grad(ctx: Any, grad_out: torch.Tensor, *_unused: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    q, padded, rel_row, rel_col, attn = ctx.saved_tensors
+    g_q, g_padded, g_row, g_col = _shifted_backward_op(
+        grad_out.contiguous(), q, padded, rel_row, rel_col, attn, ctx.span
+    )
+    pad, (height, width) = ctx.span // 2, q.shape[2:]
+    return g_q, g_padded[..., pad : pad + height, pad : pad + width], g_row, g_col, None, None
+
+
+_shifted_op.register_autograd(_shifted_grad, setup_context=_shifted_setup)
 
 
 def _offset_dots(qh: torch.Tensor, kp: torch.Tensor, span: int) -> torch.Tensor:
@@ -303,7 +368,7 @@ def _add_rel_and_mask(
 def _shifted(
     q: torch.Tensor, kv_in: torch.Tensor, rel_row: torch.Tensor, rel_col: torch.Tensor, heads: int, span: int
 ) -> torch.Tensor:
-    out: torch.Tensor = _ShiftedLocalAttention.apply(q, kv_in, rel_row, rel_col, heads, span)
+    out, _, _ = _shifted_op(q, kv_in, rel_row, rel_col, heads, span)
     return out
 
 
@@ -339,7 +404,7 @@ def local_attention_qkv(
     reads them in one copy, see ``Take.stack``); rel_row (h, ceil(d/2), K); rel_col (h, floor(d/2), K).
     Returns (N, w, ceil(H/stride), ceil(W/stride)), channels head-major. ``chunk_rows`` picks the
     formulation, all giving the same numbers: ``0`` = ``local_attention_unfold`` (K^2 copies of k
-    and v); ``SHIFTED`` (-1) = the offset loop (``_ShiftedLocalAttention``, no K^2 copies, faster
+    and v); ``SHIFTED`` (-1) = the offset loop (``_shifted_forward``, no K^2 copies, faster
     than the unfold on CPU at stage-1 size); ``r > 0`` = bands of ``r`` rows (``_BandedLocalAttention``);
     ``None`` = ``SHIFTED`` from ``SHIFTED_MIN_PIXELS`` up or past ``CHUNK_BYTES`` (see
     ``chunk_rows_for``), else the unfold.
