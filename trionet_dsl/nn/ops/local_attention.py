@@ -62,8 +62,8 @@ from trionet_dsl.space.op_costs import local_attention_macs, local_attention_par
 #: exceed this many bytes (see ``chunk_rows_for``); each chunk's unfold is then at most this big.
 CHUNK_BYTES = 32 * 2**20
 
-#: ``chunk_rows`` value that selects the offset-loop formulation (``_shifted_forward``, run as the
-#: custom op ``trionet_dsl::shifted_local_attention``).
+#: ``chunk_rows`` value that selects the offset-loop formulation (``_shifted_forward``; under
+#: torch.compile the custom op ``trionet_dsl::shifted_local_attention``).
 SHIFTED = -1
 
 #: Auto mode takes the offset loop from this many pixels up (or past ``CHUNK_BYTES``): measured
@@ -271,10 +271,12 @@ def _shifted_backward(
     return g0, g1, g2, g3
 
 
-# The offset loop as two PyTorch custom operators, forward and backward, with autograd registered
-# between them: eager mode runs the functions above through the dispatcher (one call each way), and
-# torch.compile sees each as one opaque node instead of unrolling K^2 offsets into its graph (which
-# took 77 s to compile trionet_small's all-local net and then ran it at 0.49x eager speed).
+# Under torch.compile the offset loop runs as two PyTorch custom operators, forward and backward, with
+# autograd registered between them, so that the compiler sees one opaque node each way instead of
+# unrolling K^2 offsets into its graph (which took 77 s to compile trionet_small's all-local net and
+# then ran it at 0.49x eager speed). Eager mode runs the same two functions through a plain
+# autograd.Function (``_ShiftedLocalAttention``): a custom op's first call imports torch._dynamo
+# (1.2 s and 80 MB per process, measured), which eager training, export and tests need not pay.
 _shifted_op = torch.library.custom_op("trionet_dsl::shifted_local_attention", _shifted_forward, mutates_args=())
 _shifted_backward_op = torch.library.custom_op(
     "trionet_dsl::shifted_local_attention_backward", _shifted_backward, mutates_args=()
@@ -309,25 +311,58 @@ def _shifted_backward_fake(
     )
 
 
-def _shifted_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-    q, _, rel_row, rel_col, _, span = inputs
+def _shifted_save(
+    ctx: Any, q: torch.Tensor, rel_row: torch.Tensor, rel_col: torch.Tensor, span: int, output: Any
+) -> None:
+    """What both wrappers keep for backward: q, the embeddings, and forward's softmax weights and padded k/v."""
     _, attn, padded = output
     ctx.save_for_backward(q, padded, rel_row, rel_col, attn)
     ctx.span = span
-    ctx.mark_non_differentiable(attn, padded)  # for backward only: no zero-filled gradients for them
-    ctx.set_materialize_grads(False)
 
 
-def _shifted_grad(ctx: Any, grad_out: torch.Tensor, *_unused: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+def _shifted_grads(ctx: Any, grad_out: torch.Tensor, backward: Any) -> tuple[torch.Tensor | None, ...]:
+    """Both wrappers' backward: ``backward`` (the function or its custom op) on the saved tensors; k/v's
+    gradient is the interior of the padded one, a view."""
     q, padded, rel_row, rel_col, attn = ctx.saved_tensors
-    g_q, g_padded, g_row, g_col = _shifted_backward_op(
-        grad_out.contiguous(), q, padded, rel_row, rel_col, attn, ctx.span
-    )
+    g_q, g_padded, g_row, g_col = backward(grad_out.contiguous(), q, padded, rel_row, rel_col, attn, ctx.span)
     pad, (height, width) = ctx.span // 2, q.shape[2:]
     return g_q, g_padded[..., pad : pad + height, pad : pad + width], g_row, g_col, None, None
 
 
+def _shifted_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+    q, _, rel_row, rel_col, _, span = inputs
+    _shifted_save(ctx, q, rel_row, rel_col, span, output)
+    ctx.mark_non_differentiable(*output[1:])  # for backward only: no zero-filled gradients for them
+    ctx.set_materialize_grads(False)
+
+
+def _shifted_grad(ctx: Any, grad_out: torch.Tensor, *_unused: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    return _shifted_grads(ctx, grad_out, _shifted_backward_op)
+
+
 _shifted_op.register_autograd(_shifted_grad, setup_context=_shifted_setup)
+
+
+class _ShiftedLocalAttention(torch.autograd.Function):
+    """The offset loop in eager mode (see above): the same forward and backward functions."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        kv_in: torch.Tensor,
+        rel_row: torch.Tensor,
+        rel_col: torch.Tensor,
+        heads: int,
+        span: int,
+    ) -> torch.Tensor:
+        output = _shifted_forward(q, kv_in, rel_row, rel_col, heads, span)
+        _shifted_save(ctx, q, rel_row, rel_col, span, output)
+        return output[0]
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return _shifted_grads(ctx, grad_out, _shifted_backward)
 
 
 def _offset_dots(qh: torch.Tensor, kp: torch.Tensor, span: int) -> torch.Tensor:
@@ -368,7 +403,9 @@ def _add_rel_and_mask(
 def _shifted(
     q: torch.Tensor, kv_in: torch.Tensor, rel_row: torch.Tensor, rel_col: torch.Tensor, heads: int, span: int
 ) -> torch.Tensor:
-    out, _, _ = _shifted_op(q, kv_in, rel_row, rel_col, heads, span)
+    if torch.compiler.is_compiling():
+        return _shifted_op(q, kv_in, rel_row, rel_col, heads, span)[0]
+    out: torch.Tensor = _ShiftedLocalAttention.apply(q, kv_in, rel_row, rel_col, heads, span)
     return out
 
 
