@@ -17,8 +17,12 @@ Where it does not pay:
   backend eager): 30 steps drew 30 distinct sub-networks; 16 graphs by step 5 (the sliced convs'
   data-dependent index reads break each forward into pieces), then dynamo's limit of 8 graphs per
   function ran the rest eagerly; with the limit lifted, dynamo failed tracing the index cache;
-* on the 2-core CPU it was measured on, inductor took 312 s to compile ``trionet_small``'s all-conv
-  net and its training steps ran 0.60x as fast as eager (``benchmarks/compile_speedup.py``).
+* a compile costs 10-60 s per network on the 2-core CPU it was measured on (idle; inductor,
+  ``benchmarks/compile_speedup.py``, ``trionet_small``): one-shot validation then ran x1.85 (all-conv),
+  x1.75 (all-axial), x1.05 (all-local), training steps x1.23, x1.55 and x0.93. Search's 2 validation
+  batches per arch never win a compile back; a long fixed-arch training of conv or axial does, after
+  3,000-6,000 steps. Local attention's offset loop is one custom op under compile (see
+  ``nn.ops.local_attention``), so it is neither unrolled nor sped up.
 
 The weights stay the eager module's: a checkpoint saves the uncompiled module's ``state_dict``
 (compiled modules prefix every key with ``_orig_mod.``), so compiled and eager runs resume each
