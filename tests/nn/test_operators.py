@@ -341,3 +341,27 @@ def test_eager_offset_loop_does_not_import_the_compiler():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("rows", [SHIFTED, 2])
+def test_local_cores_under_autocast(rows):
+    """bf16 autocast as training runs it (forward inside autocast, backward outside): the offset loop
+    and the bands compute in q's dtype while the embeddings stay fp32 parameters; values near the
+    fp32 unfold's, and the same under torch.compile (aot_eager), whose custom op autocast does not reach."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    m = _randomise(LocalAttention2d(6, 8, 2, 3, chunk_rows=0))
+    x = torch.randn(2, 6, 7, 9)
+    ref = m(x)
+    m.chunk_rows = rows
+    runs = [m] if rows != SHIFTED else [m, torch.compile(m, backend="aot_eager", fullgraph=True)]
+    for run in runs:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = run(x)
+        assert y.dtype == torch.bfloat16
+        y.float().square().sum().backward()
+        assert m.rel_row.grad is not None and m.rel_row.grad.dtype == torch.float32
+        torch.testing.assert_close(y.float(), ref, atol=0.1, rtol=0.05)
+        m.zero_grad(set_to_none=True)
+    torch._dynamo.reset()

@@ -459,6 +459,10 @@ def local_attention_qkv(
             return local_attention_unfold_qkv(x, wqkv, rel_row, rel_col, heads, span, stride)
     qkv = F.conv2d(x, wqkv[:, :, None, None]).contiguous()
     q, kv_in = qkv.split([w, 2 * w], dim=1)
+    # the hand-written cores compute in q's dtype: under autocast q is bf16/fp16 while the embeddings
+    # stay fp32 parameters, and neither their backward (run outside autocast) nor the compiled custom
+    # op (which autocast does not reach) would cast them
+    rel_row, rel_col = rel_row.to(q.dtype), rel_col.to(q.dtype)
     if chunk_rows is None or chunk_rows == SHIFTED:  # None here: past CHUNK_BYTES
         out = _shifted(q, kv_in, rel_row, rel_col, heads, span)
     else:
