@@ -217,3 +217,15 @@ def test_bf16_search_header_sets_exports_recalibration_precision(setting, tmp_pa
     default, bf16, fp32 = running(None), running("bf16"), running("fp32")
     assert all(torch.equal(default[k], bf16[k]) for k in bf16)
     assert any(not torch.equal(fp32[k], bf16[k]) for k in bf16)
+
+
+def test_cli_bf16_trains_the_offset_loop(npz, tmp_path):
+    """bf16 training of a supernet whose local attention runs the offset loop (16x16 maps: the tiny
+    space's stem keeps the resolution here). It used to stop in backward on a dtype mismatch
+    (bf16 q against fp32 embeddings), with a traceback."""
+    space = tmp_path / "tiny16.space"
+    space.write_text(TINY.read_text().replace("conv 3x3 8 stride 2", "conv 3x3 8 stride 1"))
+    args = ["train", str(space), "--data", str(npz), "--out", str(tmp_path / "r"), "--batch-size", "8"]
+    r = runner.invoke(app, [*args, "--precision", "bf16", "--steps", "3", "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"saved_step": 3' in r.output
